@@ -1,0 +1,128 @@
+"""The one exception tree of hypereal. Every class carries its HTTP status.
+
+    HyperealError (500)
+    ├── BadRequest (400)
+    │   ├── ValidationFailed (400)      a field of the request is missing or wrong
+    │   ├── UnknownModel (400)
+    │   └── InputFetchFailed (400)      an input URL could not be fetched or decoded
+    ├── Unauthorized (401)
+    ├── InsufficientCredits (402)
+    ├── Forbidden (403)
+    ├── NotFound (404)
+    ├── Conflict (409)
+    ├── PayloadTooLarge (413)
+    ├── RateLimited (429)
+    ├── UpstreamError (502)             an upstream provider failed
+    │   └── UpstreamTimeout (504)
+    └── Unavailable (503)               no configured provider can serve the request
+
+Rendered as `{"error": message, **fields}`. Foreign errors are translated once, at the edge
+where they occur, to the most specific class here, with `raise ... from`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HyperealError(Exception):
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal server error"
+
+    def __init__(self, message: str | None = None, **fields: Any) -> None:
+        self.message = message or self.default_message
+        self.fields = fields
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, **self.fields}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(HyperealError):
+    status = 400
+    default_message = "Bad request"
+
+
+class ValidationFailed(BadRequest):
+    pass
+
+
+class UnknownModel(BadRequest):
+    def __init__(self, model: str, category: str | None = None) -> None:
+        where = f" for {category}" if category else ""
+        hint = f"GET /api/v1/models?category={category}" if category else "GET /api/v1/models"
+        super().__init__(f"Unknown model '{model}'{where}. See {hint} for the available models.", model=model)
+
+
+class InputFetchFailed(BadRequest):
+    pass
+
+
+class Unauthorized(HyperealError):
+    status = 401
+    default_message = "Unauthorized. Please provide a valid API key (Authorization: Bearer ck_... or x-api-key)."
+
+
+class InsufficientCredits(HyperealError):
+    status = 402
+    default_message = "Insufficient credits"
+
+    def __init__(self, required: int | float, available: int | float) -> None:
+        super().__init__(None, required=required, available=available)
+
+
+class Forbidden(HyperealError):
+    status = 403
+    default_message = "Forbidden"
+
+
+class NotFound(HyperealError):
+    status = 404
+    default_message = "Not found"
+
+
+class Conflict(HyperealError):
+    status = 409
+    default_message = "Conflict"
+
+
+class PayloadTooLarge(HyperealError):
+    status = 413
+    default_message = "Request body too large"
+
+
+class RateLimited(HyperealError):
+    status = 429
+    default_message = "Rate limit exceeded"
+
+    def __init__(self, limit: int, retry_after: int, reset: int) -> None:
+        super().__init__(None, limit=limit, retry_after=retry_after)
+        self.retry_after = retry_after
+        self.limit = limit
+        self.reset = reset
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Retry-After": str(self.retry_after),
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(self.reset),
+        }
+
+
+class UpstreamError(HyperealError):
+    status = 502
+    default_message = "Upstream provider error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    default_message = "Upstream provider timed out"
+
+
+class Unavailable(HyperealError):
+    status = 503
+    default_message = "Service unavailable"

@@ -1,0 +1,163 @@
+"""Ledger SQL. Every balance change is one ledger row in the same transaction.
+
+The balance is moved by a guarded UPDATE (`balance >= amount`), which is atomic on both
+databases, so it can never go negative whatever the concurrency. Each (account, reference,
+kind) is unique: a retried charge, settlement or refund hits the constraint, its transaction
+rolls back, and the caller gets the first outcome instead of a second payment.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hypereal.errors import InsufficientCredits, NotFound
+from hypereal.store.tables import accounts, ledger
+from hypereal.units import to_credits
+
+CHARGE, REFUND, SETTLE, TOPUP, ADJUSTMENT = "charge", "refund", "settle", "topup", "adjustment"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    account_id: str
+    kind: str
+    amount: int
+    balance_after: int
+    reference: str
+    note: str | None
+    created_at: float
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "amount": to_credits(self.amount),
+            "balanceAfter": to_credits(self.balance_after),
+            "reference": self.reference,
+            "note": self.note,
+            "createdAt": self.created_at,
+        }
+
+
+async def find(conn: AsyncConnection, account_id: str, reference: str, kind: str) -> Entry | None:
+    row = (
+        await conn.execute(
+            select(ledger).where(
+                ledger.c.account_id == account_id, ledger.c.reference == reference, ledger.c.kind == kind
+            )
+        )
+    ).first()
+    return Entry(**row._mapping) if row else None
+
+
+async def balance(conn: AsyncConnection, account_id: str) -> int:
+    value = (await conn.execute(select(accounts.c.balance).where(accounts.c.id == account_id))).scalar()
+    if value is None:
+        raise NotFound("Account not found")
+    return int(value)
+
+
+async def _append(
+    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None
+) -> Entry:
+    """Move the balance by `amount` (negative = debit) and record it; refuses to go below zero."""
+    guard = accounts.c.id == account_id
+    if amount < 0:
+        guard = guard & (accounts.c.balance >= -amount)
+    row = (
+        await conn.execute(
+            update(accounts).where(guard).values(balance=accounts.c.balance + amount).returning(accounts.c.balance)
+        )
+    ).first()
+    if row is None:
+        available = await balance(conn, account_id)
+        raise InsufficientCredits(required=to_credits(-amount), available=to_credits(available))
+    now = time.time()
+    values = {
+        "account_id": account_id,
+        "kind": kind,
+        "amount": amount,
+        "balance_after": int(row[0]),
+        "reference": reference,
+        "note": note,
+        "created_at": now,
+    }
+    entry_id = (await conn.execute(ledger.insert().values(**values).returning(ledger.c.id))).scalar_one()
+    return Entry(id=int(entry_id), **values)  # type: ignore[arg-type]
+
+
+async def append_once(
+    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None = None
+) -> Entry:
+    """Append unless this (reference, kind) exists; then return the existing row unchanged.
+
+    Runs in a savepoint so that losing a race on the unique constraint undoes only this
+    step, not the caller's transaction.
+    """
+    existing = await find(conn, account_id, reference, kind)
+    if existing is not None:
+        return existing
+    try:
+        async with conn.begin_nested():
+            return await _append(conn, account_id, kind, amount, reference, note)
+    except IntegrityError:
+        winner = await find(conn, account_id, reference, kind)
+        if winner is None:
+            raise
+        return winner
+
+
+async def charge(conn: AsyncConnection, account_id: str, amount: int, reference: str, note: str | None = None) -> Entry:
+    if amount < 0:
+        raise ValueError("charge amount must be >= 0")
+    return await append_once(conn, account_id, CHARGE, -amount, reference, note)
+
+
+async def refund(conn: AsyncConnection, account_id: str, reference: str, note: str | None = None) -> Entry | None:
+    """Give back what the charge under `reference` still holds (after any settlement). Once."""
+    charged = await find(conn, account_id, reference, CHARGE)
+    if charged is None:
+        return None
+    settled = await find(conn, account_id, reference, SETTLE)
+    returned = settled.amount if settled else 0
+    return await append_once(conn, account_id, REFUND, -charged.amount - returned, reference, note)
+
+
+async def settle(conn: AsyncConnection, account_id: str, reference: str, actual: int) -> Entry | None:
+    """Settle a charge to the `actual` cost: return the unused part, once.
+
+    An actual cost above the charge is capped at the charge: the reservation is the most a
+    caller agreed to pay, and charging more could push the balance below zero.
+    """
+    charged = await find(conn, account_id, reference, CHARGE)
+    if charged is None:
+        return None
+    if await find(conn, account_id, reference, REFUND) is not None:
+        return None
+    unused = max(0, -charged.amount - max(0, actual))
+    return await append_once(conn, account_id, SETTLE, unused, reference)
+
+
+async def top_up(conn: AsyncConnection, account_id: str, amount: int, reference: str, kind: str = TOPUP) -> Entry:
+    return await append_once(conn, account_id, kind, amount, reference)
+
+
+async def page(conn: AsyncConnection, account_id: str, limit: int, before: int | None) -> list[Entry]:
+    query = select(ledger).where(ledger.c.account_id == account_id)
+    if before is not None:
+        query = query.where(ledger.c.id < before)
+    rows = await conn.execute(query.order_by(ledger.c.id.desc()).limit(limit))
+    return [Entry(**row._mapping) for row in rows]
+
+
+async def total(conn: AsyncConnection, account_id: str) -> int:
+    value = (await conn.execute(select(func.coalesce(func.sum(ledger.c.amount), 0)).where(
+        ledger.c.account_id == account_id))).scalar()
+    return int(value or 0)
