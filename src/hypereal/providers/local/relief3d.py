@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import trimesh
+from scipy import ndimage
 
 from hypereal.errors import BadRequest
 from hypereal.providers.local.mesh3d import (
@@ -80,17 +81,24 @@ def relief_mesh(rgba: ByteArray, *, depth: float = 0.2, resolution: int = 128) -
     object_width = (used_columns[-1] + 1 - used_columns[0]) / cells_w * width_units
     thickness = depth * object_width
     front_z = thickness * (BASE_FRACTION + heights) / (1.0 + BASE_FRACTION)
-    mesh = _slab(cells, front_z, width_units, height_units)
+
+    rows, cols = np.divmod(np.arange((cells_h + 1) * (cells_w + 1)), cells_w + 1)
+    corners = np.column_stack([cols, rows]).astype(np.float64)
+    edges, outward = _outline_edges(cells)
+    if not plaque:
+        corners = _smooth_outline(corners, edges)
+    mesh = _slab(cells, corners, front_z.ravel(), edges, outward, (width_units, height_units))
 
     texture = texture_image(_bleed_transparent(rgba, mask))
     material = trimesh.visual.material.PBRMaterial(  # type: ignore[no-untyped-call]
         name="relief", baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=0.85
     )
-    rows, cols = np.divmod(
-        np.arange(2 * (cells_h + 1) * (cells_w + 1)) % ((cells_h + 1) * (cells_w + 1)), cells_w + 1
+    uv = np.column_stack([corners[:, 0] / cells_w, 1.0 - corners[:, 1] / cells_h])
+    if not plaque:
+        _pull_outline_uvs_inside(uv, np.unique(edges), mask)
+    mesh.visual = trimesh.visual.TextureVisuals(  # type: ignore[no-untyped-call]
+        uv=np.vstack([uv, uv]), material=material
     )
-    uv = np.column_stack([cols / cells_w, 1.0 - rows / cells_h])
-    mesh.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)  # type: ignore[no-untyped-call]
     mesh.remove_unreferenced_vertices()
     mesh.apply_translation(-mesh.bounds.mean(axis=0))
     return mesh
@@ -131,15 +139,57 @@ def _vertex_heights(rgba: ByteArray, mask: BoolArray, cells: BoolArray, plaque: 
     return result
 
 
-def _slab(cells: BoolArray, front_z: FloatArray, width_units: float, height_units: float) -> trimesh.Trimesh:
+def _outline_edges(cells: BoolArray) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """Grid edges between a foreground cell and a background one, as corner index pairs,
+    with the outward direction (x right, y down in grid terms) of each."""
+    cells_w = cells.shape[1]
+    stride = cells_w + 1
+    padded = np.pad(cells, 1)
+    # Vertical edges: between cell (i, j-1) and (i, j), from corner (i, j) to (i+1, j).
+    left, right = padded[1:-1, :-1], padded[1:-1, 1:]
+    vi, vj = np.nonzero(left != right)
+    vertical = np.column_stack([vi * stride + vj, (vi + 1) * stride + vj])
+    vertical_out = np.column_stack([np.where(left[vi, vj], 1.0, -1.0), np.zeros(len(vi))])
+    # Horizontal edges: between cell (i-1, j) and (i, j), from corner (i, j) to (i, j+1).
+    above, below = padded[:-1, 1:-1], padded[1:, 1:-1]
+    hi, hj = np.nonzero(above != below)
+    horizontal = np.column_stack([hi * stride + hj, hi * stride + hj + 1])
+    horizontal_out = np.column_stack([np.zeros(len(hi)), np.where(above[hi, hj], 1.0, -1.0)])
+    return np.vstack([vertical, horizontal]), np.vstack([vertical_out, horizontal_out])
+
+
+def _smooth_outline(corners: FloatArray, edges: npt.NDArray[np.int64], iterations: int = 3) -> FloatArray:
+    """Taubin-smooth the outline's corners along the outline, turning the cells' staircase into
+    the object's curve without shrinking it; inner corners stay on the grid."""
+    smoothed = corners.copy()
+    on_outline = np.unique(edges)
+    degree = np.bincount(edges.ravel(), minlength=len(corners)).astype(np.float64)[on_outline, None]
+    for _ in range(iterations):
+        for factor in (0.5, -0.53):
+            total = np.zeros_like(smoothed)
+            np.add.at(total, edges[:, 0], smoothed[edges[:, 1]])
+            np.add.at(total, edges[:, 1], smoothed[edges[:, 0]])
+            average = total[on_outline] / degree
+            smoothed[on_outline] += factor * (average - smoothed[on_outline])
+    return smoothed
+
+
+def _slab(
+    cells: BoolArray,
+    corners: FloatArray,
+    front_z: FloatArray,
+    edges: npt.NDArray[np.int64],
+    outward: FloatArray,
+    size: tuple[float, float],
+) -> trimesh.Trimesh:
     """Front, back and outline walls over the foreground cells, sharing one vertex grid each side."""
     cells_h, cells_w = cells.shape
+    width_units, height_units = size
     stride = cells_w + 1
-    count = (cells_h + 1) * stride
-    rows, cols = np.divmod(np.arange(count), stride)
-    xs = (cols / cells_w - 0.5) * width_units
-    ys = (0.5 - rows / cells_h) * height_units
-    front = np.column_stack([xs, ys, front_z.ravel()])
+    count = len(corners)
+    xs = (corners[:, 0] / cells_w - 0.5) * width_units
+    ys = (0.5 - corners[:, 1] / cells_h) * height_units
+    front = np.column_stack([xs, ys, front_z])
     back = np.column_stack([xs, ys, np.zeros(count)])
     vertices = np.vstack([front, back])
 
@@ -152,34 +202,9 @@ def _slab(cells: BoolArray, front_z: FloatArray, width_units: float, height_unit
         np.column_stack([d + count, b + count, c + count]),
         np.column_stack([d + count, a + count, b + count]),
     ]
-
-    padded = np.pad(cells, 1)
-    # Vertical outline edges: between cell (i, j-1) and (i, j), from corner (i, j) to (i+1, j).
-    left, right = padded[1:-1, :-1], padded[1:-1, 1:]
-    ei, ej = np.nonzero(left != right)
-    outward_x = np.where(left[ei, ej], 1.0, -1.0)
-    faces.append(
-        _wall(
-            vertices,
-            ei * stride + ej,
-            (ei + 1) * stride + ej,
-            count,
-            np.column_stack([outward_x, np.zeros_like(outward_x), np.zeros_like(outward_x)]),
-        )
-    )
-    # Horizontal outline edges: between cell (i-1, j) and (i, j), from corner (i, j) to (i, j+1).
-    above, below = padded[:-1, 1:-1], padded[1:, 1:-1]
-    ei, ej = np.nonzero(above != below)
-    outward_y = np.where(below[ei, ej], 1.0, -1.0)
-    faces.append(
-        _wall(
-            vertices,
-            ei * stride + ej,
-            ei * stride + ej + 1,
-            count,
-            np.column_stack([np.zeros_like(outward_y), outward_y, np.zeros_like(outward_y)]),
-        )
-    )
+    # Outward in world terms: grid y runs down, world y up.
+    world_out = np.column_stack([outward[:, 0], -outward[:, 1], np.zeros(len(outward))])
+    faces.append(_wall(vertices, edges[:, 0], edges[:, 1], count, world_out))
     return trimesh.Trimesh(vertices=vertices, faces=np.vstack(faces), process=False)
 
 
@@ -203,6 +228,23 @@ def _wall(
     flip = np.einsum("ij,ij->i", normals, directions) < 0
     triangles[flip] = triangles[flip][:, [0, 2, 1]]
     return triangles
+
+
+def _pull_outline_uvs_inside(uv: FloatArray, outline: npt.NDArray[np.int64], mask: BoolArray) -> None:
+    """Point the outline's UVs at the nearest pixel well inside the object.
+
+    The outline runs along cell edges, partly over the backdrop: sampled there, the rim
+    and walls would show a fringe of background colour.
+    """
+    height, width = mask.shape
+    inner = ndimage.binary_erosion(mask, iterations=2)
+    if not inner.any():
+        inner = mask
+    _, (near_rows, near_cols) = ndimage.distance_transform_edt(~inner, return_indices=True)
+    cols = np.clip((uv[outline, 0] * width).astype(int), 0, width - 1)
+    rows = np.clip(((1.0 - uv[outline, 1]) * height).astype(int), 0, height - 1)
+    uv[outline, 0] = (near_cols[rows, cols] + 0.5) / width
+    uv[outline, 1] = 1.0 - (near_rows[rows, cols] + 0.5) / height
 
 
 def _bleed_transparent(rgba: ByteArray, mask: BoolArray) -> ByteArray:
