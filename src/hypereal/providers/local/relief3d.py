@@ -118,12 +118,14 @@ def _vertex_heights(rgba: ByteArray, mask: BoolArray, cells: BoolArray, plaque: 
     luminance = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255.0
     inside = luminance[mask]
     low, high = np.percentile(inside, [2, 98]) if inside.size else (0.0, 1.0)
-    luminance = np.clip((luminance - low) / max(float(high - low), 1e-3), 0.0, 1.0)
+    luminance = np.clip((luminance - low) / max(float(high - low), 1e-3), 0.0, 1.0).astype(np.float32)
+    # Luminance edges would stand as cliffs: soften them over about a cell and a half, so
+    # bright parts rise as slopes; the outline profile only needs anti-aliasing to the grid.
+    cell = width_px / cells_w
+    luminance = cv2.GaussianBlur(luminance, (0, 0), sigmaX=1.5 * cell, sigmaY=1.5 * cell)
     shape = 0.25 if plaque else 0.6
     field = (profile * (shape + (1.0 - shape) * luminance)).astype(np.float32)
-    # Low-pass to the grid's spacing, so grid sampling does not alias fine texture into spikes.
-    sigma = 0.5 * width_px / cells_w
-    field = cv2.GaussianBlur(field, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    field = cv2.GaussianBlur(field, (0, 0), sigmaX=0.5 * cell, sigmaY=0.5 * cell)
 
     corner_x = np.arange(cells_w + 1) * (width_px / cells_w) - 0.5
     corner_y = np.arange(cells_h + 1) * (height_px / cells_h) - 0.5
