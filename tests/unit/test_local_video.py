@@ -262,7 +262,15 @@ async def test_unusable_images_are_bad_requests(data: bytes) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"duration": 0}, {"duration": 11}, {"fps": 25}, {"resolution": "1080p"}, {"image": ""}],
+    [
+        {"duration": 0},
+        {"duration": 11},
+        {"duration": 2.5},
+        {"fps": 25},
+        {"fps": True},
+        {"resolution": "1080p"},
+        {"image": ""},
+    ],
 )
 async def test_invalid_parameters_are_rejected(still: bytes, params: dict[str, object]) -> None:
     model = video.MODELS["local-video-i2v"]

@@ -286,17 +286,24 @@ def render_still(prompt: str, width: int, height: int, seed: int | None) -> Imag
     return render_image(prompt, width=width, height=height, seed=seed)
 
 
+def _whole(value: Any) -> int | None:
+    """An integer from JSON, where 5 and 5.0 are the same number; None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if float(value).is_integer() else None
+
+
 def _spec(params: dict[str, Any]) -> VideoSpec:
-    duration = params.get("duration", 5)
-    fps = params.get("fps", 24)
+    duration = _whole(params.get("duration", 5))
+    fps = _whole(params.get("fps", 24))
     resolution = params.get("resolution", "720p")
-    if not isinstance(duration, int) or isinstance(duration, bool) or not 1 <= duration <= MAX_DURATION:
+    if duration is None or not 1 <= duration <= MAX_DURATION:
         raise ValidationFailed(f"duration must be a whole number of seconds from 1 to {MAX_DURATION}")
-    if fps not in ALLOWED_FPS or isinstance(fps, bool):
+    if fps not in ALLOWED_FPS:
         raise ValidationFailed(f"fps must be one of {', '.join(map(str, ALLOWED_FPS))}")
     if resolution not in SHORT_EDGES:
         raise ValidationFailed(f"resolution must be one of {', '.join(SHORT_EDGES)}")
-    return VideoSpec(duration=duration, fps=int(fps), short_edge=SHORT_EDGES[resolution])
+    return VideoSpec(duration=duration, fps=fps, short_edge=SHORT_EDGES[resolution])
 
 
 def _result(data: bytes, spec: VideoSpec, prompt: str) -> Result:
