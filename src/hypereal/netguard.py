@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +55,7 @@ _BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
     )
 )  # fmt: skip
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}")
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -395,6 +397,9 @@ class OutboundGuard:
         if ip is not None and not self.permits_address(ip):
             raise _fail(original, _refusal([str(ip)]))
         name = _normalize_host(host)
+        if ip is None and _NUMERIC_HOST.fullmatch(name):
+            # 127.1, 2130706433 and 0x7f.1 all dial loopback through inet_aton.
+            raise _fail(original, f"host {name} is not a canonical IP address")
         if (name == "localhost" or name.endswith(".localhost")) and not self.allow.allows_host(name):
             loopbacks = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
             if not any(self.allow.allows_address(lo) for lo in loopbacks):

@@ -247,6 +247,12 @@ async def test_private_literals_refused_by_default(
     assert server.hits == {}
 
 
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "0x7f.0.0.1", "017700000001"])
+async def test_numeric_host_forms_refused(guard: OutboundGuard, host: str) -> None:
+    with pytest.raises(InputFetchFailed, match="not a canonical IP address"):
+        await guard.fetch(f"http://{host}/a.png", kind="image")
+
+
 async def test_localhost_name_refused(server: Server, guard: OutboundGuard) -> None:
     with pytest.raises(InputFetchFailed, match="loopback"):
         await guard.fetch(server.url("/blob/png", host="localhost"), kind="image")
@@ -434,7 +440,7 @@ async def test_unknown_kind_is_a_programming_error(guard: OutboundGuard) -> None
 
 async def test_data_uris(guard: OutboundGuard) -> None:
     b64 = base64.b64encode(PNG).decode()
-    got = await guard.fetch(f"data:image/png;base64,{b64}", kind="image")
+    got = await guard(f"data:image/png;base64,{b64}", kind="image")  # the InputFetcher protocol
     assert (got.data, got.content_type) == (PNG, "image/png")
     unpadded = await guard.fetch(f"data:image/png;base64,{b64.rstrip('=')}", kind="image")
     assert unpadded.data == PNG
