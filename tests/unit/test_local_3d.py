@@ -43,6 +43,10 @@ def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
     assert document["asset"]["version"] == "2.0"
     for view in document["bufferViews"]:
         assert view.get("byteOffset", 0) + view["byteLength"] <= len(binary)
+    for mesh in document["meshes"]:
+        for primitive in mesh["primitives"]:
+            position = document["accessors"][primitive["attributes"]["POSITION"]]
+            assert "min" in position and "max" in position  # required by the spec for POSITION
     return document, binary
 
 
