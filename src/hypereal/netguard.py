@@ -251,10 +251,11 @@ class _Blocked(Exception):
     """A destination the policy refuses. Never leaves this module."""
 
 
-def _refusal(addresses: Sequence[str]) -> str:
-    listed = ", ".join(addresses[:4])
-    plural = "es" if len(addresses) > 1 else ""
-    return f"address{plural} {listed} not public (allow with HYPEREAL_OUTBOUND_ALLOW)"
+_ALLOW_HINT = "allow with HYPEREAL_OUTBOUND_ALLOW"
+
+
+def _refusal(address: str) -> str:
+    return f"address {address} is not public ({_ALLOW_HINT})"
 
 
 class _CheckingResolver(AbstractResolver):
@@ -290,7 +291,8 @@ class _CheckingResolver(AbstractResolver):
                 refused.append(address)
         if not accepted:
             if refused:
-                raise _Blocked(f"{host} resolves to {_refusal(sorted(set(refused)))}")
+                listed = ", ".join(sorted(set(refused))[:4])
+                raise _Blocked(f"{host} resolves only to non-public addresses ({listed}); {_ALLOW_HINT}")
             raise _Blocked(f"{host} has no usable address")
         return accepted
 
@@ -328,9 +330,17 @@ def redact_url(url: str) -> str:
     return shown + ("?…" if parsed.raw_query_string else "")
 
 
+class _Refused(InputFetchFailed):
+    """An InputFetchFailed that also keeps its bare reason, for reports that are not fetches."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        shown = redact_url(url)
+        super().__init__(f"Could not fetch {shown}: {reason}", url=shown)
+        self.reason = reason
+
+
 def _fail(url: str, reason: str) -> InputFetchFailed:
-    shown = redact_url(url)
-    return InputFetchFailed(f"Could not fetch {shown}: {reason}", url=shown)
+    return _Refused(url, reason)
 
 
 class OutboundGuard:
@@ -367,15 +377,15 @@ class OutboundGuard:
         """`check_url`, then resolve the host and require one permitted address; no connection."""
         self.check_url(url, allow_data=False)
         target = URL(url)
-        assert target.host is not None
-        if _parse_ip(target.host) is not None:
+        host = target.host or ""
+        if _parse_ip(host) is not None:
             return
         try:
-            await _CheckingResolver(self.allow).resolve(target.host, target.port or 0)
+            await _CheckingResolver(self.allow).resolve(host, target.port or 0)
         except _Blocked as exc:
             raise _fail(url, str(exc)) from None
         except OSError as exc:
-            raise _fail(url, f"cannot resolve {target.host} ({exc})") from exc
+            raise _fail(url, f"cannot resolve {host} ({exc})") from exc
 
     def _parse_http(self, url: str) -> URL:
         try:
@@ -388,22 +398,22 @@ class OutboundGuard:
             raise _fail(url, "the URL has no valid host")
         return target
 
-    def _check_hop(self, original: str, hop: URL) -> None:
+    def _check_hop(self, original: str, hop: URL, via: str = "") -> None:
         """Refuse a literal address or a loopback name before any connection is tried."""
         if hop.scheme not in ("http", "https"):
             raise _fail(original, f"redirect to a {hop.scheme or 'relative'} URL refused")
         host = hop.host or ""
         ip = _parse_ip(host)
         if ip is not None and not self.permits_address(ip):
-            raise _fail(original, _refusal([str(ip)]))
+            raise _fail(original, _refusal(str(ip)) + via)
         name = _normalize_host(host)
         if ip is None and _NUMERIC_HOST.fullmatch(name):
             # 127.1, 2130706433 and 0x7f.1 all dial loopback through inet_aton.
-            raise _fail(original, f"host {name} is not a canonical IP address")
+            raise _fail(original, f"host {name} is not a canonical IP address{via}")
         if (name == "localhost" or name.endswith(".localhost")) and not self.allow.allows_host(name):
             loopbacks = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
             if not any(self.allow.allows_address(lo) for lo in loopbacks):
-                raise _fail(original, f"{name} is a loopback name (allow with HYPEREAL_OUTBOUND_ALLOW)")
+                raise _fail(original, f"{name} is a loopback name ({_ALLOW_HINT}){via}")
 
     # -- fetching inputs ------------------------------------------------------------------
 
@@ -428,8 +438,8 @@ class OutboundGuard:
         session = self._client()
         headers = {"User-Agent": self.user_agent, "Accept": media.accept}
         for hop in range(MAX_REDIRECTS + 1):
-            self._check_hop(url, target)
             via = "" if hop == 0 else f" (after redirect to {redact_url(str(target))})"
+            self._check_hop(url, target, via)
             try:
                 async with session.get(target, headers=headers, allow_redirects=False) as resp:
                     if resp.status in _REDIRECT_STATUSES:
@@ -535,14 +545,12 @@ class OutboundGuard:
         try:
             target = self._parse_http(url)
             self._check_hop(url, target)
-        except InputFetchFailed as exc:
-            return PostResult(None, no_headers, elapsed_ms(), exc.message, blocked=True)
+        except _Refused as exc:
+            return PostResult(None, no_headers, elapsed_ms(), f"refused: {exc.reason}", blocked=True)
         sent = {"User-Agent": self.user_agent, **headers}
         try:
             async with asyncio.timeout(limit):
-                async with self._client().post(
-                    target, data=body, headers=sent, allow_redirects=False
-                ) as resp:
+                async with self._client().post(target, data=body, headers=sent, allow_redirects=False) as resp:
                     excerpt = await resp.content.read(_RESPONSE_EXCERPT)
                     return PostResult(
                         resp.status,

@@ -236,9 +236,7 @@ def test_allow_list_parsing() -> None:
         "http://0.0.0.0:{port}/blob/png",
     ],
 )
-async def test_private_literals_refused_by_default(
-    server: Server, guard: OutboundGuard, template: str
-) -> None:
+async def test_private_literals_refused_by_default(server: Server, guard: OutboundGuard, template: str) -> None:
     url = template.format(port=server.port)
     with pytest.raises(InputFetchFailed, match="not public"):
         await guard.fetch(url, kind="image")
@@ -263,9 +261,11 @@ async def test_hostname_resolving_to_private_refused(
     server: Server, guard: OutboundGuard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked = fake_dns(monkeypatch, {"images.example": ["127.0.0.1"]})
-    with pytest.raises(InputFetchFailed, match=r"images\.example resolves to address 127\.0\.0\.1"):
+    with pytest.raises(
+        InputFetchFailed, match=r"images\.example resolves only to non-public addresses \(127\.0\.0\.1\)"
+    ):
         await guard.fetch(server.url("/blob/png", host="images.example"), kind="image")
-    with pytest.raises(InputFetchFailed, match="not public"):
+    with pytest.raises(InputFetchFailed, match="non-public"):
         await guard.check_destination(server.url("/hook", host="images.example"))
     assert asked == ["images.example", "images.example"]
     assert server.hits == {}
@@ -335,13 +335,11 @@ async def test_connects_only_to_the_checked_addresses(
         "data:image/png;base64,iVBORw0KGgo=",
     ],
 )
-async def test_redirect_to_forbidden_target_refused(
-    server: Server, local_guard: OutboundGuard, target: str
-) -> None:
+async def test_redirect_to_forbidden_target_refused(server: Server, local_guard: OutboundGuard, target: str) -> None:
     url = server.url("/redirect?" + f"to={target}")
     with pytest.raises(InputFetchFailed, match=r"refused|not public") as info:
         await local_guard.fetch(url, kind="image")
-    assert "redirect" in info.value.message
+    assert "redirect to" in info.value.message
     assert server.hits == {"/redirect": 1}
 
 
@@ -350,7 +348,9 @@ async def test_redirect_to_private_refused_even_when_resolved(
 ) -> None:
     fake_dns(monkeypatch, {"metadata.example": ["169.254.169.254"]})
     url = server.url("/redirect?to=http://metadata.example/latest/")
-    with pytest.raises(InputFetchFailed, match=r"metadata\.example resolves to address 169\.254\.169\.254"):
+    with pytest.raises(
+        InputFetchFailed, match=r"metadata\.example resolves only to non-public addresses \(169\.254\.169\.254\)"
+    ):
         await local_guard.fetch(url, kind="image")
 
 
@@ -407,9 +407,7 @@ async def test_timeout(server: Server) -> None:
         ("/nowhere", "image", "HTTP 404"),
     ],
 )
-async def test_content_refused(
-    server: Server, local_guard: OutboundGuard, path: str, kind: str, error: str
-) -> None:
+async def test_content_refused(server: Server, local_guard: OutboundGuard, path: str, kind: str, error: str) -> None:
     with pytest.raises(InputFetchFailed, match=error):
         await local_guard.fetch(server.url(path), kind=kind)
 
@@ -475,9 +473,7 @@ async def test_data_uri_size_cap() -> None:
         await g.fetch("data:image/png," + quote_from_bytes(PNG + bytes(100)), kind="image")
 
 
-@pytest.mark.parametrize(
-    "url", ["ftp://example.com/a.png", "file:///etc/passwd", "gopher://x/", "/relative.png"]
-)
+@pytest.mark.parametrize("url", ["ftp://example.com/a.png", "file:///etc/passwd", "gopher://x/", "/relative.png"])
 async def test_other_schemes_refused(guard: OutboundGuard, url: str) -> None:
     with pytest.raises(InputFetchFailed, match="only http, https and data"):
         await guard.fetch(url, kind="image")
