@@ -6,12 +6,12 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
-import boto3
 import pytest
 
 from hypereal.errors import NotFound, Unavailable
 from hypereal.storage import S3Storage, parse_storage_config
 
+boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 BUCKET = "hypereal-outputs"
