@@ -140,11 +140,7 @@ def test_category_counts_reach_the_docs_counts() -> None:
 
 
 def test_docs_ids_are_present_with_their_categories() -> None:
-    wrong = {
-        i: BY_ID.get(i, {}).get("category")
-        for i, c in DOC_IDS.items()
-        if BY_ID.get(i, {}).get("category") != c
-    }
+    wrong = {i: BY_ID.get(i, {}).get("category") for i, c in DOC_IDS.items() if BY_ID.get(i, {}).get("category") != c}
     assert wrong == {}
 
 
@@ -199,9 +195,7 @@ def test_params_are_well_formed_and_every_enum_contains_its_default() -> None:
             if "minimum" in spec and "maximum" in spec and spec["minimum"] > spec["maximum"]:
                 errors.append((where, "empty range", spec))
             if spec["type"] == "integer":
-                values = list(spec.get("enum", [])) + [
-                    spec[k] for k in ("default", "minimum", "maximum") if k in spec
-                ]
+                values = list(spec.get("enum", [])) + [spec[k] for k in ("default", "minimum", "maximum") if k in spec]
                 if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
                     errors.append((where, "integer param with non-integer values", values))
     assert errors == []
@@ -236,9 +230,7 @@ def test_media_models_take_the_documented_inputs() -> None:
             errors.append((model["id"], "edit models take their source in a required `images`"))
         if category == "image" and not params.get("prompt", {}).get("required"):
             errors.append((model["id"], "image models need a prompt"))
-        if task == "i2v" and not (
-            params.get("image", {}).get("required") or params.get("images", {}).get("required")
-        ):
+        if task == "i2v" and not (params.get("image", {}).get("required") or params.get("images", {}).get("required")):
             errors.append((model["id"], "i2v without a required input image"))
         if task == "t2v" and not params.get("prompt", {}).get("required"):
             errors.append((model["id"], "t2v without a required prompt"))
@@ -299,9 +291,7 @@ def test_video_prices_stay_in_the_docs_range_for_every_allowed_duration() -> Non
     assert errors == []
 
 
-@pytest.mark.parametrize(
-    ("category", "low", "high"), [("image", 4, 25), ("image-edit", 4, 14), ("3d", 45, 45)]
-)
+@pytest.mark.parametrize(("category", "low", "high"), [("image", 4, 25), ("image-edit", 4, 14), ("3d", 45, 45)])
 def test_per_call_prices_stay_in_the_docs_range(category: str, low: int, high: int) -> None:
     outside = {
         m["id"]: m["pricing"].get("per_call")
@@ -313,12 +303,8 @@ def test_per_call_prices_stay_in_the_docs_range(category: str, low: int, high: i
 
 def test_audio_prices_follow_the_docs() -> None:
     audio = [m for m in UPSTREAM if m["category"] == "audio"]
-    assert {m["id"]: m["pricing"] for m in audio if m.get("task") == "clone"} == {
-        "audio-clone": {"per_call": 107}
-    }
-    assert {m["id"]: m["pricing"] for m in audio if m.get("task") == "asr"} == {
-        "audio-asr": {"per_input_minute": 1}
-    }
+    assert {m["id"]: m["pricing"] for m in audio if m.get("task") == "clone"} == {"audio-clone": {"per_call": 107}}
+    assert {m["id"]: m["pricing"] for m in audio if m.get("task") == "asr"} == {"audio-asr": {"per_input_minute": 1}}
     others = [m for m in audio if m.get("task") not in {"clone", "asr"}]
     assert others and all(1 <= m["pricing"]["per_call"] <= 150 for m in others)
 
@@ -344,9 +330,7 @@ def test_llm_prices_are_positive_per_million_tokens() -> None:
 
 def test_llm_routes_go_to_their_vendor() -> None:
     vendors = {
-        m["id"]: {PROVIDERS[r["provider"]]["type"] for r in m["routes"]}
-        for m in UPSTREAM
-        if m["category"] == "llm"
+        m["id"]: {PROVIDERS[r["provider"]]["type"] for r in m["routes"]} for m in UPSTREAM if m["category"] == "llm"
     }
     wrong = {
         mid: kinds
@@ -367,10 +351,31 @@ def test_docs_examples_cost_what_the_docs_show() -> None:
     )
     # The docs' image example: gpt-image-2 in mode "fast" answers creditsUsed 4.
     assert BY_ID["gpt-image-2"]["pricing"] == {"per_call": 4}
-    # Fast mode goes to WaveSpeed where a model has a WaveSpeed route.
-    for model_id in ("veo-3-1-i2v", "wan-2-6-i2v"):
-        fast = [r for r in BY_ID[model_id]["routes"] if r.get("modes") == ["fast"]]
-        assert fast and PROVIDERS[fast[0]["provider"]]["type"] == "wavespeed"
+    # The docs send the video example in mode "fast", which goes to WaveSpeed.
+    assert "veo-3-1-i2v" in WAVESPEED_MODELS and "wan-2-6-i2v" in WAVESPEED_MODELS
+
+
+WAVESPEED_MODELS = {
+    m["id"] for m in MODELS if any(PROVIDERS[r["provider"]]["type"] == "wavespeed" for r in m["routes"])
+}
+
+
+def test_fast_mode_goes_to_wavespeed_first_and_auto_mode_to_the_primary_upstream() -> None:
+    errors = []
+    for model in MODELS:
+        routes = model["routes"]
+        fast = [r for r in routes if "fast" in r.get("modes", ["auto", "fast"])]
+        auto = [r for r in routes if "auto" in r.get("modes", ["auto", "fast"])]
+        if model["id"] in WAVESPEED_MODELS and PROVIDERS[fast[0]["provider"]]["type"] != "wavespeed":
+            errors.append((model["id"], "mode fast does not go to WaveSpeed first"))
+        if PROVIDERS[auto[0]["provider"]]["type"] == "replicate":
+            errors.append((model["id"], "Replicate is a fallback, not the first route"))
+        if any(PROVIDERS[r["provider"]]["type"] == "replicate" and "fast" in r.get("modes", ["fast"]) for r in routes):
+            errors.append((model["id"], "Replicate starts too slowly to serve mode fast"))
+        fast_only = [r for r in routes if r.get("modes") == ["fast"]]
+        if fast_only and not model["pricing"].get("fast_surcharge_percent"):
+            errors.append((model["id"], "a separate fast route without a surcharge"))
+    assert errors == []
 
 
 LOCAL_PRICES = {
@@ -426,9 +431,7 @@ def test_builtin_local_params_match_what_the_local_models_implement() -> None:
     inpaint = summary("local-inpaint")
     assert inpaint["mask"] == ("image", False, None, ())
     assert inpaint["box"][0] == "array" and inpaint["method"] == ("string", False, "telea", ("telea", "ns"))
-    assert (
-        summary("local-stylize")["style"][2] == "stylize" and len(summary("local-stylize")["style"][3]) == 10
-    )
+    assert summary("local-stylize")["style"][2] == "stylize" and len(summary("local-stylize")["style"][3]) == 10
     assert summary("local-outpaint")["aspect_ratio"] == ("string", False, "16:9", aspects)
     i2v = BY_ID["local-video-i2v"]["params"]
     assert summary("local-video-i2v")["prompt"] == ("string", False, "", ())
@@ -450,8 +453,7 @@ def test_builtin_local_params_match_what_the_local_models_implement() -> None:
     assert (relief["depth"]["default"], relief["resolution"]["default"]) == (0.2, 128)
     multiview = summary("local-3d-multiview")
     assert all(
-        multiview[f"{side}_image_url"] == ("image", True, None, ())
-        for side in ("front", "back", "left", "right")
+        multiview[f"{side}_image_url"] == ("image", True, None, ()) for side in ("front", "back", "left", "right")
     )
     assert BY_ID["local-3d-multiview"]["params"]["resolution"]["default"] == 96
 
@@ -472,6 +474,6 @@ def test_the_loader_accepts_the_file() -> None:
     except ImportError as exc:
         pytest.skip(f"catalog loader not available yet: {exc}")
     catalog = load_catalog()
-    models = getattr(catalog, "models", None)
-    if models is not None:
-        assert len(models) == len(MODELS)
+    models = catalog.models
+    ids = set(models) if isinstance(models, dict) else {m.id for m in models}
+    assert ids == set(BY_ID)
