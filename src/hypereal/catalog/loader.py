@@ -73,8 +73,8 @@ def load_catalog(extra_path: Path | None = None, builtin: Path = BUILTIN) -> Cat
     base = _file(builtin)
     providers = dict(base.providers)
     raw_models: dict[str, dict[str, Any]] = {}
-    for source, models in [(builtin, base.models)] + ([(extra_path, _file(extra_path).models)] if extra_path else []):
-        for entry in models:
+    for source, entries in [(builtin, base.models)] + ([(extra_path, _file(extra_path).models)] if extra_path else []):
+        for entry in entries:
             model_id = entry.get("id")
             if not isinstance(model_id, str):
                 raise CatalogError(f"Catalog {source}: a model entry has no `id`: {entry!r:.120}")

@@ -158,6 +158,7 @@ async def page(conn: AsyncConnection, account_id: str, limit: int, before: int |
 
 
 async def total(conn: AsyncConnection, account_id: str) -> int:
-    value = (await conn.execute(select(func.coalesce(func.sum(ledger.c.amount), 0)).where(
-        ledger.c.account_id == account_id))).scalar()
+    value = (
+        await conn.execute(select(func.coalesce(func.sum(ledger.c.amount), 0)).where(ledger.c.account_id == account_id))
+    ).scalar()
     return int(value or 0)

@@ -108,9 +108,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
     )
     op.create_index("ix_webhook_deliveries_job_id", "webhook_deliveries", ["job_id"])
-    op.create_index(
-        "ix_webhook_deliveries_status_next_attempt_at", "webhook_deliveries", ["status", "next_attempt_at"]
-    )
+    op.create_index("ix_webhook_deliveries_status_next_attempt_at", "webhook_deliveries", ["status", "next_attempt_at"])
     op.create_table(
         "delivery_attempts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

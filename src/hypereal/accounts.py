@@ -1,0 +1,100 @@
+"""Accounts and their keys: the operations the admin API and the CLI share."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+
+from hypereal.billing import Billing, new_reference
+from hypereal.errors import ValidationFailed
+from hypereal.keys import KeyService, generate_key, hash_key, visible_prefix
+from hypereal.store import accounts as store
+from hypereal.store import ledger
+from hypereal.store.accounts import Account, KeyRecord
+from hypereal.store.db import Database
+from hypereal.units import to_milli
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def new_webhook_secret() -> str:
+    """Standard Webhooks secret: `whsec_` + base64 of random bytes (the HMAC key)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class AccountService:
+    def __init__(self, db: Database, billing: Billing, keys: KeyService) -> None:
+        self.db = db
+        self.billing = billing
+        self.keys = keys
+
+    async def create_account(self, name: str, credits: int = 0) -> Account:
+        name = name.strip()
+        if not name:
+            raise ValidationFailed("Name is required")
+        if credits < 0:
+            raise ValidationFailed("Credits cannot be negative")
+        async with self.db.write() as conn:
+            account = await store.insert_account(conn, new_id("acc"), name, new_webhook_secret())
+            if credits:
+                await ledger.top_up(conn, account.id, to_milli(credits), new_reference("grant"), ledger.ADJUSTMENT)
+            return await store.get_account(conn, account.id)
+
+    async def create_key(
+        self, account_id: str, name: str | None = None, rate_limit_per_hour: int | None = None
+    ) -> tuple[KeyRecord, str]:
+        """A new key and its secret, which is shown this once and stored only as a hash."""
+        if rate_limit_per_hour is not None and rate_limit_per_hour < 1:
+            raise ValidationFailed("rate_limit_per_hour must be a positive integer")
+        raw = generate_key()
+        record = KeyRecord(
+            id=new_id("key"),
+            account_id=account_id,
+            name=(name or "default").strip() or "default",
+            prefix=visible_prefix(raw),
+            key_hash=hash_key(raw),
+            rate_limit_per_hour=rate_limit_per_hour,
+            created_at=time.time(),
+            last_used_at=None,
+            revoked_at=None,
+        )
+        async with self.db.write() as conn:
+            await store.get_account(conn, account_id)
+            await store.insert_key(conn, record)
+        return record, raw
+
+    async def revoke_key(self, key_id: str) -> None:
+        async with self.db.write() as conn:
+            await store.revoke_key(conn, key_id)
+        await self.keys.revoked()
+
+    async def get(self, account_id: str) -> Account:
+        async with self.db.read() as conn:
+            return await store.get_account(conn, account_id)
+
+    async def list_accounts(self, limit: int = 100, offset: int = 0) -> list[Account]:
+        async with self.db.read() as conn:
+            return await store.list_accounts(conn, limit, offset)
+
+    async def list_keys(self, account_id: str) -> list[KeyRecord]:
+        async with self.db.read() as conn:
+            await store.get_account(conn, account_id)
+            return await store.list_keys(conn, account_id)
+
+    async def rotate_webhook_secret(self, account_id: str) -> str:
+        secret = new_webhook_secret()
+        async with self.db.write() as conn:
+            await store.set_webhook_secret(conn, account_id, secret)
+        return secret
+
+    async def ensure_development_account(self, credits: int) -> str | None:
+        """On an empty database: create an account and return its key; else None."""
+        async with self.db.read() as conn:
+            if await store.count_accounts(conn):
+                return None
+        account = await self.create_account("Development", credits)
+        _, raw = await self.create_key(account.id, "development")
+        return raw

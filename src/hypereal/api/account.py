@@ -1,0 +1,41 @@
+"""The caller's own account: balance and ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from hypereal.api.deps import CurrentKey, ServicesDep
+from hypereal.api.responses import JsonResponse
+from hypereal.store import ledger
+
+router = APIRouter(prefix="/account", tags=["account"])
+
+
+@router.get("")
+async def account(principal: CurrentKey, services: ServicesDep) -> JsonResponse:
+    """The account of the calling key, with its balance in credits."""
+    found = await services.accounts.get(principal.account_id)
+    return JsonResponse({"id": found.id, "name": found.name, "balance": found.public()["balance"]})
+
+
+@router.get("/ledger")
+async def account_ledger(
+    principal: CurrentKey,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="Cursor: entries older than this id")] = None,
+) -> JsonResponse:
+    """Every credit movement, newest first; page with `before=<next_cursor>`."""
+    async with services.db.read() as conn:
+        entries = await ledger.page(conn, principal.account_id, limit + 1, before)
+    more = len(entries) > limit
+    entries = entries[:limit]
+    return JsonResponse(
+        {
+            "data": [entry.public() for entry in entries],
+            "has_more": more,
+            "next_cursor": entries[-1].id if more and entries else None,
+        }
+    )

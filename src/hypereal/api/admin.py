@@ -1,0 +1,92 @@
+"""The operator's API: accounts, keys, credits. Bearer HYPEREAL_ADMIN_KEY only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from hypereal.api.deps import AdminAccess, ServicesDep, parsed
+from hypereal.api.responses import JsonResponse
+from hypereal.units import to_credits
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
+
+
+class NewAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr = Field(min_length=1, max_length=200)
+    credits: StrictInt = Field(default=0, ge=0)
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr | None = Field(default=None, max_length=200)
+    rate_limit_per_hour: StrictInt | None = Field(default=None, ge=1)
+
+
+class TopUp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: StrictInt
+
+
+@router.post("/accounts", status_code=201)
+async def create_account(services: ServicesDep, body: Annotated[NewAccount, parsed(NewAccount)]) -> JsonResponse:
+    """Create an account, optionally with starting credits."""
+    account = await services.accounts.create_account(body.name, body.credits)
+    return JsonResponse({"id": account.id, "name": account.name, "balance": to_credits(account.balance)}, 201)
+
+
+@router.get("/accounts")
+async def list_accounts(
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JsonResponse:
+    """List accounts."""
+    accounts = await services.accounts.list_accounts(limit, offset)
+    return JsonResponse({"data": [account.public() for account in accounts]})
+
+
+@router.get("/accounts/{account_id}")
+async def get_account(account_id: str, services: ServicesDep) -> JsonResponse:
+    """One account with its balance."""
+    return JsonResponse((await services.accounts.get(account_id)).public())
+
+
+@router.post("/accounts/{account_id}/keys", status_code=201)
+async def create_key(account_id: str, services: ServicesDep, body: Annotated[NewKey, parsed(NewKey)]) -> JsonResponse:
+    """Create an API key. The response is the only time the key is shown."""
+    record, raw = await services.accounts.create_key(account_id, body.name, body.rate_limit_per_hour)
+    return JsonResponse(
+        {
+            "id": record.id,
+            "key": raw,
+            "prefix": record.prefix,
+            "name": record.name,
+            "rate_limit_per_hour": record.rate_limit_per_hour or services.settings.default_rate_limit_per_hour,
+        },
+        201,
+    )
+
+
+@router.get("/accounts/{account_id}/keys")
+async def list_keys(account_id: str, services: ServicesDep) -> JsonResponse:
+    """An account's keys, without their secrets."""
+    return JsonResponse({"data": [key.public() for key in await services.accounts.list_keys(account_id)]})
+
+
+@router.post("/accounts/{account_id}/credits")
+async def add_credits(account_id: str, services: ServicesDep, body: Annotated[TopUp, parsed(TopUp)]) -> JsonResponse:
+    """Top up an account (at least 200 credits)."""
+    entry = await services.billing.top_up(account_id, body.amount)
+    return JsonResponse({"balance": to_credits(entry.balance_after)})
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+async def revoke_key(key_id: str, services: ServicesDep) -> Response:
+    """Revoke a key; it is refused from the next request on, in every process."""
+    await services.accounts.revoke_key(key_id)
+    return Response(status_code=204)

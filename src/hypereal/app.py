@@ -1,0 +1,118 @@
+"""The application factory: routes under both /v1 and /api/v1, errors as JSON, lifespan."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from hypereal import __version__
+from hypereal.api import account, admin, health, models
+from hypereal.api import errors as api_errors
+from hypereal.api.edge import Edge
+from hypereal.api.responses import JsonResponse
+from hypereal.metrics import Metrics
+from hypereal.services import Services
+from hypereal.settings import Settings
+
+API_PREFIXES = ("/api/v1", "/v1")
+# Routers of the other surfaces, included when their module is present in this build.
+OPTIONAL_ROUTERS = (
+    "hypereal.api.media",
+    "hypereal.api.jobs",
+    "hypereal.api.files",
+    "hypereal.api.chat",
+    "hypereal.api.openai",
+    "hypereal.api.anthropic",
+)
+StartHook = Callable[[Services], Coroutine[Any, Any, None]]
+
+
+def _routers() -> list[APIRouter]:
+    found = [admin.router, account.router, models.router]
+    for name in OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        found.append(module.router)
+    return found
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    run_worker: bool | None = None,
+    on_start: StartHook | None = None,
+) -> FastAPI:
+    """An app that builds its services on start-up (or uses the given ones) and closes them."""
+    metrics = services.metrics if services is not None else Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        active = services or Services.build(settings, metrics=metrics)
+        if owned:
+            await active.start()
+        app.state.services = active
+        worker = settings.worker if run_worker is None else run_worker
+        if worker:
+            starter = _worker_starter()
+            if starter is not None:
+                await starter(active)
+        if on_start is not None:
+            await on_start(active)
+        try:
+            yield
+        finally:
+            if owned:
+                await active.close()
+
+    app = FastAPI(
+        title="hypereal",
+        version=__version__,
+        description="Self-hostable implementation of the Hypereal API.",
+        default_response_class=JsonResponse,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.error_renderers = _surface_error_renderers()
+    if services is not None:
+        app.state.services = services
+    api_errors.install(app)
+    app.include_router(health.router)
+    for router in _routers():
+        for prefix in API_PREFIXES:
+            # One copy in the OpenAPI document; /v1 is the same API.
+            app.include_router(router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+    app.add_middleware(Edge, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    return app
+
+
+def _worker_starter() -> StartHook | None:
+    try:
+        module = importlib.import_module("hypereal.jobs.worker")
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypereal.jobs.worker":
+            raise
+        return None
+    starter: StartHook = module.start_in_process
+    return starter
+
+
+def _surface_error_renderers() -> dict[str, api_errors.ErrorRenderer]:
+    try:
+        module = importlib.import_module("hypereal.llm.errors")
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypereal.llm.errors":
+            raise
+        return {}
+    renderers: dict[str, api_errors.ErrorRenderer] = getattr(module, "RENDERERS", {})
+    return renderers

@@ -1,0 +1,72 @@
+"""The one credit service every endpoint uses: charge up front, settle, refund.
+
+Each operation is idempotent by reference (a job or request id) and runs in its own
+transaction, or in the caller's when the charge must commit together with other rows
+(a job is inserted in the same transaction as its charge).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hypereal.errors import ValidationFailed
+from hypereal.metrics import Metrics
+from hypereal.store import ledger
+from hypereal.store.db import Database
+from hypereal.store.ledger import Entry
+from hypereal.units import MILLI, to_milli
+
+MINIMUM_TOP_UP = 200
+
+
+class Billing:
+    def __init__(self, db: Database, metrics: Metrics) -> None:
+        self.db = db
+        self.metrics = metrics
+
+    async def charge(self, account_id: str, amount: int, reference: str, note: str | None = None) -> Entry:
+        """Debit `amount` millicredits, or raise InsufficientCredits leaving nothing behind."""
+        async with self.db.write() as conn:
+            return await self.charge_in(conn, account_id, amount, reference, note)
+
+    async def charge_in(
+        self, conn: AsyncConnection, account_id: str, amount: int, reference: str, note: str | None = None
+    ) -> Entry:
+        entry = await ledger.charge(conn, account_id, amount, reference, note)
+        self.metrics.credits_charged.inc(-entry.amount / MILLI)
+        return entry
+
+    async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
+        async with self.db.write() as conn:
+            return await self.settle_in(conn, account_id, reference, actual)
+
+    async def settle_in(self, conn: AsyncConnection, account_id: str, reference: str, actual: int) -> Entry | None:
+        entry = await ledger.settle(conn, account_id, reference, actual)
+        if entry is not None and entry.amount > 0:
+            self.metrics.credits_refunded.inc(entry.amount / MILLI)
+        return entry
+
+    async def refund(self, account_id: str, reference: str, note: str | None = None) -> Entry | None:
+        async with self.db.write() as conn:
+            return await self.refund_in(conn, account_id, reference, note)
+
+    async def refund_in(
+        self, conn: AsyncConnection, account_id: str, reference: str, note: str | None = None
+    ) -> Entry | None:
+        entry = await ledger.refund(conn, account_id, reference, note)
+        if entry is not None and entry.amount > 0:
+            self.metrics.credits_refunded.inc(entry.amount / MILLI)
+        return entry
+
+    async def top_up(self, account_id: str, credits: int, reference: str | None = None) -> Entry:
+        if credits < MINIMUM_TOP_UP:
+            raise ValidationFailed(f"The minimum top-up is {MINIMUM_TOP_UP} credits", minimum=MINIMUM_TOP_UP)
+        async with self.db.write() as conn:
+            await ledger.balance(conn, account_id)
+            return await ledger.top_up(conn, account_id, to_milli(credits), reference or new_reference("topup"))
+
+
+def new_reference(kind: str) -> str:
+    return f"{kind}_{secrets.token_urlsafe(12)}"

@@ -1,0 +1,206 @@
+"""The `hypereal` command: run the server or worker, and the admin operations offline."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from hypereal.catalog import CatalogError
+from hypereal.errors import HyperealError
+from hypereal.services import Services
+from hypereal.settings import Settings, SettingsError, load_settings
+from hypereal.units import to_credits
+
+Command = Callable[[Services, argparse.Namespace], Awaitable[Any]]
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from hypereal.app import create_app
+
+    services = Services.build(settings)
+    await services.start()
+    try:
+        key = await services.accounts.ensure_development_account(settings.dev_account_credits)
+        if key is not None:
+            print(
+                f"\nCreated a development account with {settings.dev_account_credits} credits. Its API key"
+                f" (shown once):\n\n    {key}\n\nTry: curl {settings.effective_public_url}/v1/account"
+                f' -H "Authorization: Bearer {key}"\n',
+                flush=True,
+            )
+        app = create_app(settings, services=services)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await services.close()
+
+
+async def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    try:
+        worker = importlib.import_module("hypereal.jobs.worker")
+    except ModuleNotFoundError:
+        raise SystemExit("This build has no job worker.") from None
+    await worker.run_standalone(settings)
+
+
+async def _migrate(services: Services, args: argparse.Namespace) -> None:
+    _print(args, {"migrated": True}, "Database is at the latest schema.")
+
+
+async def _accounts_create(services: Services, args: argparse.Namespace) -> None:
+    account = await services.accounts.create_account(args.name, args.credits)
+    _print(args, account.public(), f"{account.id}\t{account.name}\t{to_credits(account.balance)} credits")
+
+
+async def _accounts_list(services: Services, args: argparse.Namespace) -> None:
+    accounts = await services.accounts.list_accounts(limit=10_000)
+    _print(
+        args,
+        {"data": [a.public() for a in accounts]},
+        "\n".join(f"{a.id}\t{a.name}\t{to_credits(a.balance)} credits" for a in accounts) or "No accounts.",
+    )
+
+
+async def _keys_create(services: Services, args: argparse.Namespace) -> None:
+    record, raw = await services.accounts.create_key(args.account_id, args.name, args.rate_limit)
+    _print(args, {"id": record.id, "key": raw, "prefix": record.prefix}, f"{record.id}\t{raw}")
+
+
+async def _keys_list(services: Services, args: argparse.Namespace) -> None:
+    keys = await services.accounts.list_keys(args.account_id)
+    _print(
+        args,
+        {"data": [k.public() for k in keys]},
+        "\n".join(f"{k.id}\t{k.prefix}…\t{k.name}\t{'revoked' if k.revoked_at else 'active'}" for k in keys)
+        or "No keys.",
+    )
+
+
+async def _keys_revoke(services: Services, args: argparse.Namespace) -> None:
+    await services.accounts.revoke_key(args.key_id)
+    _print(args, {"revoked": args.key_id}, f"Revoked {args.key_id}.")
+
+
+async def _credits_add(services: Services, args: argparse.Namespace) -> None:
+    entry = await services.billing.top_up(args.account_id, args.amount)
+    _print(args, {"balance": to_credits(entry.balance_after)}, f"Balance: {to_credits(entry.balance_after)} credits")
+
+
+async def _credits_show(services: Services, args: argparse.Namespace) -> None:
+    account = await services.accounts.get(args.account_id)
+    _print(args, {"balance": to_credits(account.balance)}, f"Balance: {to_credits(account.balance)} credits")
+
+
+async def _models_list(services: Services, args: argparse.Namespace) -> None:
+    from hypereal.api.models import model_list
+
+    listing = model_list(services.catalog, args.category)
+    _print(
+        args,
+        listing,
+        "\n".join(
+            f"{m['id']:<40} {m['category']:<11} {'available' if m['available'] else '-'}" for m in listing["data"]
+        ),
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hypereal", description="Self-hostable Hypereal API server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API server (and the job worker, unless --no-worker)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--no-worker", action="store_true")
+    serve.set_defaults(server=_serve)
+
+    worker = commands.add_parser("worker", help="run job workers only")
+    worker.add_argument("--data-dir", type=Path)
+    worker.add_argument("--concurrency", type=int)
+    worker.set_defaults(server=_worker)
+
+    def offline(name: str, handler: Command, help_text: str, into: Any = commands) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = into.add_parser(name, help=help_text)
+        command.add_argument("--json", action="store_true", help="print JSON")
+        command.add_argument("--data-dir", type=Path)
+        command.set_defaults(handler=handler)
+        return command
+
+    offline("migrate", _migrate, "create or upgrade the database schema")
+
+    accounts = commands.add_parser("accounts", help="manage accounts").add_subparsers(dest="action", required=True)
+    create = offline("create", _accounts_create, "create an account", accounts)
+    create.add_argument("name")
+    create.add_argument("--credits", type=int, default=0)
+    offline("list", _accounts_list, "list accounts", accounts)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    key_create = offline("create", _keys_create, "create a key (shown once)", keys)
+    key_create.add_argument("account_id")
+    key_create.add_argument("--name")
+    key_create.add_argument("--rate-limit", type=int, help="requests per hour")
+    offline("list", _keys_list, "list an account's keys", keys).add_argument("account_id")
+    offline("revoke", _keys_revoke, "revoke a key", keys).add_argument("key_id")
+
+    credits = commands.add_parser("credits", help="manage credits").add_subparsers(dest="action", required=True)
+    add = offline("add", _credits_add, "top up an account (min 200)", credits)
+    add.add_argument("account_id")
+    add.add_argument("amount", type=int)
+    offline("show", _credits_show, "show an account's balance", credits).add_argument("account_id")
+
+    models = commands.add_parser("models", help="the model catalog").add_subparsers(dest="action", required=True)
+    offline("list", _models_list, "list models", models).add_argument("--category")
+    return parser
+
+
+async def _run_offline(settings: Settings, handler: Command, args: argparse.Namespace) -> None:
+    services = Services.build(settings)
+    try:
+        await services.start()
+        await handler(services, args)
+    finally:
+        await services.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {"data_dir": getattr(args, "data_dir", None)}
+    if args.command == "serve":
+        overrides.update(host=args.host, port=args.port, worker=False if args.no_worker else None)
+    if args.command == "worker":
+        overrides.update(worker_concurrency=args.concurrency)
+    try:
+        settings = load_settings(**overrides)
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if hasattr(args, "server"):
+            asyncio.run(args.server(settings, args))
+        else:
+            asyncio.run(_run_offline(settings, args.handler, args))
+    except (SettingsError, CatalogError) as exc:
+        print(f"hypereal: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except HyperealError as exc:
+        print(f"hypereal: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

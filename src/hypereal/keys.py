@@ -1,0 +1,185 @@
+"""API keys: generation, hashing, and authentication without a database trip per request.
+
+Keys are `ck_` + 43 URL-safe characters (256 random bits). With that much entropy a plain
+SHA-256 is the right hash: it cannot be brute-forced and costs a microsecond, unlike
+password hashes made slow on purpose.
+
+Authenticated keys are cached in memory. Revocation invalidates the cache in every process:
+through Redis pub/sub when Redis is configured, else through an epoch file in the data
+directory (one `stat` per request, no database). The cache entries also expire, as a
+backstop for deployments with neither.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypereal.errors import Unauthorized
+from hypereal.store import accounts as store
+from hypereal.store.db import Database
+
+KEY_PREFIX = "ck_"
+VISIBLE_PREFIX_LENGTH = 11
+log = logging.getLogger(__name__)
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def visible_prefix(key: str) -> str:
+    return key[:VISIBLE_PREFIX_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts for."""
+
+    key_id: str
+    account_id: str
+    rate_limit_per_hour: int | None
+
+
+class Invalidation(abc.ABC):
+    """Tells every process that cached keys may be stale."""
+
+    def changed(self) -> bool:
+        """Cheap synchronous check, asked on every request; True means drop the cache."""
+        return False
+
+    async def start(self, on_change: Any) -> None:  # noqa: B027 - listening is optional
+        """Begin listening; `on_change()` is called when another process revokes a key."""
+
+    @abc.abstractmethod
+    async def publish(self) -> None: ...
+
+    async def close(self) -> None:
+        return None
+
+
+class EpochFileInvalidation(Invalidation):
+    """For processes sharing a data directory: revocation rewrites a small file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen = self._stamp()
+
+    def _stamp(self) -> int:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def changed(self) -> bool:
+        stamp = self._stamp()
+        if stamp != self._seen:
+            self._seen = stamp
+            return True
+        return False
+
+    async def publish(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(str(time.time_ns()))
+        os.replace(temporary, self.path)
+        # Our own cache is cleared by the caller; don't clear it a second time on the next check.
+        self._seen = self._stamp()
+
+
+class RedisInvalidation(Invalidation):
+    CHANNEL = "hypereal:keys:changed"
+
+    def __init__(self, redis_url: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.Redis.from_url(redis_url)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, on_change: Any) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self.CHANNEL)
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    on_change()
+
+        self._task = asyncio.create_task(listen(), name="key-invalidation")
+
+    async def publish(self) -> None:
+        await self._redis.publish(self.CHANNEL, b"1")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._redis.aclose()
+
+
+class KeyService:
+    def __init__(self, db: Database, invalidation: Invalidation, cache_seconds: float = 60.0) -> None:
+        self.db = db
+        self.invalidation = invalidation
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._last_used: dict[str, float] = {}
+
+    async def start(self) -> None:
+        await self.invalidation.start(self._cache.clear)
+
+    async def authenticate(self, raw_key: str | None) -> Principal:
+        if not raw_key or not raw_key.startswith(KEY_PREFIX):
+            raise Unauthorized()
+        if self.invalidation.changed():
+            self._cache.clear()
+        digest = hash_key(raw_key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            principal = cached[0]
+        else:
+            async with self.db.read() as conn:
+                record = await store.key_by_hash(conn, digest)
+            if record is None or record.revoked_at is not None:
+                raise Unauthorized()
+            principal = Principal(record.id, record.account_id, record.rate_limit_per_hour)
+            self._cache[digest] = (principal, now + self.cache_seconds)
+        self._last_used[principal.key_id] = time.time()
+        return principal
+
+    async def revoked(self) -> None:
+        """Call after revoking a key: drop our cache and tell the other processes."""
+        self._cache.clear()
+        await self.invalidation.publish()
+
+    async def flush_last_used(self) -> None:
+        """Write `last_used_at` in one batch instead of one write per request."""
+        if not self._last_used:
+            return
+        pending, self._last_used = self._last_used, {}
+        try:
+            async with self.db.write() as conn:
+                await store.touch_keys(conn, pending)
+        except Exception:
+            log.exception("could not record key usage; will retry")
+            for key_id, when in pending.items():
+                self._last_used.setdefault(key_id, when)
+
+    async def close(self) -> None:
+        await self.flush_last_used()
+        await self.invalidation.close()

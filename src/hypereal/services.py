@@ -1,0 +1,89 @@
+"""Everything a running process holds, built from settings once and closed once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypereal.accounts import AccountService
+from hypereal.billing import Billing
+from hypereal.catalog import Catalog, load_catalog
+from hypereal.keys import EpochFileInvalidation, Invalidation, KeyService, RedisInvalidation
+from hypereal.metrics import Metrics
+from hypereal.ratelimit import RateLimiter
+from hypereal.settings import Settings
+from hypereal.store.db import Database
+from hypereal.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+KEY_USAGE_FLUSH_SECONDS = 30.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    metrics: Metrics
+    billing: Billing
+    keys: KeyService
+    accounts: AccountService
+    limiter: RateLimiter
+    extensions: dict[str, Any] = field(default_factory=dict)
+    """Subsystems that attach themselves (job engine, chat providers); closed in reverse order."""
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, catalog: Catalog | None = None, metrics: Metrics | None = None) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.effective_database_url)
+        metrics = metrics or Metrics()
+        billing = Billing(db, metrics)
+        invalidation: Invalidation = (
+            RedisInvalidation(settings.redis_url)
+            if settings.redis_url
+            else EpochFileInvalidation(settings.data_dir / "keys.epoch")
+        )
+        keys = KeyService(db, invalidation, settings.key_cache_seconds)
+        return cls(
+            settings=settings,
+            db=db,
+            catalog=catalog or load_catalog(settings.catalog),
+            metrics=metrics,
+            billing=billing,
+            keys=keys,
+            accounts=AccountService(db, billing, keys),
+            limiter=RateLimiter(settings.redis_url),
+        )
+
+    async def start(self, *, migrate: bool = True) -> None:
+        if migrate:
+            await upgrade(self.db)
+        await self.keys.start()
+        self._tasks.append(asyncio.create_task(self._flush_key_usage(), name="key-usage"))
+
+    def spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def _flush_key_usage(self) -> None:
+        while True:
+            await asyncio.sleep(KEY_USAGE_FLUSH_SECONDS)
+            await self.keys.flush_last_used()
+
+    async def close(self) -> None:
+        for task in reversed(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for extension in reversed(list(self.extensions.values())):
+            closer = getattr(extension, "close", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:
+                    log.exception("closing %s failed", type(extension).__name__)
+        await self.keys.close()
+        await self.db.close()
