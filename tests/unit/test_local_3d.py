@@ -13,7 +13,6 @@ import pytest
 import trimesh
 from PIL import Image
 
-import tests.unit._standin_tmp  # noqa: F401  TEMPORARY
 from hypereal.errors import BadRequest, ValidationFailed
 from hypereal.providers.base import InputFile, MediaRequest
 from hypereal.providers.local import mesh3d

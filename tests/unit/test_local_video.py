@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tests.unit._standin_tmp  # noqa: F401  TEMPORARY
 from hypereal.errors import BadRequest, ValidationFailed
 from hypereal.providers.base import InputFile, MediaRequest
 from hypereal.providers.local import video

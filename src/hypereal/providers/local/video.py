@@ -36,6 +36,7 @@ from hypereal.errors import BadRequest, ValidationFailed
 from hypereal.providers.base import InputFetcher, MediaRequest, Output, Result
 from hypereal.providers.local import LocalModel
 from hypereal.providers.local.imagecodec import decode_image
+from hypereal.providers.local.imagegen import render_image
 
 Frame = npt.NDArray[np.uint8]
 
@@ -276,14 +277,8 @@ def video_from_prompt(
     width, height = output_size(aspect_w / aspect_h, spec.short_edge)
     move = parse_camera_move(prompt)
     src_w, src_h = source_size(width, height, move)
-    still = render_still(prompt, src_w, src_h, seed)
+    still = render_image(prompt, width=src_w, height=src_h, seed=seed)
     return animate_still(still, prompt, spec, aspect=aspect_w / aspect_h)
-
-
-def render_still(prompt: str, width: int, height: int, seed: int | None) -> Image.Image:
-    from hypereal.providers.local.imagegen import render_image
-
-    return render_image(prompt, width=width, height=height, seed=seed)
 
 
 def _whole(value: Any) -> int | None:
