@@ -35,7 +35,9 @@ class Window:
 class RateLimiter:
     def __init__(self, redis_url: str | None = None, namespace: str = "hypereal") -> None:
         storage: Storage = (
-            RedisStorage("async+" + redis_url, key_prefix=f"{namespace}-rl") if redis_url else MemoryStorage()
+            RedisStorage(_limits_uri(redis_url), implementation="redispy", key_prefix=f"{namespace}-rl")
+            if redis_url
+            else MemoryStorage()
         )
         self._storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
@@ -59,3 +61,9 @@ class RateLimiter:
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+
+def _limits_uri(redis_url: str) -> str:
+    """The `limits` spelling of a Redis URL: async+redis://, async+rediss://, async+redis+unix://."""
+    scheme, _, rest = redis_url.partition("://")
+    return f"async+{'redis+unix' if scheme == 'unix' else scheme}://{rest}"
