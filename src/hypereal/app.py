@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from hypereal import __version__
-from hypereal.api import account, admin, health, models
+from hypereal.api import account, admin, files, health, jobs, media, models
 from hypereal.api import errors as api_errors
 from hypereal.api.edge import Edge
 from hypereal.api.responses import JsonResponse
@@ -21,9 +21,6 @@ from hypereal.settings import Settings
 API_PREFIXES = ("/api/v1", "/v1")
 # Routers of the other surfaces, included when their module is present in this build.
 OPTIONAL_ROUTERS = (
-    "hypereal.api.media",
-    "hypereal.api.jobs",
-    "hypereal.api.files",
     "hypereal.api.chat",
     "hypereal.api.openai",
     "hypereal.api.anthropic",
@@ -32,7 +29,7 @@ StartHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _routers() -> list[APIRouter]:
-    found = [admin.router, account.router, models.router]
+    found = [admin.router, account.router, models.router, media.router, jobs.router]
     for name in OPTIONAL_ROUTERS:
         try:
             module = importlib.import_module(name)
@@ -88,6 +85,7 @@ def create_app(
         app.state.services = services
     api_errors.install(app)
     app.include_router(health.router)
+    app.include_router(files.root_router)
     for router in _routers():
         for prefix in API_PREFIXES:
             # One copy in the OpenAPI document; /v1 is the same API.

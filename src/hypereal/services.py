@@ -11,10 +11,15 @@ from typing import Any
 from hypereal.accounts import AccountService
 from hypereal.billing import Billing
 from hypereal.catalog import Catalog, load_catalog
+from hypereal.jobs.engine import JobEngine
+from hypereal.jobs.signals import Signals
 from hypereal.keys import EpochFileInvalidation, Invalidation, KeyService, RedisInvalidation
 from hypereal.metrics import Metrics
+from hypereal.netguard import OutboundGuard
 from hypereal.ratelimit import RateLimiter
+from hypereal.routing import ProviderPool
 from hypereal.settings import Settings
+from hypereal.storage import LocalStorage, S3Storage, Storage
 from hypereal.store.db import Database
 from hypereal.store.migrate import upgrade
 
@@ -32,6 +37,7 @@ class Services:
     keys: KeyService
     accounts: AccountService
     limiter: RateLimiter
+    jobs: JobEngine
     extensions: dict[str, Any] = field(default_factory=dict)
     """Subsystems that attach themselves (job engine, chat providers); closed in reverse order."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -48,21 +54,39 @@ class Services:
             else EpochFileInvalidation(settings.data_dir / "keys.epoch")
         )
         keys = KeyService(db, invalidation, settings.key_cache_seconds)
+        catalog = catalog or load_catalog(settings.catalog)
+        jobs = JobEngine(
+            settings=settings,
+            db=db,
+            catalog=catalog,
+            billing=billing,
+            metrics=metrics,
+            storage=_storage(settings),
+            guard=OutboundGuard(
+                allow=settings.outbound_allow_list,
+                max_bytes=settings.max_input_bytes,
+                timeout=settings.input_timeout_seconds,
+            ),
+            providers=ProviderPool(catalog),
+            signals=Signals(settings.redis_url),
+        )
         return cls(
             settings=settings,
             db=db,
-            catalog=catalog or load_catalog(settings.catalog),
+            catalog=catalog,
             metrics=metrics,
             billing=billing,
             keys=keys,
             accounts=AccountService(db, billing, keys),
             limiter=RateLimiter(settings.redis_url),
+            jobs=jobs,
         )
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
             await upgrade(self.db)
         await self.keys.start()
+        await self.jobs.signals.start()
         self._tasks.append(asyncio.create_task(self._flush_key_usage(), name="key-usage"))
 
     def spawn(self, coro: Any, name: str) -> None:
@@ -85,5 +109,19 @@ class Services:
                     await closer()
                 except Exception:
                     log.exception("closing %s failed", type(extension).__name__)
+        await self.jobs.close()
         await self.keys.close()
         await self.db.close()
+
+
+def _storage(settings: Settings) -> Storage:
+    if settings.storage == "s3":
+        assert settings.s3_bucket is not None  # checked by Settings
+        return S3Storage(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_env="AWS_ACCESS_KEY_ID",
+            secret_key_env="AWS_SECRET_ACCESS_KEY",
+        )
+    return LocalStorage(settings.data_dir / "files", settings.effective_public_url)

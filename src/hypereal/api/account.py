@@ -39,3 +39,17 @@ async def account_ledger(
             "next_cursor": entries[-1].id if more and entries else None,
         }
     )
+
+
+@router.get("/webhook-secret")
+async def webhook_secret(principal: CurrentKey, services: ServicesDep) -> JsonResponse:
+    """The secret that signs this account's webhooks (Standard Webhooks)."""
+    found = await services.accounts.get(principal.account_id)
+    return JsonResponse({"secret": found.webhook_secret})
+
+
+@router.post("/webhook-secret/rotate")
+async def rotate_webhook_secret(principal: CurrentKey, services: ServicesDep) -> JsonResponse:
+    """A new secret; webhooks are signed with both old and new until the next rotation."""
+    secret = await services.accounts.rotate_webhook_secret(principal.account_id)
+    return JsonResponse({"secret": secret})

@@ -13,6 +13,7 @@ from hypereal.catalog.schema import ProviderConfig
 
 MEDIA_TYPES: dict[str, str] = {
     "local": "hypereal.providers.local.provider:LocalProvider",
+    "scripted": "hypereal.providers.scripted:ScriptedProvider",
 }
 CHAT_TYPES: dict[str, str] = {
     "openai": "hypereal.providers.openai:OpenAIProvider",

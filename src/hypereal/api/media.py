@@ -1,0 +1,216 @@
+"""The generation endpoints: images (synchronous), videos (asynchronous), audio and 3D.
+
+All of them run on the job engine. Synchronous ones wait for their job up to
+HYPEREAL_SYNC_WAIT_SECONDS and then answer 202 with the job instead of holding the
+connection; with a `webhook_url`, audio and 3D answer 202 at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
+from hypereal.api.idempotency import idempotent
+from hypereal.api.responses import JsonResponse
+from hypereal.catalog import ModelSpec
+from hypereal.errors import HyperealError, ValidationFailed
+from hypereal.jobs.engine import Submission, output_urls
+from hypereal.jobs.validation import validate_params
+from hypereal.keys import Principal
+from hypereal.services import Services
+from hypereal.store.jobs import COMPLETED, Job
+from hypereal.units import to_credits
+
+router = APIRouter(tags=["generation"])
+
+ENDPOINT_OF = {
+    "image": "/api/v1/images/generate",
+    "image-edit": "/api/v1/images/generate",
+    "video": "/api/v1/videos/generate",
+    "audio": "/api/v1/audio/generate",
+    "3d": "/api/v1/3d/generate",
+    "llm": "/api/v1/chat/completions",
+}
+
+
+def _model(services: Services, body: dict[str, Any], categories: tuple[str, ...]) -> ModelSpec:
+    model_id = body.get("model")
+    if model_id is None or model_id == "":
+        raise ValidationFailed("Model is required", field="model")
+    if not isinstance(model_id, str):
+        raise ValidationFailed("Model must be a string", field="model")
+    spec = services.catalog.models.get(model_id)
+    if spec is not None and spec.category not in categories:
+        raise ValidationFailed(
+            f"Model '{model_id}' is a {spec.category} model; use POST {ENDPOINT_OF[spec.category]}",
+            field="model",
+        )
+    return services.catalog.get(model_id, categories)
+
+
+def _mode(body: dict[str, Any]) -> str:
+    mode = body.get("mode", "auto")
+    if mode not in ("auto", "fast"):
+        raise ValidationFailed("Mode must be 'auto' or 'fast'", field="mode")
+    return str(mode)
+
+
+def _webhook(body: dict[str, Any]) -> str | None:
+    url = body.get("webhook_url")
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValidationFailed("webhook_url must be an http(s) URL", field="webhook_url")
+    return url
+
+
+def _input(body: dict[str, Any]) -> dict[str, Any]:
+    given = body.get("input", {})
+    if not isinstance(given, dict):
+        raise ValidationFailed("Input must be an object", field="input")
+    return given
+
+
+def _poll_url(request: Request, job: Job) -> str:
+    base = str(request.base_url).rstrip("/")
+    return f"{base}/api/v1/jobs/{job.id}?model={job.model}&type={job.type}"
+
+
+def _accepted(request: Request, job: Job, message: str) -> JsonResponse:
+    return JsonResponse(
+        {
+            "jobId": job.id,
+            "status": "processing",
+            "message": message,
+            "creditsUsed": to_credits(job.credits),
+            "pollUrl": _poll_url(request, job),
+        },
+        status_code=202,
+    )
+
+
+def _raise_failure(job: Job) -> None:
+    """A job that ended without output answers like the error that ended it."""
+    error = HyperealError(job.error or "Generation failed", jobId=job.id, refunded=True)
+    error.status = int((job.extra or {}).get("error_status", 502))  # type: ignore[misc]
+    raise error
+
+
+async def _run(
+    request: Request,
+    principal: Principal,
+    services: Services,
+    submission: Submission,
+    render: Any,
+    *,
+    wait: bool,
+) -> Response:
+    job = await services.jobs.submit(principal, submission)
+    if not wait:
+        return _accepted(request, job, "Generation started. Result will be sent to your webhook URL.")
+    job = await services.jobs.wait(job, services.settings.sync_wait_seconds)
+    if not job.terminal:
+        return _accepted(request, job, "Generation is taking longer than usual. Poll pollUrl for the result.")
+    if job.status != COMPLETED:
+        _raise_failure(job)
+    response: Response = render(job)
+    return response
+
+
+@router.post("/images/generate")
+async def generate_image(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+    """Generate or edit an image; answers with the image URL when done (synchronous)."""
+
+    async def handle() -> Response:
+        spec = _model(services, body, ("image", "image-edit"))
+        given = {k: v for k, v in body.items() if k not in ("model", "mode", "webhook_url")}
+        submission = Submission(spec, validate_params(spec, given), _mode(body), _webhook(body))
+
+        def render(job: Job) -> Response:
+            return JsonResponse(
+                {
+                    "created": int(job.completed_at or time.time()),
+                    "data": [{"url": url, "model": job.model} for url in output_urls(job)],
+                    "resultId": job.id,
+                    "jobId": job.id,
+                    "creditsUsed": to_credits(job.credits),
+                }
+            )
+
+        return await _run(request, principal, services, submission, render, wait=True)
+
+    return await idempotent(request, principal, services, handle)
+
+
+@router.post("/videos/generate", status_code=202)
+async def generate_video(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+    """Start a video generation; poll `pollUrl` or receive the result at `webhook_url`."""
+
+    async def handle() -> Response:
+        spec = _model(services, body, ("video",))
+        webhook = _webhook(body)
+        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook)
+        job = await services.jobs.submit(principal, submission)
+        message = (
+            "Generation started. Result will be sent to your webhook URL."
+            if webhook
+            else "Generation started. Poll pollUrl for the result."
+        )
+        return _accepted(request, job, message)
+
+    return await idempotent(request, principal, services, handle)
+
+
+@router.post("/audio/generate")
+async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+    """Speech, voice cloning or transcription; asynchronous when `webhook_url` is given."""
+
+    async def handle() -> Response:
+        spec = _model(services, body, ("audio",))
+        webhook = _webhook(body)
+        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook)
+
+        def render(job: Job) -> Response:
+            extra = job.extra or {}
+            answer: dict[str, Any] = {"success": True, "jobId": job.id, "creditsUsed": to_credits(job.credits)}
+            urls = output_urls(job)
+            if urls:
+                answer["outputUrl"] = urls[0]
+                answer["audioUrl"] = urls[0]
+            for key in ("text", "duration", "segments"):
+                if key in extra:
+                    answer[key] = extra[key]
+            return JsonResponse(answer)
+
+        return await _run(request, principal, services, submission, render, wait=webhook is None)
+
+    return await idempotent(request, principal, services, handle)
+
+
+@router.post("/3d/generate")
+async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+    """Image or multiview to a GLB model; asynchronous when `webhook_url` is given."""
+
+    async def handle() -> Response:
+        spec = _model(services, body, ("3d",))
+        webhook = _webhook(body)
+        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook)
+
+        def render(job: Job) -> Response:
+            urls = output_urls(job)
+            return JsonResponse(
+                {
+                    "success": True,
+                    "jobId": job.id,
+                    "outputUrl": urls[0] if urls else None,
+                    "creditsUsed": to_credits(job.credits),
+                }
+            )
+
+        return await _run(request, principal, services, submission, render, wait=webhook is None)
+
+    return await idempotent(request, principal, services, handle)

@@ -1,0 +1,266 @@
+"""Workers: claim jobs with a lease, hand them to providers, poll upstreams, finish them.
+
+A worker holds a job only while it works on it: while an upstream queue is busy the lease
+is released and `next_poll_at` says when to look again, so any worker (after a crash,
+another one) resumes polling the recorded upstream handle instead of submitting again.
+Leases are extended by a heartbeat while a provider runs; an expired lease returns the job
+to the queue, up to HYPEREAL_JOB_MAX_ATTEMPTS submissions. A sweeper fails and refunds jobs
+past their deadline, and a dispatcher delivers the webhook outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from dataclasses import asdict
+from typing import Any
+
+from hypereal.errors import HyperealError, UpstreamError
+from hypereal.jobs.engine import JobEngine
+from hypereal.providers.base import Handle, MediaRequest, Pending, Result
+from hypereal.store import accounts as account_store
+from hypereal.store import jobs as store
+from hypereal.store.jobs import Job
+from hypereal.webhooks import deliver, next_delay
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0
+SWEEP_SECONDS = 5.0
+
+
+class Worker:
+    def __init__(self, engine: JobEngine, concurrency: int) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.concurrency = concurrency
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._running: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._rng = random.Random()
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="job-claims"),
+            asyncio.create_task(self._sweep_loop(), name="job-sweeper"),
+            asyncio.create_task(self._delivery_loop(), name="webhook-deliveries"),
+        ]
+
+    async def stop(self) -> None:
+        for task in [*self._loops, *self._running]:
+            task.cancel()
+        for task in [*self._loops, *self._running]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ---- claiming -----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        signal = self.engine.signals.new_jobs
+        while True:
+            free = self.concurrency - len(self._running)
+            claimed: list[Job] = []
+            if free > 0:
+                signal.clear()
+                try:
+                    async with self.engine.db.write() as conn:
+                        claimed = await store.claim(conn, self.owner, self.settings.job_lease_seconds, free)
+                except Exception:
+                    log.exception("claiming jobs failed")
+                for job in claimed:
+                    task = asyncio.create_task(self._work(job), name=f"job-{job.id}")
+                    self._running.add(task)
+                    task.add_done_callback(self._done)
+            if claimed and len(claimed) == free:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), IDLE_POLL_SECONDS)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        # A slot is free: look for more work now rather than at the next idle tick.
+        self.engine.signals.new_jobs.set()
+
+    async def _work(self, job: Job) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job.id))
+        try:
+            await self._advance(job)
+        except asyncio.CancelledError:
+            raise
+        except HyperealError as error:
+            await self.engine.fail(job, error)
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.id)
+            await self.engine.fail(job, HyperealError("Generation failed because of an internal error"))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self, job_id: str) -> None:
+        interval = self.settings.job_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            async with self.engine.db.write() as conn:
+                held = await store.extend_lease(conn, job_id, self.owner, time.time() + self.settings.job_lease_seconds)
+            if not held:
+                return
+
+    async def _advance(self, job: Job) -> None:
+        provider = self.engine.providers.get(job.provider or "")
+        if job.handle is None:
+            if job.attempts >= self.settings.job_max_attempts:
+                await self.engine.fail(job, UpstreamError(f"Generation did not finish after {job.attempts} attempts"))
+                return
+            async with self.engine.db.write() as conn:
+                await store.update_owned(conn, job.id, self.owner, attempts=job.attempts + 1, stage="submitting")
+            request = MediaRequest(
+                job_id=job.id,
+                model=job.model,
+                upstream_model=job.upstream_model or job.model,
+                category=job.category,
+                params=job.params,
+                mode=job.mode,
+            )
+            outcome: Handle | Result | Pending = await provider.submit(request, self.engine.guard)
+            if isinstance(outcome, Handle):
+                # Recorded before anything else, so recovery polls this id instead of submitting again.
+                async with self.engine.db.write() as conn:
+                    await store.update_owned(
+                        conn,
+                        job.id,
+                        self.owner,
+                        handle=asdict(outcome),
+                        stage="running",
+                        next_poll_at=time.time() + 1.0,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                return
+        else:
+            outcome = await provider.poll(Handle(**job.handle))
+        if isinstance(outcome, Pending):
+            async with self.engine.db.write() as conn:
+                await store.update_owned(
+                    conn,
+                    job.id,
+                    self.owner,
+                    stage=outcome.stage,
+                    next_poll_at=time.time() + outcome.retry_after,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            return
+        if not isinstance(outcome, Result):
+            raise UpstreamError(f"Provider {job.provider} answered a poll with {type(outcome).__name__}")
+        current = await self._reread(job)
+        await self.engine.complete(current, outcome)
+
+    async def _reread(self, job: Job) -> Job:
+        async with self.engine.db.read() as conn:
+            return await store.get(conn, job.id)
+
+    # ---- sweeping -----------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweeping jobs failed")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def sweep(self) -> int:
+        """Fail and refund every job past its deadline; returns how many were swept."""
+        async with self.engine.db.read() as conn:
+            overdue = await store.past_deadline(conn, 100)
+        for job in overdue:
+            if job.handle is not None:
+                with contextlib.suppress(Exception):
+                    await self.engine.providers.get(job.provider or "").cancel(Handle(**job.handle))
+            await self.engine.fail(job, UpstreamError("Generation timed out"))
+        return len(overdue)
+
+    # ---- webhooks -----------------------------------------------------------------------
+
+    async def _delivery_loop(self) -> None:
+        signal = self.engine.signals.new_deliveries
+        while True:
+            signal.clear()
+            try:
+                async with self.engine.db.write() as conn:
+                    due = await store.claim_deliveries(conn, self.settings.webhook_timeout_seconds * 2, 20)
+                if due:
+                    await asyncio.gather(*(self._deliver(d) for d in due))
+                    continue
+            except Exception:
+                log.exception("webhook delivery round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), IDLE_POLL_SECONDS)
+
+    async def _deliver(self, delivery: store.Delivery) -> None:
+        async with self.engine.db.read() as conn:
+            account = await account_store.get_account(conn, delivery.account_id)
+        secrets_in_use = [account.webhook_secret]
+        if account.previous_webhook_secret:
+            secrets_in_use.append(account.previous_webhook_secret)
+        attempt = await deliver(
+            self.engine.guard,
+            delivery.url,
+            delivery.payload.encode(),
+            delivery.message_id,
+            secrets_in_use,
+            self.settings.webhook_timeout_seconds,
+        )
+        self.engine.metrics.webhook_attempts.labels(attempt.outcome).inc()
+        next_at: float | None = None
+        if attempt.outcome == "retry":
+            delay = next_delay(delivery.attempts + 1, self.settings.webhook_schedule, attempt.retry_after, self._rng)
+            next_at = None if delay is None else time.time() + delay
+        async with self.engine.db.write() as conn:
+            await store.record_attempt(
+                conn,
+                delivery,
+                status_code=attempt.status,
+                outcome=attempt.outcome,
+                latency_ms=attempt.latency_ms,
+                error=attempt.error,
+                next_attempt_at=next_at,
+            )
+
+
+async def start_in_process(services: Any) -> None:
+    """Run workers inside the API process (the default for `hypereal serve`)."""
+    worker = Worker(services.jobs, services.settings.worker_concurrency)
+    worker.start()
+    services.extensions["worker"] = _Stoppable(worker)
+
+
+class _Stoppable:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def close(self) -> None:
+        await self.worker.stop()
+
+
+async def run_standalone(settings: Any) -> None:
+    """`hypereal worker`: workers only, until interrupted."""
+    from hypereal.services import Services
+
+    services = Services.build(settings)
+    await services.start()
+    worker = Worker(services.jobs, settings.worker_concurrency)
+    worker.start()
+    log.info("worker %s running with concurrency %d", worker.owner, settings.worker_concurrency)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await worker.stop()
+        await services.close()

@@ -1,0 +1,93 @@
+"""Choosing who serves a request: the catalog's routes, filtered by mode and configuration.
+
+`mode: "fast"` takes the routes marked fast (WaveSpeed direct, surcharge applies); when none
+is configured, the request is served on an auto route without the surcharge. With
+HYPEREAL_LOCAL_FALLBACK=true, a model none of whose upstreams is configured is served by the
+built-in local model of the same kind, and the job says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from hypereal.catalog import Catalog, ModelSpec
+from hypereal.errors import Unavailable
+from hypereal.providers.registry import can_serve, load_class
+
+log = logging.getLogger(__name__)
+
+# (category, task) -> the built-in model that does the same kind of work.
+LOCAL_FALLBACK: dict[tuple[str, str | None], str] = {
+    ("image", "t2i"): "local-image",
+    ("image", None): "local-image",
+    ("image-edit", "edit"): "local-stylize",
+    ("image-edit", None): "local-stylize",
+    ("video", "t2v"): "local-video-t2v",
+    ("video", "i2v"): "local-video-i2v",
+    ("audio", "tts"): "local-tts",
+    ("audio", "clone"): "local-voice-match",
+    ("audio", "asr"): "local-asr",
+    ("3d", "image-to-3d"): "local-3d-relief",
+    ("3d", "multiview-to-3d"): "local-3d-multiview",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    spec: ModelSpec
+    """The model that will actually run (the local stand-in under fallback)."""
+    provider: str
+    upstream_model: str
+    fast: bool
+    fallback: bool = False
+
+
+def choose(catalog: Catalog, spec: ModelSpec, mode: str, local_fallback: bool) -> list[Choice]:
+    """Every route that can serve the request now, best first; raises when there is none."""
+    usable = [r for r in spec.routes if can_serve(catalog.providers[r.provider])]
+    if mode == "fast":
+        fast = [Choice(spec, r.provider, r.model, True) for r in usable if "fast" in r.modes]
+        if fast:
+            return fast
+    auto = [Choice(spec, r.provider, r.model, False) for r in usable if "auto" in r.modes]
+    if auto:
+        return auto
+    if local_fallback:
+        stand_in = LOCAL_FALLBACK.get((spec.category, spec.task)) or LOCAL_FALLBACK.get((spec.category, None))
+        if stand_in is not None and stand_in in catalog.models:
+            local = catalog.models[stand_in]
+            return [Choice(local, r.provider, r.model, False, fallback=True) for r in local.routes]
+    needed = sorted({catalog.providers[r.provider].api_key_env or r.provider for r in spec.routes})
+    raise Unavailable(
+        f"No configured provider can serve '{spec.id}'. Set {' or '.join(needed)}, "
+        "use a built-in local- model, or enable HYPEREAL_LOCAL_FALLBACK.",
+        model=spec.id,
+    )
+
+
+class ProviderPool:
+    """One instance per catalog provider entry, built on first use, closed at shutdown."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._instances: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        instance = self._instances.get(name)
+        if instance is None:
+            config = self.catalog.providers[name]
+            instance = self._instances[name] = load_class(config.type)(config)
+        return instance
+
+    async def close(self) -> None:
+        for name, instance in self._instances.items():
+            closer = getattr(instance, "close", None)
+            if closer is None:
+                continue
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing provider %s failed", name)
+        self._instances.clear()
