@@ -120,8 +120,20 @@ async def charge(conn: AsyncConnection, account_id: str, amount: int, reference:
     return await append_once(conn, account_id, CHARGE, -amount, reference, note)
 
 
+async def _lock_account(conn: AsyncConnection, account_id: str) -> None:
+    """Serialise settlements and refunds of one account.
+
+    A settlement and a refund of the same charge are different kinds, so the unique
+    constraint does not stop both; each must see whether the other already happened. On
+    PostgreSQL the row lock makes the second wait for the first to commit; SQLite writers
+    are serialised already (BEGIN IMMEDIATE) and SQLAlchemy omits FOR UPDATE there.
+    """
+    await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+
+
 async def refund(conn: AsyncConnection, account_id: str, reference: str, note: str | None = None) -> Entry | None:
     """Give back what the charge under `reference` still holds (after any settlement). Once."""
+    await _lock_account(conn, account_id)
     charged = await find(conn, account_id, reference, CHARGE)
     if charged is None:
         return None
@@ -136,6 +148,7 @@ async def settle(conn: AsyncConnection, account_id: str, reference: str, actual:
     An actual cost above the charge is capped at the charge: the reservation is the most a
     caller agreed to pay, and charging more could push the balance below zero.
     """
+    await _lock_account(conn, account_id)
     charged = await find(conn, account_id, reference, CHARGE)
     if charged is None:
         return None
