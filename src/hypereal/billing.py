@@ -35,7 +35,8 @@ class Billing:
         self, conn: AsyncConnection, account_id: str, amount: int, reference: str, note: str | None = None
     ) -> Entry:
         entry = await ledger.charge(conn, account_id, amount, reference, note)
-        self.metrics.credits_charged.inc(-entry.amount / MILLI)
+        if entry.new:
+            self.metrics.credits_charged.inc(-entry.amount / MILLI)
         return entry
 
     async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
@@ -44,7 +45,7 @@ class Billing:
 
     async def settle_in(self, conn: AsyncConnection, account_id: str, reference: str, actual: int) -> Entry | None:
         entry = await ledger.settle(conn, account_id, reference, actual)
-        if entry is not None and entry.amount > 0:
+        if entry is not None and entry.new and entry.amount > 0:
             self.metrics.credits_refunded.inc(entry.amount / MILLI)
         return entry
 
@@ -56,7 +57,7 @@ class Billing:
         self, conn: AsyncConnection, account_id: str, reference: str, note: str | None = None
     ) -> Entry | None:
         entry = await ledger.refund(conn, account_id, reference, note)
-        if entry is not None and entry.amount > 0:
+        if entry is not None and entry.new and entry.amount > 0:
             self.metrics.credits_refunded.inc(entry.amount / MILLI)
         return entry
 

@@ -9,7 +9,7 @@ rolls back, and the caller gets the first outcome instead of a second payment.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -33,6 +33,8 @@ class Entry:
     reference: str
     note: str | None
     created_at: float
+    new: bool = field(default=False, compare=False)
+    """True when this call wrote the row; False when a retry found it already there."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -90,7 +92,7 @@ async def _append(
         "created_at": now,
     }
     entry_id = (await conn.execute(ledger.insert().values(**values).returning(ledger.c.id))).scalar_one()
-    return Entry(id=int(entry_id), **values)  # type: ignore[arg-type]
+    return Entry(id=int(entry_id), new=True, **values)  # type: ignore[arg-type]
 
 
 async def append_once(
