@@ -1,0 +1,374 @@
+"""Anthropic Messages ⇄ canonical: requests and responses, both ways.
+
+Surface side: `decode_request`, `encode_response`; upstream side: `encode_request`,
+`decode_response`. The stream codecs are in `anthropic_stream`.
+
+Traps handled here: Anthropic rejects empty text blocks and empty messages, so they are
+dropped on the way out; thinking blocks are only valid with their signature, so unsigned
+reasoning from other upstreams is not sent back to Anthropic; usage counts input tokens
+apart from cache reads and writes, while the canonical form counts them all as input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from hypereal.errors import UpstreamError, ValidationFailed
+from hypereal.llm import fields
+from hypereal.llm.types import (
+    MIN_THINKING_BUDGET,
+    ChatRequest,
+    ChatResponse,
+    ImagePart,
+    Message,
+    OutputPart,
+    Part,
+    RedactedThinkingPart,
+    StopReason,
+    TextPart,
+    ThinkingPart,
+    Tool,
+    ToolChoice,
+    ToolResultPart,
+    ToolUsePart,
+    Usage,
+    budget_for_effort,
+    new_id,
+)
+
+DEFAULT_MAX_TOKENS = 8192
+STOP_REASONS: frozenset[str] = frozenset(
+    {"end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"}
+)
+JSON_INSTRUCTION = "Answer with a single JSON object and nothing else."
+
+
+# ---------------------------------------------------------------- requests
+
+
+def decode_request(body: dict[str, Any]) -> ChatRequest:
+    """A client's Messages body as a canonical request."""
+    model = fields.string(body, "model", required=True)
+    assert model is not None
+    messages: list[Message] = []
+    for position, raw in enumerate(fields.array(body, "messages", required=True)):
+        message = fields.mapping(raw, f"messages.{position}")
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            raise ValidationFailed(f"Invalid value for 'messages.{position}.role': {role!r}", field="messages")
+        parts = decode_blocks(message.get("content"), f"messages.{position}.content")
+        messages.append(Message(role, parts))
+    tools: list[Tool] = []
+    for index, raw in enumerate(fields.array(body, "tools")):
+        tool = fields.mapping(raw, f"tools.{index}")
+        if tool.get("type") not in (None, "custom"):
+            continue  # server tools (web search, code execution) run at Anthropic only
+        name = fields.string(tool, "name", required=True)
+        assert name is not None
+        schema = tool.get("input_schema") or {"type": "object", "properties": {}}
+        description = tool.get("description") if isinstance(tool.get("description"), str) else None
+        tools.append(Tool(name, description, fields.mapping(schema, "input_schema")))
+    tool_choice, parallel = _decode_tool_choice(body.get("tool_choice"))
+    thinking = body.get("thinking")
+    budget: int | None = None
+    effort: str | None = None
+    if isinstance(thinking, dict):
+        if thinking.get("type") == "enabled":
+            budget = fields.integer(thinking, "budget_tokens", minimum=1) or MIN_THINKING_BUDGET
+        elif thinking.get("type") == "adaptive":
+            effort = "medium"
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        system=_decode_system(body.get("system")),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        max_tokens=fields.integer(body, "max_tokens", minimum=1),
+        temperature=fields.number(body, "temperature"),
+        top_p=fields.number(body, "top_p"),
+        stop=fields.stop_list(body.get("stop_sequences"), "stop_sequences"),
+        reasoning_effort=effort,
+        thinking_budget=budget,
+        stream=fields.boolean(body, "stream"),
+        user=user if isinstance(user, str) else None,
+    )
+
+
+def _decode_system(system: Any) -> list[TextPart]:
+    if system is None:
+        return []
+    if isinstance(system, str):
+        return [TextPart(system)] if system else []
+    if isinstance(system, list):
+        return [
+            TextPart(block["text"])
+            for block in system
+            if isinstance(block, dict) and isinstance(block.get("text"), str) and block["text"]
+        ]
+    raise fields.invalid("system", "a string or an array of text blocks")
+
+
+def decode_blocks(content: Any, where: str) -> list[Part]:
+    if isinstance(content, str):
+        return [TextPart(content)] if content else []
+    if not isinstance(content, list):
+        raise fields.invalid(where, "a string or an array of content blocks")
+    parts: list[Part] = []
+    for index, raw in enumerate(content):
+        block = fields.mapping(raw, f"{where}.{index}")
+        kind = block.get("type")
+        if kind == "text":
+            if isinstance(block.get("text"), str) and block["text"]:
+                parts.append(TextPart(block["text"]))
+        elif kind == "image":
+            parts.append(_decode_image(block, f"{where}.{index}"))
+        elif kind == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            parts.append(ToolUsePart(str(block.get("id") or new_id("toolu_")), str(block.get("name") or ""), arguments))
+        elif kind == "tool_result":
+            inner = block.get("content")
+            result: list[TextPart | ImagePart] = []
+            for part in decode_blocks(inner, f"{where}.{index}.content") if inner is not None else []:
+                if isinstance(part, TextPart | ImagePart):
+                    result.append(part)
+            parts.append(ToolResultPart(str(block.get("tool_use_id") or ""), result, bool(block.get("is_error"))))
+        elif kind == "thinking":
+            signature = block.get("signature") if isinstance(block.get("signature"), str) else None
+            parts.append(ThinkingPart(str(block.get("thinking") or ""), signature))
+        elif kind == "redacted_thinking":
+            parts.append(RedactedThinkingPart(str(block.get("data") or "")))
+        elif kind in ("document", "search_result"):
+            raise ValidationFailed(f"Content blocks of type {kind!r} are not supported", field=f"{where}.{index}.type")
+        # Server tool blocks and other types only Anthropic can interpret are left out.
+    return parts
+
+
+def _decode_image(block: dict[str, Any], where: str) -> ImagePart:
+    source = block.get("source")
+    if isinstance(source, dict):
+        if source.get("type") == "base64" and isinstance(source.get("data"), str):
+            return ImagePart(f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}")
+        if source.get("type") == "url" and isinstance(source.get("url"), str):
+            return ImagePart(source["url"])
+    raise fields.invalid(f"{where}.source", "a base64 or url image source")
+
+
+def _decode_tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
+    if value is None:
+        return None, None
+    choice = fields.mapping(value, "tool_choice")
+    parallel = False if choice.get("disable_parallel_tool_use") else None
+    kind = choice.get("type")
+    if kind == "auto":
+        return ToolChoice("auto"), parallel
+    if kind == "any":
+        return ToolChoice("required"), parallel
+    if kind == "none":
+        return ToolChoice("none"), parallel
+    if kind == "tool" and isinstance(choice.get("name"), str):
+        return ToolChoice("tool", choice["name"]), parallel
+    raise fields.invalid("tool_choice", 'an object with type "auto", "any", "tool" or "none"')
+
+
+def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
+    """A canonical request as a Messages body for an upstream."""
+    max_tokens = request.max_tokens or default_max_tokens
+    body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": _encode_messages(request)}
+    system = [{"type": "text", "text": part.text} for part in request.system if part.text]
+    if request.response_format and request.response_format.get("type") in ("json_object", "json_schema"):
+        schema = (request.response_format.get("json_schema") or {}).get("schema")
+        hint = JSON_INSTRUCTION
+        if schema:
+            hint += f" It must match this JSON schema: {orjson.dumps(schema).decode()}"
+        system.append({"type": "text", "text": hint})
+    if system:
+        body["system"] = system
+    if request.tools:
+        body["tools"] = [
+            {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "input_schema": tool.parameters or {"type": "object", "properties": {}},
+            }
+            for tool in request.tools
+        ]
+        choice = _encode_tool_choice(request.tool_choice, request.parallel_tool_calls)
+        if choice is not None:
+            body["tool_choice"] = choice
+    budget = request.thinking_budget or budget_for_effort(request.reasoning_effort)
+    if budget:
+        budget = min(budget, max_tokens - 1)
+    if budget and budget >= MIN_THINKING_BUDGET:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    else:
+        # Sampling parameters are refused together with thinking.
+        if request.temperature is not None:
+            body["temperature"] = min(max(request.temperature, 0.0), 1.0)
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = request.stop
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if request.stream:
+        body["stream"] = True
+    return body
+
+
+def _encode_tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
+    if choice is None and parallel is not False:
+        return None
+    mode = choice.mode if choice else "auto"
+    encoded: dict[str, Any] = {"type": {"auto": "auto", "required": "any", "none": "none", "tool": "tool"}[mode]}
+    if mode == "tool" and choice is not None:
+        encoded["name"] = choice.name
+    if parallel is False and mode != "none":
+        encoded["disable_parallel_tool_use"] = True
+    return encoded
+
+
+def _encode_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for message in request.messages:
+        blocks = [block for part in message.content if (block := encode_block(part)) is not None]
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == message.role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": message.role, "content": blocks})
+    for turn in out:
+        if turn["role"] == "user":
+            # Tool results must open the user turn that answers the calls.
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    return out
+
+
+def encode_block(part: Part) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ImagePart):
+        return _encode_image(part)
+    if isinstance(part, ToolUsePart):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input()}
+    if isinstance(part, ToolResultPart):
+        content = [
+            _encode_image(inner) if isinstance(inner, ImagePart) else {"type": "text", "text": inner.text}
+            for inner in part.content
+            if not isinstance(inner, TextPart) or inner.text
+        ]
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": part.tool_use_id, "content": content}
+        if part.is_error:
+            block["is_error"] = True
+        return block
+    if isinstance(part, ThinkingPart):
+        if not part.signature:
+            return None
+        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+    return {"type": "redacted_thinking", "data": part.data}
+
+
+def _encode_image(part: ImagePart) -> dict[str, Any]:
+    inline = part.inline()
+    if inline is not None:
+        media_type, data = inline
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": part.url}}
+
+
+# ---------------------------------------------------------------- responses
+
+
+def decode_usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    cache_write = int(raw.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        input_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
+        output_tokens=int(raw.get("output_tokens") or 0),
+        cached_input_tokens=cache_read,
+        cache_creation_input_tokens=cache_write,
+    )
+
+
+def encode_usage(usage: Usage) -> dict[str, Any]:
+    fresh = max(0, usage.input_tokens - usage.cached_input_tokens - usage.cache_creation_input_tokens)
+    return {
+        "input_tokens": fresh,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cached_input_tokens,
+    }
+
+
+def decode_output_block(block: dict[str, Any]) -> OutputPart | None:
+    kind = block.get("type")
+    if kind == "text":
+        text = block.get("text")
+        return TextPart(text) if isinstance(text, str) and text else None
+    if kind == "tool_use":
+        arguments = orjson.dumps(block.get("input") or {}).decode()
+        return ToolUsePart(str(block.get("id") or new_id("toolu_")), str(block.get("name") or ""), arguments)
+    if kind == "thinking":
+        signature = block.get("signature")
+        return ThinkingPart(str(block.get("thinking") or ""), signature if isinstance(signature, str) else None)
+    if kind == "redacted_thinking":
+        return RedactedThinkingPart(str(block.get("data") or ""))
+    return None
+
+
+def decode_stop_reason(value: Any) -> StopReason | None:
+    if value is None:
+        return None
+    return value if value in STOP_REASONS else "end_turn"
+
+
+def decode_response(body: dict[str, Any]) -> ChatResponse:
+    content = body.get("content")
+    if not isinstance(content, list):
+        raise UpstreamError("Upstream answered without content")
+    parts = [part for block in content if isinstance(block, dict) and (part := decode_output_block(block)) is not None]
+    return ChatResponse(
+        id=str(body.get("id") or new_id("msg_")),
+        model=str(body.get("model") or ""),
+        content=parts,
+        stop_reason=decode_stop_reason(body.get("stop_reason")),
+        usage=decode_usage(body.get("usage")),
+        stop_sequence=body.get("stop_sequence") if isinstance(body.get("stop_sequence"), str) else None,
+    )
+
+
+def encode_output_block(part: OutputPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ToolUsePart):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input()}
+    if isinstance(part, ThinkingPart):
+        return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+    return {"type": "redacted_thinking", "data": part.data}
+
+
+def encode_response(response: ChatResponse, model: str) -> dict[str, Any]:
+    content = [
+        encode_output_block(part) for part in response.content if not (isinstance(part, TextPart) and not part.text)
+    ]
+    return {
+        "id": response.id if response.id.startswith("msg_") else new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": response.stop_reason or "end_turn",
+        "stop_sequence": response.stop_sequence,
+        "usage": encode_usage(response.usage),
+    }
+
+
+def count_tokens_response(tokens: int) -> dict[str, Any]:
+    return {"input_tokens": tokens}

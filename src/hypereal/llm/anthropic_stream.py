@@ -1,0 +1,234 @@
+"""Anthropic Messages streams ⇄ canonical events.
+
+The encoder never opens a text block before it has text: a block that would stay empty
+is skipped and the blocks after it are renumbered, because clients (Claude Code among
+them) store empty text blocks and send them back, and Anthropic then refuses the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from hypereal.errors import UpstreamError
+from hypereal.llm.anthropic import decode_stop_reason, decode_usage, encode_usage
+from hypereal.llm.types import (
+    BlockStart,
+    BlockStop,
+    RedactedThinkingPart,
+    SignatureDelta,
+    StopReason,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ThinkingPart,
+    ToolInputDelta,
+    ToolUsePart,
+    Usage,
+    new_id,
+)
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+def _event(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class StreamEncoder:
+    """Canonical events → Messages SSE bytes for a client."""
+
+    def __init__(self, model: str, *, input_tokens: int = 0) -> None:
+        self.model = model
+        self.input_tokens = input_tokens
+        self.id = new_id("msg_")
+        self.out_index: dict[int, int] = {}
+        self.pending_text: set[int] = set()
+        self.next_out = 0
+
+    def _open(self, index: int, block: dict[str, Any]) -> bytes:
+        out = self.out_index[index] = self.next_out
+        self.next_out += 1
+        return _event("content_block_start", {"type": "content_block_start", "index": out, "content_block": block})
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        out = self.out_index.get(index)
+        if out is None:
+            return b""
+        return _event("content_block_delta", {"type": "content_block_delta", "index": out, "delta": delta})
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if isinstance(event, TextDelta):
+            if not event.text:
+                return b""
+            opened = b""
+            if event.index in self.pending_text:
+                self.pending_text.discard(event.index)
+                opened = self._open(event.index, {"type": "text", "text": ""})
+            return opened + self._delta(event.index, {"type": "text_delta", "text": event.text})
+        if isinstance(event, ToolInputDelta):
+            if not event.partial_json:
+                return b""
+            return self._delta(event.index, {"type": "input_json_delta", "partial_json": event.partial_json})
+        if isinstance(event, ThinkingDelta):
+            return self._delta(event.index, {"type": "thinking_delta", "thinking": event.text}) if event.text else b""
+        if isinstance(event, SignatureDelta):
+            return self._delta(event.index, {"type": "signature_delta", "signature": event.signature})
+        if isinstance(event, BlockStart):
+            part = event.part
+            if isinstance(part, TextPart):
+                self.pending_text.add(event.index)
+                return self.encode(TextDelta(event.index, part.text)) if part.text else b""
+            if isinstance(part, ThinkingPart):
+                return self._open(event.index, {"type": "thinking", "thinking": "", "signature": ""})
+            if isinstance(part, ToolUsePart):
+                return self._open(event.index, {"type": "tool_use", "id": part.id, "name": part.name, "input": {}})
+            assert isinstance(part, RedactedThinkingPart)
+            return self._open(event.index, {"type": "redacted_thinking", "data": part.data})
+        if isinstance(event, BlockStop):
+            self.pending_text.discard(event.index)
+            out = self.out_index.get(event.index)
+            if out is None:
+                return b""
+            return _event("content_block_stop", {"type": "content_block_stop", "index": out})
+        if isinstance(event, StreamStart):
+            usage = event.usage if event.usage.input_tokens else Usage(input_tokens=self.input_tokens)
+            message: dict[str, Any] = {
+                "id": self.id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {**encode_usage(usage), "output_tokens": 0},
+            }
+            return _event("message_start", {"type": "message_start", "message": message}) + PING
+        if isinstance(event, StreamEnd):
+            return self.finish(event.stop_reason, event.usage, event.stop_sequence)
+        return b""
+
+    def finish(self, stop_reason: StopReason | None, usage: Usage | None, stop_sequence: str | None = None) -> bytes:
+        usage = usage or Usage(input_tokens=self.input_tokens)
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason or "end_turn", "stop_sequence": stop_sequence},
+            "usage": encode_usage(usage),
+        }
+        return _event("message_delta", delta) + _event("message_stop", {"type": "message_stop"})
+
+    def error(self, body: dict[str, Any]) -> bytes:
+        return _event("error", body)
+
+
+class StreamDecoder:
+    """Messages SSE events from an upstream → canonical events."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.ended = False
+        self.stop_reason: StopReason | None = None
+        self.stop_sequence: str | None = None
+        self.usage = Usage()
+        self.saw_usage = False
+        self.kinds: dict[int, str] = {}
+
+    def feed(self, name: str | None, data: bytes) -> list[StreamEvent]:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("Upstream sent a stream event that is not JSON") from exc
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        kind = kind or name
+        if kind == "content_block_delta":
+            index = int(payload.get("index", 0))
+            delta = payload.get("delta") or {}
+            delta_kind = delta.get("type")
+            if delta_kind == "text_delta":
+                return [TextDelta(index, str(delta.get("text") or ""))]
+            if delta_kind == "input_json_delta":
+                return [ToolInputDelta(index, str(delta.get("partial_json") or ""))]
+            if delta_kind == "thinking_delta":
+                return [ThinkingDelta(index, str(delta.get("thinking") or ""))]
+            if delta_kind == "signature_delta":
+                return [SignatureDelta(index, str(delta.get("signature") or ""))]
+            return []
+        if kind == "content_block_start":
+            return self._block_start(int(payload.get("index", 0)), payload.get("content_block") or {})
+        if kind == "content_block_stop":
+            index = int(payload.get("index", 0))
+            return [BlockStop(index)] if self.kinds.pop(index, None) else []
+        if kind == "message_start":
+            message = payload.get("message") or {}
+            self.started = True
+            self.usage = decode_usage(message.get("usage"))
+            start_usage = Usage(
+                input_tokens=self.usage.input_tokens,
+                cached_input_tokens=self.usage.cached_input_tokens,
+                cache_creation_input_tokens=self.usage.cache_creation_input_tokens,
+            )
+            return [StreamStart(str(message.get("id") or new_id("msg_")), str(message.get("model") or ""), start_usage)]
+        if kind == "message_delta":
+            delta = payload.get("delta") or {}
+            self.stop_reason = decode_stop_reason(delta.get("stop_reason")) or self.stop_reason
+            if isinstance(delta.get("stop_sequence"), str):
+                self.stop_sequence = delta["stop_sequence"]
+            self._merge_usage(payload.get("usage"))
+            return []
+        if kind == "message_stop":
+            return self.finish(stopped=True)
+        if kind == "error":
+            error = payload.get("error") or {}
+            raise UpstreamError(f"Upstream error in stream: {error.get('message') or error.get('type') or 'unknown'}")
+        return []
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
+        kind = block.get("type")
+        if kind == "text":
+            self.kinds[index] = "text"
+            events: list[StreamEvent] = [BlockStart(index, TextPart(""))]
+            if block.get("text"):
+                events.append(TextDelta(index, str(block["text"])))
+            return events
+        if kind == "thinking":
+            self.kinds[index] = "thinking"
+            return [BlockStart(index, ThinkingPart(""))]
+        if kind == "redacted_thinking":
+            self.kinds[index] = "redacted_thinking"
+            return [BlockStart(index, RedactedThinkingPart(str(block.get("data") or "")))]
+        if kind == "tool_use":
+            self.kinds[index] = "tool_use"
+            tool_id, name = str(block.get("id") or new_id("toolu_")), str(block.get("name") or "")
+            events = [BlockStart(index, ToolUsePart(tool_id, name, ""))]
+            if block.get("input"):
+                events.append(ToolInputDelta(index, orjson.dumps(block["input"]).decode()))
+            return events
+        return []  # server tool blocks: only Anthropic can interpret them
+
+    def _merge_usage(self, raw: Any) -> None:
+        if not isinstance(raw, dict):
+            return
+        self.saw_usage = True
+        if raw.get("output_tokens") is not None:
+            self.usage.output_tokens = int(raw["output_tokens"])
+        if any(raw.get(key) is not None for key in ("input_tokens", "cache_read_input_tokens")):
+            updated = decode_usage({**encode_usage(self.usage), **{k: v for k, v in raw.items() if v is not None}})
+            self.usage.input_tokens = updated.input_tokens
+            self.usage.cached_input_tokens = updated.cached_input_tokens
+            self.usage.cache_creation_input_tokens = updated.cache_creation_input_tokens
+
+    def finish(self, *, stopped: bool = False) -> list[StreamEvent]:
+        if self.ended:
+            return []
+        if not stopped and self.stop_reason is None:
+            raise UpstreamError("Upstream stream ended before it finished")
+        self.ended = True
+        events: list[StreamEvent] = [BlockStop(index) for index in sorted(self.kinds)]
+        self.kinds.clear()
+        usage = self.usage if self.saw_usage else None
+        events.append(StreamEnd(self.stop_reason or "end_turn", usage, self.stop_sequence))
+        return events

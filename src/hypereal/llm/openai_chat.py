@@ -1,0 +1,421 @@
+"""OpenAI Chat Completions ⇄ canonical: requests, responses and stream chunks, both ways.
+
+Surface side (our clients): `decode_request`, `encode_response`, `StreamEncoder`.
+Upstream side (OpenAI and compatible servers): `encode_request`, `decode_response`,
+`StreamDecoder`.
+
+Thinking travels as `reasoning_content`, the field OpenAI-compatible reasoning servers use;
+OpenAI's own models never show their reasoning, so nothing is lost there.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from hypereal.errors import UpstreamError, ValidationFailed
+from hypereal.llm import fields
+from hypereal.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ImagePart,
+    Message,
+    OutputPart,
+    Part,
+    StopReason,
+    TextPart,
+    ThinkingPart,
+    Tool,
+    ToolChoice,
+    ToolResultPart,
+    ToolUsePart,
+    Usage,
+    effort_for_budget,
+    new_id,
+)
+
+FINISH_REASONS: dict[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+STOP_REASONS: dict[str, StopReason] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+# ---------------------------------------------------------------- requests
+
+
+def decode_request(body: dict[str, Any]) -> ChatRequest:
+    """A client's Chat Completions body as a canonical request."""
+    model = fields.string(body, "model", required=True)
+    assert model is not None
+    system: list[TextPart] = []
+    messages: list[Message] = []
+    for position, raw in enumerate(fields.array(body, "messages", required=True)):
+        message = fields.mapping(raw, f"messages.{position}")
+        role = message.get("role")
+        where = f"messages.{position}.content"
+        if role in ("system", "developer"):
+            system.extend(_text_parts(message.get("content"), where))
+        elif role == "user":
+            _append(messages, Message("user", list[Part](_user_parts(message.get("content"), where))))
+        elif role == "assistant":
+            _append(messages, Message("assistant", _assistant_parts(message, where)))
+        elif role in ("tool", "function"):
+            call_id = message.get("tool_call_id") or message.get("name") or ""
+            content: list[TextPart | ImagePart] = list(_user_parts(message.get("content"), where, allow_empty=True))
+            _append(messages, Message("user", [ToolResultPart(str(call_id), content)]))
+        else:
+            raise ValidationFailed(f"Invalid value for 'messages.{position}.role': {role!r}", field="messages")
+
+    declared = [_decode_tool(raw, f"tools.{i}") for i, raw in enumerate(fields.array(body, "tools"))]
+    declared += [_decode_function(raw, f"functions.{i}") for i, raw in enumerate(fields.array(body, "functions"))]
+    tools = [tool for tool in declared if tool is not None]
+    max_tokens = fields.integer(body, "max_completion_tokens", minimum=1) or fields.integer(
+        body, "max_tokens", minimum=1
+    )
+    response_format = body.get("response_format")
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        system=system,
+        tools=tools,
+        tool_choice=decode_tool_choice(body.get("tool_choice", body.get("function_call"))),
+        parallel_tool_calls=parallel if isinstance(parallel := body.get("parallel_tool_calls"), bool) else None,
+        max_tokens=max_tokens,
+        temperature=fields.number(body, "temperature"),
+        top_p=fields.number(body, "top_p"),
+        stop=fields.stop_list(body.get("stop"), "stop"),
+        n=fields.integer(body, "n", minimum=1) or 1,
+        response_format=fields.mapping(response_format, "response_format") if response_format is not None else None,
+        reasoning_effort=fields.string(body, "reasoning_effort"),
+        stream=fields.boolean(body, "stream"),
+        user=body.get("user") if isinstance(body.get("user"), str) else None,
+    )
+
+
+def _append(messages: list[Message], message: Message) -> None:
+    """Tool results join the user turn next to them, as Anthropic's format requires."""
+    if messages and message.role == "user" and messages[-1].role == "user":
+        previous = messages[-1]
+        if any(isinstance(p, ToolResultPart) for p in previous.content) or any(
+            isinstance(p, ToolResultPart) for p in message.content
+        ):
+            previous.content.extend(message.content)
+            return
+    messages.append(message)
+
+
+def _text_parts(content: Any, where: str) -> list[TextPart]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)] if content else []
+    if isinstance(content, list):
+        parts: list[TextPart] = []
+        for item in content:
+            if isinstance(item, dict) and isinstance(item.get("text"), str):
+                if item["text"]:
+                    parts.append(TextPart(item["text"]))
+            elif isinstance(item, str):
+                parts.append(TextPart(item))
+        return parts
+    raise fields.invalid(where, "a string or an array of content parts")
+
+
+def _user_parts(content: Any, where: str, allow_empty: bool = False) -> list[TextPart | ImagePart]:
+    if content is None:
+        if allow_empty:
+            return []
+        raise fields.missing(where)
+    if isinstance(content, str):
+        return [TextPart(content)] if content or not allow_empty else []
+    if not isinstance(content, list):
+        raise fields.invalid(where, "a string or an array of content parts")
+    parts: list[TextPart | ImagePart] = []
+    for index, item in enumerate(content):
+        if not isinstance(item, dict):
+            raise fields.invalid(f"{where}.{index}", "a content part object")
+        kind = item.get("type")
+        if kind == "text":
+            text = item.get("text")
+            if not isinstance(text, str):
+                raise fields.invalid(f"{where}.{index}.text", "a string")
+            if text:
+                parts.append(TextPart(text))
+        elif kind == "image_url":
+            image = item.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str) or not url:
+                raise fields.invalid(f"{where}.{index}.image_url", "an object with a url")
+            detail = image.get("detail") if isinstance(image, dict) else None
+            parts.append(ImagePart(url, detail if isinstance(detail, str) else None))
+        else:
+            raise ValidationFailed(f"Content parts of type {kind!r} are not supported", field=f"{where}.{index}.type")
+    return parts
+
+
+def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
+    parts: list[Part] = []
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        signature = message.get("reasoning_signature")
+        parts.append(ThinkingPart(reasoning, signature if isinstance(signature, str) else None))
+    parts.extend(_text_parts(message.get("content"), where))
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        parts.append(TextPart(refusal))
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise fields.invalid(f"{where}.tool_calls.{index}", "a function call with a name")
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = orjson.dumps(arguments or {}).decode()
+        parts.append(ToolUsePart(str(call.get("id") or new_id("call_")), function["name"], arguments))
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
+        parts.append(ToolUsePart(legacy["name"], legacy["name"], str(legacy.get("arguments") or "")))
+    return parts
+
+
+def _decode_tool(raw: Any, where: str) -> Tool | None:
+    tool = fields.mapping(raw, where)
+    if tool.get("type", "function") != "function":
+        return None
+    return _decode_function(tool.get("function"), f"{where}.function")
+
+
+def _decode_function(raw: Any, where: str) -> Tool:
+    function = fields.mapping(raw, where)
+    name = fields.string(function, "name", required=True)
+    assert name is not None
+    parameters = function.get("parameters")
+    if parameters is None:
+        parameters = {"type": "object", "properties": {}}
+    description = function.get("description")
+    return Tool(name, description if isinstance(description, str) else None, fields.mapping(parameters, where))
+
+
+def decode_tool_choice(value: Any) -> ToolChoice | None:
+    if value is None:
+        return None
+    if value in ("auto", "none", "required"):
+        return ToolChoice(value)
+    if isinstance(value, dict):
+        function = value.get("function")
+        name = (function if isinstance(function, dict) else value).get("name")
+        if isinstance(name, str):
+            return ToolChoice("tool", name)
+    raise fields.invalid("tool_choice", '"auto", "none", "required" or {"type": "function", "function": {"name"}}')
+
+
+def encode_request(request: ChatRequest, *, max_tokens_field: str = "max_completion_tokens") -> dict[str, Any]:
+    """A canonical request as a Chat Completions body for an upstream."""
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": "\n\n".join(part.text for part in request.system)})
+    for message in request.messages:
+        if message.role == "assistant":
+            messages.append(_encode_assistant(message.content))
+        else:
+            messages.extend(_encode_user(message.content))
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    **({"description": tool.description} if tool.description else {}),
+                    "parameters": tool.parameters,
+                },
+            }
+            for tool in request.tools
+        ]
+        if request.tool_choice is not None:
+            body["tool_choice"] = encode_tool_choice(request.tool_choice)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.max_tokens is not None:
+        body[max_tokens_field] = request.max_tokens
+    for name in ("temperature", "top_p", "response_format", "user"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    if request.stop:
+        body["stop"] = request.stop
+    if request.n != 1:
+        body["n"] = request.n
+    effort = request.reasoning_effort or effort_for_budget(request.thinking_budget)
+    if effort:
+        body["reasoning_effort"] = effort
+    if request.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def encode_tool_choice(choice: ToolChoice) -> Any:
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def _encode_assistant(parts: list[Part]) -> dict[str, Any]:
+    text = "".join(part.text for part in parts if isinstance(part, TextPart))
+    calls = [
+        {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": part.arguments or "{}"}}
+        for part in parts
+        if isinstance(part, ToolUsePart)
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _encode_user(parts: list[Part]) -> list[dict[str, Any]]:
+    """Tool results become `tool` messages; what else the turn holds follows as a user message."""
+    out: list[dict[str, Any]] = []
+    rest: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, ToolResultPart):
+            text = part.text()
+            if part.is_error and not text.startswith("Error"):
+                text = f"Error: {text}"
+            out.append({"role": "tool", "tool_call_id": part.tool_use_id, "content": text})
+            rest.extend(_encode_content_part(inner) for inner in part.content if isinstance(inner, ImagePart))
+        elif isinstance(part, TextPart | ImagePart):
+            rest.append(_encode_content_part(part))
+    if rest:
+        if len(rest) == 1 and rest[0]["type"] == "text":
+            out.append({"role": "user", "content": rest[0]["text"]})
+        else:
+            out.append({"role": "user", "content": rest})
+    return out
+
+
+def _encode_content_part(part: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.url}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+# ---------------------------------------------------------------- responses
+
+
+def decode_usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def encode_usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _decode_choice(choice: dict[str, Any]) -> Choice:
+    message = choice.get("message") or {}
+    content: list[OutputPart] = []
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        content.append(ThinkingPart(reasoning))
+    text = message.get("content")
+    if isinstance(text, str) and text:
+        content.append(TextPart(text))
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        content.append(TextPart(refusal))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = orjson.dumps(arguments or {}).decode()
+        content.append(ToolUsePart(str(call.get("id") or new_id("call_")), str(function.get("name") or ""), arguments))
+    finish = choice.get("finish_reason")
+    return Choice(content, STOP_REASONS.get(finish, "end_turn") if finish else None)
+
+
+def decode_response(body: dict[str, Any]) -> ChatResponse:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise UpstreamError("Upstream answered without choices")
+    decoded = [_decode_choice(choice) for choice in choices]
+    first = decoded[0]
+    return ChatResponse(
+        id=str(body.get("id") or new_id("chatcmpl-")),
+        model=str(body.get("model") or ""),
+        content=first.content,
+        stop_reason=first.stop_reason,
+        usage=decode_usage(body.get("usage")),
+        created=int(body.get("created") or time.time()),
+        extra_choices=decoded[1:],
+    )
+
+
+def _encode_message(content: list[OutputPart]) -> dict[str, Any]:
+    text = "".join(part.text for part in content if isinstance(part, TextPart))
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    thinking = "".join(part.text for part in content if isinstance(part, ThinkingPart))
+    if thinking:
+        message["reasoning_content"] = thinking
+    calls = [
+        {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": part.arguments or "{}"}}
+        for part in content
+        if isinstance(part, ToolUsePart)
+    ]
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def encode_response(response: ChatResponse, model: str, **extra: Any) -> dict[str, Any]:
+    """A canonical response as a Chat Completions body; `extra` adds top-level fields (creditsUsed)."""
+    choices = [Choice(response.content, response.stop_reason, response.stop_sequence), *response.extra_choices]
+    return {
+        "id": response.id if response.id.startswith("chatcmpl") else new_id("chatcmpl-"),
+        "object": "chat.completion",
+        "created": response.created,
+        "model": model,
+        "choices": [
+            {
+                "index": index,
+                "message": _encode_message(choice.content),
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS.get(choice.stop_reason or "end_turn", "stop"),
+            }
+            for index, choice in enumerate(choices)
+        ],
+        "usage": encode_usage(response.usage),
+        "system_fingerprint": None,
+        **extra,
+    }

@@ -1,0 +1,369 @@
+"""The canonical chat representation every wire format is translated to and from.
+
+It follows the shape of Anthropic's Messages API, the richest of the three (content blocks,
+thinking with signatures, tool results inside user turns), so that translating a
+conversation through it loses as little as possible:
+
+- the system prompt lives beside the messages, not among them;
+- a message is a role (`user` or `assistant`) and a list of parts;
+- tool results are parts of a user message; tool calls are parts of an assistant message;
+- tool-call arguments are kept as JSON text, because both streaming formats deliver them
+  as fragments of text and a half-received call is still worth passing on.
+
+A stream is a sequence of `StreamEvent`s: one `StreamStart`, then for each content block
+a `BlockStart`, deltas and a `BlockStop`, then one `StreamEnd` carrying the stop reason
+and the usage. An upstream failure in mid-stream is raised from the iterator as a
+`hypereal.errors.HyperealError`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+Role = Literal["user", "assistant"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
+ToolChoiceMode = Literal["auto", "none", "required", "tool"]
+
+
+def new_id(prefix: str) -> str:
+    """An id in the style of the wire format that will show it, e.g. `chatcmpl-…`, `msg_…`."""
+    return prefix + secrets.token_hex(12)
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image as an http(s) URL or a `data:` URL (base64)."""
+
+    url: str
+    detail: str | None = None
+
+    def inline(self) -> tuple[str, str] | None:
+        """(media type, base64 data) for a data URL; None for a remote URL."""
+        if not self.url.startswith("data:"):
+            return None
+        header, _, data = self.url.partition(",")
+        media_type = header[5:].split(";", 1)[0] or "image/png"
+        return media_type, data
+
+
+@dataclass(slots=True)
+class ToolUsePart:
+    id: str
+    name: str
+    arguments: str = ""
+    """The call's input as JSON text (possibly partial while streaming)."""
+
+    def input(self) -> dict[str, Any]:
+        """The arguments as an object; `{}` for empty or broken JSON, which upstreams reject less."""
+        if not self.arguments.strip():
+            return {}
+        try:
+            value = orjson.loads(self.arguments)
+        except orjson.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {"value": value}
+
+
+@dataclass(slots=True)
+class ToolResultPart:
+    tool_use_id: str
+    content: list[TextPart | ImagePart] = field(default_factory=list)
+    is_error: bool = False
+
+    def text(self) -> str:
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+@dataclass(slots=True)
+class ThinkingPart:
+    text: str
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class RedactedThinkingPart:
+    data: str
+
+
+Part = TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart | RedactedThinkingPart
+OutputPart = TextPart | ToolUsePart | ThinkingPart | RedactedThinkingPart
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: list[Part]
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    mode: ToolChoiceMode = "auto"
+    name: str | None = None
+    """The tool to call when mode is `tool`."""
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    system: list[TextPart] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    response_format: dict[str, Any] | None = None
+    """OpenAI's shape: {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}."""
+    reasoning_effort: str | None = None
+    thinking_budget: int | None = None
+    stream: bool = False
+    user: str | None = None
+
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.role == "user":
+                texts = [part.text for part in message.content if isinstance(part, TextPart)]
+                if texts:
+                    return "\n".join(texts)
+        return ""
+
+    @property
+    def wants_thinking(self) -> bool:
+        return bool(self.thinking_budget) or self.reasoning_effort not in (None, "none", "minimal")
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    """All prompt tokens, cached ones included (OpenAI's convention)."""
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    """Prompt tokens read from the upstream's cache, a part of `input_tokens`."""
+    cache_creation_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    """Output tokens spent on reasoning, a part of `output_tokens`."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class Choice:
+    content: list[OutputPart]
+    stop_reason: StopReason | None = "end_turn"
+    stop_sequence: str | None = None
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    id: str
+    model: str
+    content: list[OutputPart]
+    stop_reason: StopReason | None = "end_turn"
+    usage: Usage = field(default_factory=Usage)
+    stop_sequence: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    extra_choices: list[Choice] = field(default_factory=list)
+    """Choices after the first when a Chat Completions client asked for `n` > 1."""
+
+    def text(self) -> str:
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+# ---------------------------------------------------------------- stream events
+
+
+@dataclass(slots=True)
+class StreamStart:
+    id: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    """What is known at the start: usually the input tokens (an estimate when the upstream says later)."""
+
+
+@dataclass(slots=True)
+class BlockStart:
+    index: int
+    part: OutputPart
+    """An empty shell of the block: TextPart(""), ThinkingPart(""), ToolUsePart(id, name, "")."""
+
+
+@dataclass(slots=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
+class ThinkingDelta:
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
+class SignatureDelta:
+    index: int
+    signature: str
+
+
+@dataclass(slots=True)
+class ToolInputDelta:
+    index: int
+    partial_json: str
+
+
+@dataclass(slots=True)
+class BlockStop:
+    index: int
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    stop_reason: StopReason | None
+    usage: Usage | None = None
+    """None when the upstream never said; the caller then counts what was produced."""
+    stop_sequence: str | None = None
+
+
+StreamEvent = (
+    StreamStart | BlockStart | TextDelta | ThinkingDelta | SignatureDelta | ToolInputDelta | BlockStop | StreamEnd
+)
+
+
+class Accumulator:
+    """Builds the ChatResponse a stream amounts to; also tells how much output it carried so far."""
+
+    def __init__(self, id: str = "", model: str = "") -> None:
+        self.id = id
+        self.model = model
+        self.blocks: dict[int, OutputPart] = {}
+        self.stop_reason: StopReason | None = None
+        self.stop_sequence: str | None = None
+        self.usage: Usage | None = None
+        self.start_usage = Usage()
+        self.output_chars = 0
+        self.ended = False
+
+    def add(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            block = self.blocks.get(event.index)
+            if isinstance(block, TextPart):
+                block.text += event.text
+            self.output_chars += len(event.text)
+        elif isinstance(event, ToolInputDelta):
+            block = self.blocks.get(event.index)
+            if isinstance(block, ToolUsePart):
+                block.arguments += event.partial_json
+            self.output_chars += len(event.partial_json)
+        elif isinstance(event, ThinkingDelta):
+            block = self.blocks.get(event.index)
+            if isinstance(block, ThinkingPart):
+                block.text += event.text
+            self.output_chars += len(event.text)
+        elif isinstance(event, SignatureDelta):
+            block = self.blocks.get(event.index)
+            if isinstance(block, ThinkingPart):
+                block.signature = (block.signature or "") + event.signature
+        elif isinstance(event, BlockStart):
+            self.blocks[event.index] = _copy_part(event.part)
+            if isinstance(event.part, ToolUsePart):
+                self.output_chars += len(event.part.name)
+        elif isinstance(event, StreamStart):
+            self.id = event.id or self.id
+            self.model = event.model or self.model
+            self.start_usage = event.usage
+        elif isinstance(event, StreamEnd):
+            self.stop_reason = event.stop_reason
+            self.stop_sequence = event.stop_sequence
+            self.usage = event.usage
+            self.ended = True
+
+    def response(self) -> ChatResponse:
+        content = [self.blocks[index] for index in sorted(self.blocks)]
+        usage = self.usage or Usage(input_tokens=self.start_usage.input_tokens)
+        return ChatResponse(
+            id=self.id,
+            model=self.model,
+            content=content,
+            stop_reason=self.stop_reason,
+            usage=usage,
+            stop_sequence=self.stop_sequence,
+        )
+
+
+def _copy_part(part: OutputPart) -> OutputPart:
+    if isinstance(part, TextPart):
+        return TextPart(part.text)
+    if isinstance(part, ThinkingPart):
+        return ThinkingPart(part.text, part.signature)
+    if isinstance(part, ToolUsePart):
+        return ToolUsePart(part.id, part.name, part.arguments)
+    return RedactedThinkingPart(part.data)
+
+
+def events_of(response: ChatResponse) -> list[StreamEvent]:
+    """A finished response as the stream that would have produced it (for one-shot upstreams)."""
+    start_usage = Usage(input_tokens=response.usage.input_tokens)
+    events: list[StreamEvent] = [StreamStart(response.id, response.model, start_usage)]
+    for index, part in enumerate(response.content):
+        if isinstance(part, TextPart):
+            events.append(BlockStart(index, TextPart("")))
+            if part.text:
+                events.append(TextDelta(index, part.text))
+        elif isinstance(part, ThinkingPart):
+            events.append(BlockStart(index, ThinkingPart("")))
+            if part.text:
+                events.append(ThinkingDelta(index, part.text))
+            if part.signature:
+                events.append(SignatureDelta(index, part.signature))
+        elif isinstance(part, ToolUsePart):
+            events.append(BlockStart(index, ToolUsePart(part.id, part.name, "")))
+            if part.arguments:
+                events.append(ToolInputDelta(index, part.arguments))
+        else:
+            events.append(BlockStart(index, RedactedThinkingPart(part.data)))
+        events.append(BlockStop(index))
+    events.append(StreamEnd(response.stop_reason, response.usage, response.stop_sequence))
+    return events
+
+
+# Reasoning effort (OpenAI) and thinking budget (Anthropic) describe the same knob.
+EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32768}
+MIN_THINKING_BUDGET = 1024
+
+
+def budget_for_effort(effort: str | None) -> int | None:
+    if effort is None or effort == "none":
+        return None
+    return EFFORT_BUDGETS.get(effort, EFFORT_BUDGETS["medium"])
+
+
+def effort_for_budget(budget: int | None) -> str | None:
+    if not budget:
+        return None
+    if budget <= EFFORT_BUDGETS["low"]:
+        return "low"
+    if budget <= EFFORT_BUDGETS["medium"]:
+        return "medium"
+    return "high"
