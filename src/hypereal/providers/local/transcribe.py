@@ -108,11 +108,11 @@ def speech_regions(samples: Samples, rate: int = SAMPLE_RATE) -> list[tuple[floa
     frame_seconds = frame_length / rate
     pcm = _int16(samples)
     count = len(pcm) // frame_length
+    frames = pcm[: count * frame_length].reshape(count, frame_length)
+    loudness = np.sqrt(np.mean((frames.astype(np.float32) / 32768.0) ** 2, axis=1))
     speech = np.zeros(count, dtype=bool)
-    for i in range(count):
-        frame = pcm[i * frame_length : (i + 1) * frame_length]
-        loud = float(np.sqrt(np.mean((frame.astype(np.float32) / 32768.0) ** 2))) > _ENERGY_FLOOR
-        speech[i] = loud and vad.is_speech(frame.tobytes())
+    for index in np.flatnonzero(loudness > _ENERGY_FLOOR).tolist():
+        speech[index] = vad.is_speech(frames[index].tobytes())
     regions: list[list[float]] = []
     for index in np.flatnonzero(speech).tolist():
         start, end = index * frame_seconds, (index + 1) * frame_seconds
