@@ -18,6 +18,7 @@ import orjson
 from hypereal.billing import Billing
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.errors import Conflict, HyperealError
+from hypereal.jobs.inputs import PrefetchingFetcher
 from hypereal.jobs.signals import Signals
 from hypereal.jobs.validation import input_urls, price, settled_price, validate_params
 from hypereal.keys import Principal
@@ -73,6 +74,7 @@ class JobEngine:
         self.guard = guard
         self.providers = providers
         self.signals = signals
+        self.inputs = PrefetchingFetcher(guard)
 
     # ---- submitting ---------------------------------------------------------------------
 
@@ -82,11 +84,14 @@ class JobEngine:
         params = request.params
         if choice.fallback:
             params = validate_params(choice.spec, params)
-        for url, _kind in input_urls(choice.spec, params):
+        inputs = input_urls(choice.spec, params)
+        for url, _kind in inputs:
             self.guard.check_url(url)
         if request.webhook_url:
             self.guard.check_url(request.webhook_url, allow_data=False)
             await self.guard.check_destination(request.webhook_url)
+        if inputs:
+            await self.inputs.check(inputs)
         cost = price(choice.spec, params, choice.fast)
         now = time.time()
         job_id = new_job_id()

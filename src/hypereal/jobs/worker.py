@@ -128,7 +128,7 @@ class Worker:
                 params=job.params,
                 mode=job.mode,
             )
-            outcome: Handle | Result | Pending = await provider.submit(request, self.engine.guard)
+            outcome: Handle | Result | Pending = await provider.submit(request, self.engine.inputs)
             if isinstance(outcome, Handle):
                 # Recorded before anything else, so recovery polls this id instead of submitting again.
                 async with self.engine.db.write() as conn:
