@@ -63,9 +63,7 @@ async def test_concurrent_charges_stop_exactly_at_zero(
     assert total == balance
     rows = await entries(first, account.id)
     assert sorted(row.kind for row in rows) == ["adjustment"] + ["charge"] * 50
-    assert sorted(row.balance_after for row in rows if row.kind == "charge") == [
-        to_milli(PRICE) * n for n in range(50)
-    ]
+    assert sorted(row.balance_after for row in rows if row.kind == "charge") == [to_milli(PRICE) * n for n in range(50)]
 
 
 async def test_refund_retried_concurrently_pays_once(services: Services, make_account: Any) -> None:
