@@ -244,6 +244,8 @@ KINDS: Mapping[str, MediaKind] = {
     # webm and mp4 containers are often labelled video/* even when they hold only audio.
     "audio": MediaKind("audio", ("audio/", "video/"), sniff_audio, "audio/*, video/webm, video/mp4"),
     "video": MediaKind("video", ("video/",), sniff_video, "video/*"),
+    # Outputs an upstream hosts (GLB models, archives...): any bytes, still under the guard's limits.
+    "file": MediaKind("file", ("",), lambda data: "application/octet-stream", "*/*"),
 }
 
 

@@ -160,10 +160,17 @@ class JobEngine:
         return stored
 
     async def _store_output(self, job: Job, output: Output) -> dict[str, Any]:
-        if output.data is not None:
-            saved = await self.storage.put(job.account_id, output.data, output.content_type, output.extension)
-            return {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
-        return {"url": output.url, "contentType": output.content_type}
+        data = output.data
+        if data is None and output.url:
+            # Upstream file URLs expire (Replicate's after an hour); keep our own copy.
+            try:
+                data = (await self.guard.fetch(output.url, kind=_kind_of(output.content_type))).data
+            except HyperealError as error:
+                log.warning("job %s: keeping the upstream URL, copying it failed: %s", job.id, error.message)
+                return {"url": output.url, "contentType": output.content_type}
+        assert data is not None
+        saved = await self.storage.put(job.account_id, data, output.content_type, output.extension)
+        return {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
 
     async def complete(self, job: Job, result: Result) -> Job | None:
         """Record success and settle the charge to the real price; None if the job had already ended."""
@@ -245,6 +252,11 @@ class JobEngine:
         await self.guard.close()
         await self.storage.close()
         await self.signals.close()
+
+
+def _kind_of(content_type: str) -> str:
+    family = content_type.split("/", 1)[0]
+    return family if family in ("image", "audio", "video") else "file"
 
 
 def output_urls(job: Job) -> list[str]:
