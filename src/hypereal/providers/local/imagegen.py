@@ -90,6 +90,7 @@ def _params(params: dict[str, Any]) -> tuple[str, int | None, str, str, str]:
 async def local_image(request: MediaRequest, fetch: InputFetcher) -> Result:
     prompt, seed, aspect_ratio, resolution, output_format = _params(request.params)
     size_for(aspect_ratio, resolution)  # validate before the thread starts
+    normalize_format(output_format)
     data, content_type, extension = await asyncio.to_thread(
         generate_image,
         prompt,
