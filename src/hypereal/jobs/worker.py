@@ -24,6 +24,7 @@ from typing import Any
 from hypereal.errors import HyperealError, UpstreamError
 from hypereal.jobs.engine import JobEngine
 from hypereal.providers.base import Handle, MediaRequest, Pending, Result
+from hypereal.routing import choose
 from hypereal.store import accounts as account_store
 from hypereal.store import jobs as store
 from hypereal.store.jobs import Job
@@ -128,7 +129,12 @@ class Worker:
                 params=job.params,
                 mode=job.mode,
             )
-            outcome: Handle | Result | Pending = await provider.submit(request, self.engine.inputs)
+            try:
+                outcome: Handle | Result | Pending = await provider.submit(request, self.engine.inputs)
+            except UpstreamError as error:
+                if await self._fall_back(job, error):
+                    return
+                raise
             if isinstance(outcome, Handle):
                 # Recorded before anything else, so recovery polls this id instead of submitting again.
                 async with self.engine.db.write() as conn:
@@ -161,6 +167,31 @@ class Worker:
             raise UpstreamError(f"Provider {job.provider} answered a poll with {type(outcome).__name__}")
         current = await self._reread(job)
         await self.engine.complete(current, outcome)
+
+    async def _fall_back(self, job: Job, error: UpstreamError) -> bool:
+        """Hand the job to the model's next configured route after an upstream refused it."""
+        try:
+            choices = choose(self.engine.catalog, self.engine.catalog.models[job.model], job.mode, False)
+        except (KeyError, HyperealError):
+            return False
+        fast = bool((job.extra or {}).get("fast"))
+        routes = [(c.provider, c.upstream_model) for c in choices if c.fast == fast]
+        current = (job.provider, job.upstream_model)
+        if current not in routes or routes.index(current) + 1 >= len(routes):
+            return False
+        provider, upstream_model = routes[routes.index(current) + 1]
+        log.warning("job %s: %s failed (%s); trying %s", job.id, job.provider, error.message, provider)
+        async with self.engine.db.write() as conn:
+            return await store.update_owned(
+                conn,
+                job.id,
+                self.owner,
+                provider=provider,
+                upstream_model=upstream_model,
+                stage="queued",
+                lease_owner=None,
+                lease_expires_at=None,
+            )
 
     async def _reread(self, job: Job) -> Job:
         async with self.engine.db.read() as conn:
