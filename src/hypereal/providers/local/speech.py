@@ -314,7 +314,7 @@ def _breath(rate: int, seconds: float, low: float, high: float, level: float, se
 
 
 def _laughing(s: Speaker, p: Prosody) -> Samples:
-    return s.render("ha ha ha ha", p.then(Prosody(pitch=30, range=40, rate=1.6, volume=1.1)))
+    return s.render("hah hah hah hah", p.then(Prosody(pitch=40, range=40, rate=1.25, volume=1.1)))
 
 
 def _chuckling(s: Speaker, p: Prosody) -> Samples:
