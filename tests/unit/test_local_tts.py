@@ -53,7 +53,9 @@ def seconds(samples: np.ndarray) -> float:
 
 
 def request(**params: object) -> MediaRequest:
-    return MediaRequest(job_id="job_tts", model="local-tts", upstream_model="local-tts", category="audio", params=params)
+    return MediaRequest(
+        job_id="job_tts", model="local-tts", upstream_model="local-tts", category="audio", params=params
+    )
 
 
 async def no_fetch(url: str, *, kind: str) -> InputFile:
@@ -83,7 +85,9 @@ async def test_every_format_decodes_to_the_spoken_audio(format: str, codec: str,
 def test_duration_grows_with_text() -> None:
     short = synthesize("Hello there.")
     medium = synthesize("Hello there, how are you doing this fine morning?")
-    long = synthesize("Hello there, how are you doing this fine morning? I hope the trip went well and the hotel was nice.")
+    long = synthesize(
+        "Hello there, how are you doing this fine morning? I hope the trip went well and the hotel was nice."
+    )
     assert seconds(short) + 0.8 < seconds(medium)
     assert seconds(medium) + 1.5 < seconds(long)
 
@@ -113,15 +117,18 @@ def neutral() -> tuple[float, float, float]:
     return voicing(audio)[0], seconds(audio), loudness(audio)
 
 
-DOCUMENTED_EMOTIONS = """angry sad disdainful excited surprised satisfied unhappy anxious hysterical delighted
-scared worried indifferent upset impatient nervous guilty scornful frustrated depressed panicked furious empathetic
-embarrassed reluctant disgusted keen moved proud relaxed grateful confident interested curious confused joyful
-disapproving negative denying astonished serious sarcastic conciliative comforting sincere sneering hesitating
-yielding painful awkward amused happy""".split()
+DOCUMENTED_EMOTIONS = {
+    "angry", "sad", "disdainful", "excited", "surprised", "satisfied", "unhappy", "anxious", "hysterical",
+    "delighted", "scared", "worried", "indifferent", "upset", "impatient", "nervous", "guilty", "scornful",
+    "frustrated", "depressed", "panicked", "furious", "empathetic", "embarrassed", "reluctant", "disgusted",
+    "keen", "moved", "proud", "relaxed", "grateful", "confident", "interested", "curious", "confused",
+    "joyful", "disapproving", "negative", "denying", "astonished", "serious", "sarcastic", "conciliative",
+    "comforting", "sincere", "sneering", "hesitating", "yielding", "painful", "awkward", "amused", "happy",
+}  # fmt: skip
 
 
 def test_the_tables_hold_every_documented_marker() -> None:
-    assert set(EMOTIONS) == set(DOCUMENTED_EMOTIONS)
+    assert set(EMOTIONS) == DOCUMENTED_EMOTIONS
     assert set(TONES) == {"in a hurry tone", "shouting", "screaming", "whispering", "soft tone"}
     assert set(SOUNDS) == {
         "laughing", "chuckling", "sobbing", "crying loudly", "sighing", "panting", "groaning",
