@@ -1,0 +1,62 @@
+"""Anthropic upstream: the Messages API.
+
+Forwarded requests keep the client's `anthropic-beta` header, which switches on features
+(interleaved thinking, fine-grained tool streaming) Claude Code relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from hypereal.llm import anthropic, sse
+from hypereal.llm.anthropic_stream import StreamDecoder
+from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
+from hypereal.providers.chat import Forwarded, HttpChatProvider, Protocol
+
+API_VERSION = "2023-06-01"
+MESSAGES_PATH = "/v1/messages"
+
+
+class AnthropicProvider(HttpChatProvider):
+    type: ClassVar[str] = "anthropic"
+    passthrough: ClassVar[frozenset[Protocol]] = frozenset({"anthropic-messages"})
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
+
+    def headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": str(self.config.options.get("anthropic_version", API_VERSION))}
+        key = self.config.api_key()
+        if key:
+            headers["x-api-key"] = key
+        return headers
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        default = int(self.config.options.get("default_max_tokens", anthropic.DEFAULT_MAX_TOKENS))
+        return anthropic.encode_request(request, default_max_tokens=default)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        answer = await self.post_json(MESSAGES_PATH, self._body(replace(request, stream=False)))
+        return anthropic.decode_response(answer.payload)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        decoder = StreamDecoder()
+        async for event in self.post_events(MESSAGES_PATH, self._body(replace(request, stream=True))):
+            for decoded in decoder.feed(event.event, event.data):
+                yield decoded
+        for decoded in decoder.finish():
+            yield decoded
+
+    async def forward(self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]) -> Forwarded:
+        return await self.post_json(MESSAGES_PATH, body, _beta(headers))
+
+    async def forward_stream(
+        self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]
+    ) -> AsyncIterator[sse.Event]:
+        async for event in self.post_events(MESSAGES_PATH, body, _beta(headers)):
+            yield event
+
+
+def _beta(headers: dict[str, str]) -> dict[str, str]:
+    beta = headers.get("anthropic-beta")
+    return {"anthropic-beta": beta} if beta else {}

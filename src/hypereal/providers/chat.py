@@ -1,0 +1,233 @@
+"""The chat provider interface, the HTTP base the remote ones share, and the per-process hub.
+
+A chat provider answers canonical requests (`complete`, `stream`). One whose upstream
+speaks a surface's wire format natively also lists that protocol in `passthrough`, and
+then the surface forwards the client's body and the upstream's bytes (`forward`,
+`forward_stream`) with only the parsing billing needs: the hot path of a gateway whose
+clients mostly call a model in its own protocol.
+
+Upstream failures are translated here, once:
+
+    connection refused, reset, DNS     → UpstreamError (502)
+    read or connect timeout            → UpstreamTimeout (504)
+    400, 404, 409, 413, 422            → BadRequest, with the upstream's message
+    401, 403 (our credentials)         → UpstreamError
+    429, 503, 529                      → Unavailable (503)
+    other 5xx                          → UpstreamError
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+import orjson
+
+from hypereal.catalog import Catalog, ModelSpec, Route
+from hypereal.catalog.schema import ProviderConfig
+from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.llm import sse
+from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
+from hypereal.providers.registry import CHAT_TYPES, can_serve, load_class
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["openai-chat", "openai-responses", "anthropic-messages"]
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """An upstream's non-streaming answer in the client's own protocol, body untouched."""
+
+    status: int
+    body: bytes
+    payload: dict[str, Any]
+    """The body parsed, for reading usage."""
+
+
+class ChatProvider(abc.ABC):
+    type: ClassVar[str]
+    passthrough: ClassVar[frozenset[Protocol]] = frozenset()
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """One answer for a canonical request whose `model` is the upstream's model id."""
+
+    @abc.abstractmethod
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """The answer as canonical events; raises HyperealError if the upstream fails mid-way."""
+
+    async def forward(self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]) -> Forwarded:
+        raise NotImplementedError(f"{self.type} does not forward {protocol}")
+
+    def forward_stream(
+        self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]
+    ) -> AsyncIterator[sse.Event]:
+        raise NotImplementedError(f"{self.type} does not forward {protocol}")
+
+    def forwards(self, protocol: Protocol) -> bool:
+        """Whether a client speaking `protocol` can be forwarded to this upstream as is."""
+        return protocol in self.passthrough
+
+    def available(self) -> bool:
+        return self.config.configured
+
+    async def close(self) -> None:
+        return None
+
+
+def _message_of(raw: bytes) -> str:
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:300].decode("utf-8", "replace").strip()
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return raw[:300].decode("utf-8", "replace").strip()
+
+
+def upstream_status_error(status: int, raw: bytes) -> HyperealError:
+    message = _message_of(raw)
+    if status in (400, 404, 409, 413, 422):
+        return BadRequest(f"Upstream rejected the request: {message}", upstream_status=status)
+    if status in (429, 503, 529):
+        return Unavailable(f"Upstream is busy or rate limited; retry later ({message})", upstream_status=status)
+    if status in (401, 403):
+        return UpstreamError("Upstream refused the gateway's credentials", upstream_status=status)
+    return UpstreamError(f"Upstream failed with status {status}: {message}", upstream_status=status)
+
+
+class HttpChatProvider(ChatProvider):
+    """A provider behind HTTP(S): one aiohttp session per instance, created on first use."""
+
+    default_base_url: ClassVar[str] = ""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        base = config.base_url or self.default_base_url
+        if not base:
+            raise ValueError(f"provider type {self.type} needs a base_url")
+        self.base_url = base.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=self.config.timeout_seconds
+            )
+            connector = aiohttp.TCPConnector(limit=int(self.config.options.get("max_connections", 256)))
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, connector=connector, json_serialize=lambda value: orjson.dumps(value).decode()
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def post_json(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Forwarded:
+        try:
+            async with self.session().post(
+                self.base_url + path, data=orjson.dumps(body), headers=self._headers(headers)
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise upstream_status_error(response.status, raw)
+                status = response.status
+        except HyperealError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout() from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"Could not reach the upstream: {type(exc).__name__}") from exc
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("Upstream answered with a body that is not JSON") from exc
+        if not isinstance(payload, dict):
+            raise UpstreamError("Upstream answered with a body that is not a JSON object")
+        return Forwarded(status, raw, payload)
+
+    async def post_events(
+        self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> AsyncIterator[sse.Event]:
+        """The upstream's SSE events as they arrive; errors before the first one raise as usual."""
+        parser = sse.Parser()
+        try:
+            async with self.session().post(
+                self.base_url + path, data=orjson.dumps(body), headers=self._headers(headers)
+            ) as response:
+                if response.status >= 400:
+                    raise upstream_status_error(response.status, await response.read())
+                async for chunk in response.content.iter_any():
+                    for event in parser.feed(chunk):
+                        yield event
+                for event in parser.close():
+                    yield event
+        except HyperealError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout("Upstream stopped sending before the answer was complete") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"Lost the upstream connection: {type(exc).__name__}") from exc
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.headers()}
+        if extra:
+            headers.update(extra)
+        return headers
+
+
+class ChatProviders:
+    """The chat provider instances of one process, built on first use from the catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._instances: dict[str, ChatProvider] = {}
+
+    def get(self, name: str) -> ChatProvider:
+        instance = self._instances.get(name)
+        if instance is None:
+            config = self.catalog.providers[name]
+            if config.type not in CHAT_TYPES:
+                raise Unavailable(f"Provider '{name}' of type {config.type} cannot serve chat")
+            instance = self._instances[name] = load_class(config.type)(config)
+        return instance
+
+    def routes(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
+        """The routes of a model whose provider is configured, in order of preference."""
+        usable: list[tuple[Route, ChatProvider]] = []
+        for route in spec.routes:
+            config = self.catalog.providers[route.provider]
+            if config.type in CHAT_TYPES and can_serve(config):
+                usable.append((route, self.get(route.provider)))
+        if not usable:
+            raise Unavailable(f"No configured provider can serve '{spec.id}' now", model=spec.id)
+        return usable
+
+    def inject(self, name: str, provider: ChatProvider) -> None:
+        """Use `provider` for the catalog provider `name` (tests, embedding)."""
+        self._instances[name] = provider
+
+    async def close(self) -> None:
+        instances, self._instances = list(self._instances.values()), {}
+        results = await asyncio.gather(*(instance.close() for instance in instances), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("closing a chat provider failed: %s", result)

@@ -1,0 +1,200 @@
+"""`local-echo`: a deterministic chat model for testing clients offline. Not a language model.
+
+It answers on every surface and behaves like a real upstream in the ways clients notice:
+
+- it echoes the last user message back, streamed word by word;
+- when tools are offered and the prompt names one of them or asks to "call"/"use the
+  tool" (or `tool_choice` demands a call), it calls that tool (else the first) with
+  arguments made from the tool's JSON schema, and stops with `tool_use`;
+- after a tool result, it reports what the tool returned;
+- when thinking or reasoning is asked for, it thinks first, in a signed thinking block;
+- it honours `max_tokens` (stopping with `max_tokens`) and stop sequences;
+- in JSON mode it answers `{"echo": ...}`;
+- usage follows `hypereal.llm.tokens`, so callers can predict it exactly.
+
+Option `token_delay_seconds` slows the stream down, for testing clients that disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import orjson
+
+from hypereal.llm import tokens
+from hypereal.llm.types import (
+    Accumulator,
+    BlockStart,
+    BlockStop,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    SignatureDelta,
+    StopReason,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ThinkingPart,
+    Tool,
+    ToolInputDelta,
+    ToolResultPart,
+    ToolUsePart,
+    Usage,
+    new_id,
+)
+from hypereal.providers.chat import ChatProvider
+
+WORDS = re.compile(r"\s*\S+\s*")
+ASKS_FOR_TOOL = re.compile(r"\b(call|invoke|use the tool|use a tool|use tool)\b", re.IGNORECASE)
+EMPTY_PROMPT_REPLY = "Hello! Send me a message and I will echo it."
+
+
+class EchoProvider(ChatProvider):
+    type: ClassVar[str] = "local-echo"
+
+    @property
+    def delay(self) -> float:
+        return float(self.config.options.get("token_delay_seconds", 0.0))
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        accumulator = Accumulator()
+        async for event in self.stream(request):
+            accumulator.add(event)
+        response = accumulator.response()
+        response.extra_choices = [
+            Choice(response.content, response.stop_reason, response.stop_sequence) for _ in range(request.n - 1)
+        ]
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        input_tokens = tokens.request_tokens(request)
+        yield StreamStart(new_id("echo-"), request.model, Usage(input_tokens=input_tokens))
+        budget = request.max_tokens
+        produced = ""
+        index = 0
+        stop_reason: StopReason = "end_turn"
+        stop_sequence: str | None = None
+
+        if request.wants_thinking:
+            thought = f"The user wrote {len(request.last_user_text())} characters; I will answer by echoing them."
+            yield BlockStart(index, ThinkingPart(""))
+            for piece in WORDS.findall(thought):
+                await self._pause()
+                yield ThinkingDelta(index, piece)
+            yield SignatureDelta(index, signature(thought))
+            yield BlockStop(index)
+            produced += thought
+            index += 1
+
+        call = _tool_call(request)
+        if call is not None:
+            tool, arguments = call
+            text = orjson.dumps(arguments).decode()
+            yield BlockStart(index, ToolUsePart(new_id("toolu_echo_"), tool.name, ""))
+            middle = len(text) // 2
+            for piece in (text[:middle], text[middle:]):
+                await self._pause()
+                yield ToolInputDelta(index, piece)
+            yield BlockStop(index)
+            produced += tool.name + text
+            stop_reason = "tool_use"
+        else:
+            reply = _reply(request)
+            for stop in request.stop:
+                position = reply.find(stop)
+                if position >= 0:
+                    reply, stop_reason, stop_sequence = reply[:position], "stop_sequence", stop
+            yield BlockStart(index, TextPart(""))
+            written = ""
+            for piece in WORDS.findall(reply):
+                if budget is not None and tokens.text_tokens(produced + written + piece) > budget:
+                    stop_reason, stop_sequence = "max_tokens", None
+                    break
+                await self._pause()
+                written += piece
+                yield TextDelta(index, piece)
+            yield BlockStop(index)
+            produced += written
+        usage = Usage(input_tokens=input_tokens, output_tokens=tokens.text_tokens(produced))
+        yield StreamEnd(stop_reason, usage, stop_sequence)
+
+    async def _pause(self) -> None:
+        # Yield to the loop even without a delay, as a network upstream would between chunks.
+        await asyncio.sleep(self.delay)
+
+
+def signature(text: str) -> str:
+    """A stable stand-in for the upstream's thinking signature."""
+    return "echo-sig-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _reply(request: ChatRequest) -> str:
+    last = request.messages[-1] if request.messages else None
+    results = [part for part in (last.content if last else []) if isinstance(part, ToolResultPart)]
+    if last is not None and last.role == "user" and results:
+        reply = " ".join(f"The tool returned: {result.text() or '(nothing)'}" for result in results)
+    else:
+        reply = request.last_user_text() or EMPTY_PROMPT_REPLY
+    if request.response_format and request.response_format.get("type") in ("json_object", "json_schema"):
+        return orjson.dumps({"echo": reply}).decode()
+    return reply
+
+
+def _tool_call(request: ChatRequest) -> tuple[Tool, dict[str, Any]] | None:
+    if not request.tools or (request.tool_choice is not None and request.tool_choice.mode == "none"):
+        return None
+    last = request.messages[-1] if request.messages else None
+    if last is not None and any(isinstance(part, ToolResultPart) for part in last.content):
+        return None  # a tool just answered: report it rather than calling again
+    prompt = request.last_user_text()
+    chosen: Tool | None = None
+    if request.tool_choice is not None and request.tool_choice.mode == "tool":
+        chosen = next((tool for tool in request.tools if tool.name == request.tool_choice.name), None)
+    if chosen is None:
+        lowered = prompt.lower()
+        chosen = next((tool for tool in request.tools if tool.name.lower() in lowered), None)
+    forced = request.tool_choice is not None and request.tool_choice.mode in ("required", "tool")
+    if chosen is None and (forced or ASKS_FOR_TOOL.search(prompt)):
+        chosen = request.tools[0]
+    if chosen is None:
+        return None
+    return chosen, arguments_for(chosen.parameters, prompt)
+
+
+def arguments_for(schema: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """Arguments that satisfy a simple JSON schema: the prompt for the first string, defaults elsewhere."""
+    declared = schema.get("properties")
+    properties: dict[str, Any] = declared if isinstance(declared, dict) else {}
+    listed = schema.get("required")
+    required: list[Any] = listed if isinstance(listed, list) else list(properties)
+    arguments: dict[str, Any] = {}
+    prompt_used = False
+    for name in required:
+        found = properties.get(name)
+        spec: dict[str, Any] = found if isinstance(found, dict) else {}
+        if isinstance(spec.get("enum"), list) and spec["enum"]:
+            arguments[name] = spec["enum"][0]
+            continue
+        kind = spec.get("type")
+        if kind == "integer":
+            arguments[name] = 1
+        elif kind == "number":
+            arguments[name] = 1.0
+        elif kind == "boolean":
+            arguments[name] = True
+        elif kind == "array":
+            arguments[name] = []
+        elif kind == "object":
+            arguments[name] = arguments_for(spec, prompt)
+        elif not prompt_used:
+            arguments[name], prompt_used = prompt[:200], True
+        else:
+            arguments[name] = name
+    return arguments

@@ -1,0 +1,86 @@
+"""OpenAI upstream: Chat Completions, and the Responses API for models served only there.
+
+Canonical requests go to Chat Completions unless the upstream model matches one of the
+`responses_models` patterns (provider option; by default the codex, pro and deep-research
+models, which OpenAI serves only through the Responses API).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from hypereal.catalog.schema import ProviderConfig
+from hypereal.llm import openai_chat, openai_responses, sse
+from hypereal.llm.openai_chat_stream import StreamDecoder as ChatStreamDecoder
+from hypereal.llm.openai_responses_stream import StreamDecoder as ResponsesStreamDecoder
+from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
+from hypereal.providers.chat import Forwarded, HttpChatProvider, Protocol
+
+DEFAULT_RESPONSES_MODELS = ("*codex*", "*-pro", "*-pro-*", "*deep-research*")
+PATHS: dict[str, str] = {"openai-chat": "/chat/completions", "openai-responses": "/responses"}
+
+
+class OpenAIProvider(HttpChatProvider):
+    type: ClassVar[str] = "openai"
+    passthrough: ClassVar[frozenset[Protocol]] = frozenset({"openai-chat", "openai-responses"})
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        patterns = config.options.get("responses_models", DEFAULT_RESPONSES_MODELS)
+        self.responses_models: tuple[str, ...] = tuple(str(pattern) for pattern in patterns)
+
+    def headers(self) -> dict[str, str]:
+        key = self.config.api_key()
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    def uses_responses(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.responses_models)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        if self.uses_responses(request.model):
+            body = openai_responses.encode_request(_one_shot(request))
+            answer = await self.post_json(PATHS["openai-responses"], body)
+            return openai_responses.decode_response(answer.payload)
+        body = openai_chat.encode_request(_one_shot(request), max_tokens_field=self.max_tokens_field)
+        answer = await self.post_json(PATHS["openai-chat"], body)
+        return openai_chat.decode_response(answer.payload)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        streaming = _streaming(request)
+        if self.uses_responses(request.model):
+            responses = ResponsesStreamDecoder()
+            async for event in self.post_events(PATHS["openai-responses"], openai_responses.encode_request(streaming)):
+                for decoded in responses.feed(event.event, event.data):
+                    yield decoded
+            for decoded in responses.finish():
+                yield decoded
+            return
+        chat = ChatStreamDecoder()
+        body = openai_chat.encode_request(streaming, max_tokens_field=self.max_tokens_field)
+        async for event in self.post_events(PATHS["openai-chat"], body):
+            for decoded in chat.feed(event.data):
+                yield decoded
+        for decoded in chat.finish():
+            yield decoded
+
+    async def forward(self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]) -> Forwarded:
+        return await self.post_json(PATHS[protocol], body)
+
+    async def forward_stream(
+        self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]
+    ) -> AsyncIterator[sse.Event]:
+        async for event in self.post_events(PATHS[protocol], body):
+            yield event
+
+
+def _one_shot(request: ChatRequest) -> ChatRequest:
+    return replace(request, stream=False) if request.stream else request
+
+
+def _streaming(request: ChatRequest) -> ChatRequest:
+    return request if request.stream else replace(request, stream=True)

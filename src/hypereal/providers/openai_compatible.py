@@ -1,0 +1,33 @@
+"""Any server that speaks OpenAI's Chat Completions: vLLM, Ollama, llama.cpp, OpenRouter, Together…
+
+Configured in an operator's catalog with its `base_url` (ending where `/chat/completions`
+is appended, usually `/v1`) and, when it needs one, `api_key_env`. Such servers take
+`max_tokens` rather than OpenAI's newer `max_completion_tokens`, and few implement the
+Responses API, so Responses clients are translated unless the option `responses: true`
+says the server has it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from hypereal.catalog.schema import ProviderConfig
+from hypereal.providers.chat import Protocol
+from hypereal.providers.openai import OpenAIProvider
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    type: ClassVar[str] = "openai-compatible"
+    default_base_url: ClassVar[str] = ""
+    max_tokens_field: ClassVar[str] = "max_tokens"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        options = dict(config.options)
+        options.setdefault("responses_models", ())
+        super().__init__(config.model_copy(update={"options": options}))
+        self.speaks_responses = bool(options.get("responses", False))
+
+    passthrough: ClassVar[frozenset[Protocol]] = frozenset({"openai-chat"})
+
+    def forwards(self, protocol: Protocol) -> bool:
+        return protocol == "openai-chat" or (protocol == "openai-responses" and self.speaks_responses)
