@@ -243,8 +243,9 @@ async def run(model: str, files: dict[str, bytes], **params: object) -> tuple[Re
 
 
 async def test_upscale_model() -> None:
-    result, image = await run("local-upscale", {SOURCE: png_bytes(photo())}, images=[SOURCE], scale=4,
-                              output_format="jpeg")
+    result, image = await run(
+        "local-upscale", {SOURCE: png_bytes(photo())}, images=[SOURCE], scale=4, output_format="jpeg"
+    )
     assert image.format == "JPEG" and image.size == (1024, 768)
     assert result.outputs[0].content_type == "image/jpeg"
 
@@ -260,8 +261,11 @@ async def test_inpaint_model_takes_the_mask_from_the_second_image_or_a_box() -> 
     dirty, mask = blotted(smooth_surface())
     files = {SOURCE: png_bytes(dirty), MASK: png_bytes(Image.fromarray(mask))}
     clean = np.asarray(smooth_surface(), np.float64)
-    for params in ({"images": [SOURCE, MASK]}, {"images": [SOURCE], "mask": MASK},
-                   {"images": [SOURCE], "box": [84, 64, 32, 32]}):
+    for params in (
+        {"images": [SOURCE, MASK]},
+        {"images": [SOURCE], "mask": MASK},
+        {"images": [SOURCE], "box": [84, 64, 32, 32]},
+    ):
         _, image = await run("local-inpaint", files, **params)
         assert np.abs(np.asarray(image, np.float64)[66:94, 86:114] - clean[66:94, 86:114]).mean() < 6
 
@@ -322,5 +326,9 @@ async def test_wrapper_parameter_errors() -> None:
 
 def test_models_are_exported_by_id() -> None:
     assert set(imageedit.MODELS) == {
-        "local-upscale", "local-remove-background", "local-inpaint", "local-stylize", "local-outpaint",
+        "local-upscale",
+        "local-remove-background",
+        "local-inpaint",
+        "local-stylize",
+        "local-outpaint",
     }

@@ -210,8 +210,9 @@ def fetcher(files: dict[str, bytes]):  # type: ignore[no-untyped-def]
 
 
 def image_request(**params: object) -> MediaRequest:
-    return MediaRequest(job_id="job_t", model="local-image", upstream_model="local-image", category="image",
-                        params=params)
+    return MediaRequest(
+        job_id="job_t", model="local-image", upstream_model="local-image", category="image", params=params
+    )
 
 
 async def test_local_image_model_answers_with_one_file() -> None:
@@ -236,9 +237,15 @@ async def test_local_image_model_uses_catalog_defaults_when_keys_are_missing() -
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"prompt": "  "}, {"prompt": "sky", "seed": -1}, {"prompt": "sky", "seed": "x"},
-     {"prompt": "sky", "aspect_ratio": "5"}, {"prompt": "sky", "resolution": "9K"},
-     {"prompt": "sky", "output_format": "gif"}],
+    [
+        {},
+        {"prompt": "  "},
+        {"prompt": "sky", "seed": -1},
+        {"prompt": "sky", "seed": "x"},
+        {"prompt": "sky", "aspect_ratio": "5"},
+        {"prompt": "sky", "resolution": "9K"},
+        {"prompt": "sky", "output_format": "gif"},
+    ],
 )
 async def test_local_image_model_refuses_bad_parameters(params: dict[str, object]) -> None:
     with pytest.raises(ValidationFailed):

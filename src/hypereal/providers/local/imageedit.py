@@ -47,10 +47,12 @@ Pixels = npt.NDArray[np.uint8]
 UPSCALE_FACTORS = (2, 4)
 SHARPEN_AMOUNT = 0.6
 INPAINT_RADIUS = 5
+# fmt: off
 STYLES = (
     "stylize", "pencil-sketch", "color-pencil", "edge-preserving", "detail-enhance",
     "cartoon", "sepia", "grayscale", "warm", "cool",
 )
+# fmt: on
 INPAINT_METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 
@@ -140,8 +142,9 @@ def _inpaint_multiscale(rgb: Pixels, region: Pixels, flags: int) -> Pixels:
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
     small_rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     small_region = (cv2.resize(region, size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8) * 255
-    coarse = cv2.resize(cv2.inpaint(small_rgb, small_region, INPAINT_RADIUS, flags), (width, height),
-                        interpolation=cv2.INTER_CUBIC)
+    coarse = cv2.resize(
+        cv2.inpaint(small_rgb, small_region, INPAINT_RADIUS, flags), (width, height), interpolation=cv2.INTER_CUBIC
+    )
     seeded = np.where(region[..., None] > 0, coarse, rgb).astype(np.uint8)
     # A final pass at full size over a thin seam keeps the boundary sharp.
     seam = cv2.morphologyEx(region, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8))
@@ -266,7 +269,7 @@ def outpaint(image: Image.Image, aspect_ratio: str = "16:9") -> Image.Image:
     weight = weight * weight * (3 - 2 * weight)
     extended = mirrored * (1 - weight) + blurred * weight
     # A slight fade of the new area keeps the eye on the original picture.
-    extended *= (1 - 0.08 * weight)
+    extended *= 1 - 0.08 * weight
     result = np.clip(extended, 0, 255).round().astype(np.uint8)
     result[top : top + height, left : left + width] = rgb
     if alpha is not None:

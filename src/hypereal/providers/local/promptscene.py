@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 Color = tuple[float, float, float]
 
+# fmt: off
 COLORS: dict[str, Color] = {
     "red": (0.86, 0.16, 0.14), "crimson": (0.75, 0.06, 0.2), "orange": (0.98, 0.55, 0.12),
     "yellow": (0.98, 0.86, 0.2), "gold": (0.93, 0.74, 0.22), "golden": (0.93, 0.74, 0.22),
@@ -84,6 +85,7 @@ NUMBERS = {
     "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "few": 3, "several": 5,
     "many": 8, "lots": 9,
 }
+# fmt: on
 MAX_COUNT = 12
 
 
