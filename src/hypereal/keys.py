@@ -5,16 +5,14 @@ SHA-256 is the right hash: it cannot be brute-forced and costs a microsecond, un
 password hashes made slow on purpose.
 
 Authenticated keys are cached in memory. Revocation invalidates the cache in every process:
-through Redis pub/sub when Redis is configured, else through an epoch file in the data
-directory (one `stat` per request, no database). The cache entries also expire, as a
+over the process bus (Redis pub/sub or PostgreSQL NOTIFY) when there is one, else through
+an epoch file in the data directory (one `stat` per request, no database). The cache entries also expire, as a
 backstop for deployments with neither.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hypereal.bus import Bus
 from hypereal.errors import Unauthorized
 from hypereal.store import accounts as store
 from hypereal.store.db import Database
@@ -100,35 +99,19 @@ class EpochFileInvalidation(Invalidation):
         self._seen = self._stamp()
 
 
-class RedisInvalidation(Invalidation):
-    CHANNEL = "hypereal:keys:changed"
+class BusInvalidation(Invalidation):
+    """For processes that share a bus (Redis pub/sub or PostgreSQL NOTIFY)."""
 
-    def __init__(self, redis_url: str) -> None:
-        import redis.asyncio as redis
+    CHANNEL = "keys.changed"
 
-        self._redis = redis.Redis.from_url(redis_url)
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
 
     async def start(self, on_change: Any) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self.CHANNEL)
-
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    on_change()
-
-        self._task = asyncio.create_task(listen(), name="key-invalidation")
+        self.bus.subscribe(self.CHANNEL, lambda _data: on_change())
 
     async def publish(self) -> None:
-        await self._redis.publish(self.CHANNEL, b"1")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        await self._redis.aclose()
+        await self.bus.publish(self.CHANNEL)
 
 
 class KeyService:

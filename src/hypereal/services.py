@@ -10,10 +10,11 @@ from typing import Any
 
 from hypereal.accounts import AccountService
 from hypereal.billing import Billing
+from hypereal.bus import Bus, build_bus
 from hypereal.catalog import Catalog, load_catalog
 from hypereal.jobs.engine import JobEngine
 from hypereal.jobs.signals import Signals
-from hypereal.keys import EpochFileInvalidation, Invalidation, KeyService, RedisInvalidation
+from hypereal.keys import BusInvalidation, EpochFileInvalidation, Invalidation, KeyService
 from hypereal.metrics import Metrics
 from hypereal.netguard import OutboundGuard
 from hypereal.ratelimit import RateLimiter
@@ -38,6 +39,7 @@ class Services:
     accounts: AccountService
     limiter: RateLimiter
     jobs: JobEngine
+    bus: Bus
     extensions: dict[str, Any] = field(default_factory=dict)
     """Subsystems that attach themselves (job engine, chat providers); closed in reverse order."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -48,10 +50,9 @@ class Services:
         db = Database(settings.effective_database_url)
         metrics = metrics or Metrics()
         billing = Billing(db, metrics)
+        bus = build_bus(settings.redis_url, settings.effective_database_url)
         invalidation: Invalidation = (
-            RedisInvalidation(settings.redis_url)
-            if settings.redis_url
-            else EpochFileInvalidation(settings.data_dir / "keys.epoch")
+            BusInvalidation(bus) if bus.crosses_processes else EpochFileInvalidation(settings.data_dir / "keys.epoch")
         )
         keys = KeyService(db, invalidation, settings.key_cache_seconds)
         catalog = catalog or load_catalog(settings.catalog)
@@ -68,7 +69,7 @@ class Services:
                 timeout=settings.input_timeout_seconds,
             ),
             providers=ProviderPool(catalog),
-            signals=Signals(settings.redis_url),
+            signals=Signals(bus),
         )
         return cls(
             settings=settings,
@@ -80,13 +81,14 @@ class Services:
             accounts=AccountService(db, billing, keys),
             limiter=RateLimiter(settings.redis_url),
             jobs=jobs,
+            bus=bus,
         )
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
             await upgrade(self.db)
+        await self.bus.start()
         await self.keys.start()
-        await self.jobs.signals.start()
         self._tasks.append(asyncio.create_task(self._flush_key_usage(), name="key-usage"))
 
     def spawn(self, coro: Any, name: str) -> None:
@@ -111,6 +113,7 @@ class Services:
                     log.exception("closing %s failed", type(extension).__name__)
         await self.jobs.close()
         await self.keys.close()
+        await self.bus.close()
         await self.db.close()
 
 

@@ -251,7 +251,6 @@ class JobEngine:
         await self.providers.close()
         await self.guard.close()
         await self.storage.close()
-        await self.signals.close()
 
 
 def _kind_of(content_type: str) -> str:

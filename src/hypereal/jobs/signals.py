@@ -1,77 +1,42 @@
-"""Wake-ups between the API and the workers: "a job is waiting" and "a job has finished".
+"""Wake-ups between the API and the workers: "a job is waiting", "a job has finished",
+"a webhook is due".
 
-Inside one process these are asyncio events, so a job submitted to `hypereal serve` starts
-at once. With Redis configured the signals also cross processes (pub/sub), so separate
-`hypereal worker` processes start new jobs without a polling delay. Without Redis, other
-processes fall back to short polling. Nothing is lost if a signal is: the database is the
-truth and every waiter re-reads it.
+They travel on the process bus (hypereal.bus): in-process events for the embedded default,
+Redis pub/sub or PostgreSQL NOTIFY between processes, so a job submitted to any API process
+starts at once on an idle worker anywhere. Nothing is lost if a signal is: the database is
+the truth, workers also look on a short timer, and every waiter re-reads the job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from typing import Any
 
-log = logging.getLogger(__name__)
+from hypereal.bus import Bus
 
-NEW_JOBS = "hypereal:jobs:new"
-FINISHED = "hypereal:jobs:finished"
-NEW_DELIVERIES = "hypereal:deliveries:new"
+NEW_JOBS = "jobs.new"
+FINISHED = "jobs.finished"
+NEW_DELIVERIES = "deliveries.new"
 
 
 class Signals:
-    def __init__(self, redis_url: str | None = None) -> None:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
         self.new_jobs = asyncio.Event()
         self.new_deliveries = asyncio.Event()
         self._finished: dict[str, list[asyncio.Event]] = {}
-        self._redis: Any = None
-        self._listener: asyncio.Task[None] | None = None
-        if redis_url:
-            import redis.asyncio as redis
-
-            self._redis = redis.Redis.from_url(redis_url)
-
-    async def start(self) -> None:
-        if self._redis is None:
-            return
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(NEW_JOBS, FINISHED, NEW_DELIVERIES)
-
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                channel = message["channel"].decode()
-                if channel == NEW_JOBS:
-                    self.new_jobs.set()
-                elif channel == NEW_DELIVERIES:
-                    self.new_deliveries.set()
-                else:
-                    self._wake_waiters(message["data"].decode())
-
-        self._listener = asyncio.create_task(listen(), name="job-signals")
-
-    async def _publish(self, channel: str, data: str) -> None:
-        if self._redis is None:
-            return
-        try:
-            await self._redis.publish(channel, data)
-        except Exception:
-            log.warning("could not publish %s; other processes will find it by polling", channel)
+        bus.subscribe(NEW_JOBS, lambda _data: self.new_jobs.set())
+        bus.subscribe(NEW_DELIVERIES, lambda _data: self.new_deliveries.set())
+        bus.subscribe(FINISHED, self._wake_waiters)
 
     async def job_submitted(self) -> None:
-        self.new_jobs.set()
-        await self._publish(NEW_JOBS, "1")
+        await self.bus.publish(NEW_JOBS)
 
     async def delivery_queued(self) -> None:
-        self.new_deliveries.set()
-        await self._publish(NEW_DELIVERIES, "1")
+        await self.bus.publish(NEW_DELIVERIES)
 
     async def job_finished(self, job_id: str) -> None:
-        self._wake_waiters(job_id)
-        await self._publish(FINISHED, job_id)
+        await self.bus.publish(FINISHED, job_id)
 
     def _wake_waiters(self, job_id: str) -> None:
         for event in self._finished.get(job_id, ()):
@@ -90,11 +55,3 @@ class Signals:
                 waiters.remove(event)
             if not waiters:
                 self._finished.pop(job_id, None)
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-        if self._redis is not None:
-            await self._redis.aclose()

@@ -23,7 +23,7 @@ def _label(prefix: str, name: str) -> str:
 
 
 def _sentence(label: str) -> str:
-    """"Model is required", but "input.prompt is required": a path is quoted as the client wrote it."""
+    """ "Model is required", but "input.prompt is required": a path is quoted as the client wrote it."""
     if "." in label or "[" in label:
         return label
     return label[:1].upper() + label[1:]
