@@ -56,7 +56,8 @@ class RateLimiter:
         stats = await self._limiter.get_window_stats(item, key_id)
         reset = math.ceil(stats.reset_time)
         if not allowed:
-            raise RateLimited(limit=per_hour, retry_after=max(1, reset - int(time.time())), reset=reset)
+            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+            raise RateLimited(limit=per_hour, retry_after=retry_after, reset=reset)
         return Window(limit=per_hour, remaining=stats.remaining, reset=reset)
 
     async def reset(self) -> None:
