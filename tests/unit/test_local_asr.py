@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,7 @@ def test_segments_are_ordered_apart_and_inside_the_audio(transcript: dict[str, o
         assert isinstance(spans, list) and spans
         for span in spans:
             assert 0.0 <= span["start"] < span["end"] <= recording.duration
-        for before, after in zip(spans, spans[1:], strict=False):
+        for before, after in itertools.pairwise(spans):
             assert before["end"] <= after["start"]
     segments = transcript["segments"]
     assert isinstance(segments, list)
