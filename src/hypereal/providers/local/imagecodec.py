@@ -111,7 +111,7 @@ def encode_image(image: Image.Image, fmt: str = "png") -> tuple[bytes, str, str]
         image = _convert(image, "RGBA" if keeps_alpha and "A" in image.mode else "RGB")
     buffer = io.BytesIO()
     if fmt == "png":
-        image.save(buffer, format="PNG", compress_level=6)
+        image.save(buffer, format="PNG", compress_level=3)  # 3x faster than 6, ~4% larger
     elif fmt == "jpeg":
         image.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     else:
