@@ -14,6 +14,9 @@ from hypereal.catalog.schema import ProviderConfig
 MEDIA_TYPES: dict[str, str] = {
     "local": "hypereal.providers.local.provider:LocalProvider",
     "scripted": "hypereal.providers.scripted:ScriptedProvider",
+    "fal": "hypereal.providers.fal:FalProvider",
+    "replicate": "hypereal.providers.replicate:ReplicateProvider",
+    "wavespeed": "hypereal.providers.wavespeed:WaveSpeedProvider",
 }
 CHAT_TYPES: dict[str, str] = {
     "openai": "hypereal.providers.openai:OpenAIProvider",
