@@ -332,3 +332,22 @@ def test_models_are_exported_by_id() -> None:
         "local-stylize",
         "local-outpaint",
     }
+
+
+@pytest.mark.parametrize("size", [(8, 8), (8, 300), (300, 8)])
+def test_the_smallest_accepted_images_go_through_every_model(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    for style in STYLES:
+        assert stylize(image, style).size == size
+    assert upscale(image, 4).size == (size[0] * 4, size[1] * 4)
+    assert remove_background(image).mode == "RGBA"
+    assert outpaint(image, "1:1").size == (max(size), max(size))
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    mask[2:5, 2:5] = 255
+    assert inpaint(image, mask).size == size
+
+
+def test_background_removal_of_a_featureless_picture_is_empty_not_an_error() -> None:
+    alpha = np.asarray(remove_background(Image.new("RGB", (120, 90), (50, 60, 70))).getchannel("A"))
+    assert alpha.max() == 0
