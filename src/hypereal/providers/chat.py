@@ -54,6 +54,8 @@ class Forwarded:
 class ChatProvider(abc.ABC):
     type: ClassVar[str]
     passthrough: ClassVar[frozenset[Protocol]] = frozenset()
+    offline: ClassVar[bool] = False
+    """A stand-in that answers without a real model (never picked as a default)."""
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

@@ -58,6 +58,7 @@ EMPTY_PROMPT_REPLY = "Hello! Send me a message and I will echo it."
 
 class EchoProvider(ChatProvider):
     type: ClassVar[str] = "local-echo"
+    offline: ClassVar[bool] = True
 
     @property
     def delay(self) -> float:

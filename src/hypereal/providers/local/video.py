@@ -230,8 +230,10 @@ def _encode_to(path: str, frames: Iterator[Frame], width: int, height: int, fps:
         stream.height = height
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
-        # Still-image motion compresses well; crf 20 keeps gradients free of banding.
-        stream.options = {"crf": "20", "preset": "faster", "profile": "high"}
+        # Still-image motion compresses well; crf 20 keeps gradients free of banding. One
+        # encoder thread: x264's threaded lookahead makes the bytes depend on timing, and the
+        # local provider already runs one job per core.
+        stream.options = {"crf": "20", "preset": "faster", "profile": "high", "threads": "1"}
         for index, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = index

@@ -1,0 +1,343 @@
+"""One billed chat call, whatever the surface: route, reserve, call, settle or refund.
+
+    reserve   prompt estimate + the most output allowed, at the model's prices (402 here,
+              before any upstream call, when the balance cannot cover it)
+    call      each route in order; a route whose upstream speaks the surface's protocol is
+              forwarded as is, the others are translated through the canonical types; an
+              upstream failure before any output moves on to the next route
+    settle    to the usage the upstream reported (counted when it said nothing), never
+              below the per-message minimum and never above the reservation
+    refund    everything, when every route failed before producing output
+
+A stream cut by the client or by the upstream is billed for what was produced; the
+settlement runs shielded from the cancellation that a client disconnect causes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from typing import Protocol as TypingProtocol
+
+import anyio
+
+from hypereal.billing import new_reference
+from hypereal.catalog import ModelSpec
+from hypereal.errors import HyperealError, Unavailable, UpstreamError
+from hypereal.keys import Principal
+from hypereal.llm import pricing, sse, tokens
+from hypereal.llm.responses_store import ResponseStore
+from hypereal.llm.taps import Tap
+from hypereal.llm.types import (
+    Accumulator,
+    ChatRequest,
+    ChatResponse,
+    StreamEnd,
+    StreamEvent,
+    TextPart,
+    ThinkingPart,
+    ToolUsePart,
+    Usage,
+)
+from hypereal.providers.chat import ChatProvider, ChatProviders, Forwarded, Protocol
+from hypereal.services import Services
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+RETRYABLE = (UpstreamError, Unavailable)
+
+
+class StreamEncoder(TypingProtocol):
+    def encode(self, event: StreamEvent) -> bytes: ...
+
+    def error(self, body: dict[str, Any]) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Surface:
+    """What the gateway needs to know about a client-facing wire format."""
+
+    protocol: Protocol
+    decode: Callable[[dict[str, Any]], ChatRequest]
+    error_body: Callable[[HyperealError], dict[str, Any]]
+    new_tap: Callable[[dict[str, Any]], Tap]
+    usage_of: Callable[[dict[str, Any]], Usage | None]
+    stream_error: Callable[[dict[str, Any]], bytes]
+    """An error event for a forwarded stream, in the protocol's own shape."""
+    upstream_body: Callable[[dict[str, Any], str, bool], dict[str, Any]]
+    """The client's body made ready to forward: (body, upstream model, stream)."""
+    max_tokens_of: Callable[[dict[str, Any]], int | None]
+
+
+@dataclass
+class Completed:
+    spec: ModelSpec
+    cost: int
+    """Millicredits billed."""
+    response: ChatResponse | None = None
+    forwarded: Forwarded | None = None
+
+
+@dataclass
+class Call:
+    """The reservation of one chat call and its single settlement."""
+
+    services: Services
+    principal: Principal
+    spec: ModelSpec
+    input_estimate: int
+    reference: str = field(default_factory=lambda: new_reference("chat"))
+    reserved: int = 0
+    cost: int = 0
+
+    async def reserve(self, max_output_tokens: int) -> None:
+        self.reserved = pricing.reservation(self.spec.pricing, self.input_estimate, max_output_tokens)
+        await self.services.billing.charge(
+            self.principal.account_id, self.reserved, self.reference, note=f"chat {self.spec.id}"
+        )
+
+    async def settle(self, usage: Usage) -> int:
+        self.cost = min(self.reserved, pricing.cost(self.spec.pricing, usage))
+        with anyio.CancelScope(shield=True):
+            await self.services.billing.settle(self.principal.account_id, self.reference, self.cost)
+        return self.cost
+
+    async def refund(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.services.billing.refund(self.principal.account_id, self.reference, "upstream failed")
+
+    def counted(self, input_tokens: int, output_chars: int) -> Usage:
+        return Usage(
+            input_tokens=input_tokens or self.input_estimate, output_tokens=tokens.chars_to_tokens(output_chars)
+        )
+
+
+class ChatGateway:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.providers = ChatProviders(services.catalog)
+        self.responses = ResponseStore()
+
+    async def close(self) -> None:
+        await self.providers.close()
+
+    def default_model(self) -> ModelSpec:
+        """For clients of the native /chat that name no model: the first served by a real upstream."""
+        fallback: ModelSpec | None = None
+        for spec in self.services.catalog.in_category("llm"):
+            try:
+                routes = self.providers.routes(spec)
+            except Unavailable:
+                continue
+            if not any(provider.offline for _, provider in routes):
+                return spec
+            fallback = fallback or spec
+        if fallback is None:
+            raise Unavailable("No chat model is configured")
+        return fallback
+
+    def _prepare(
+        self, body: dict[str, Any], surface: Surface, spec: ModelSpec, raw_size: int, canonical: ChatRequest | None
+    ) -> tuple[list[tuple[str, ChatProvider]], ChatRequest | None, int]:
+        """Routes, the decoded request (None while it can be forwarded as is) and the prompt estimate.
+
+        Forwarded requests are validated by the upstream; sizing them from the raw body keeps
+        the hot path from decoding the whole conversation.
+        """
+        routes = [(route.model, provider) for route, provider in self.providers.routes(spec)]
+        if canonical is None and not routes[0][1].forwards(surface.protocol):
+            canonical = surface.decode(body)
+        estimate = tokens.request_tokens(canonical) if canonical else tokens.chars_to_tokens(raw_size)
+        return routes, canonical, estimate
+
+    def _max_output(self, spec: ModelSpec, requested: int | None) -> int:
+        ceiling = spec.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        return min(requested, ceiling) if requested else ceiling
+
+    async def complete(
+        self,
+        principal: Principal,
+        spec: ModelSpec,
+        surface: Surface,
+        body: dict[str, Any],
+        *,
+        raw_size: int,
+        headers: dict[str, str],
+        canonical: ChatRequest | None = None,
+    ) -> Completed:
+        """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
+        routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
+        call = Call(self.services, principal, spec, estimate)
+        await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
+        failure: HyperealError | None = None
+        try:
+            for upstream_model, provider in routes:
+                try:
+                    if canonical is None and provider.forwards(surface.protocol):
+                        upstream_body = surface.upstream_body(body, upstream_model, False)
+                        answer = await provider.forward(surface.protocol, upstream_body, headers)
+                        usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
+                        return Completed(spec, await call.settle(usage), forwarded=answer)
+                    canonical = canonical or surface.decode(body)
+                    response = await provider.complete(replace(canonical, model=upstream_model, stream=False))
+                    usage = response.usage
+                    if not usage.total_tokens:
+                        usage = call.counted(0, _output_chars(response))
+                    return Completed(spec, await call.settle(usage), response=response)
+                except RETRYABLE as exc:
+                    log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
+                    failure = exc
+        except BaseException:
+            await call.refund()
+            raise
+        await call.refund()
+        assert failure is not None
+        raise failure
+
+    async def open_stream(
+        self,
+        principal: Principal,
+        spec: ModelSpec,
+        surface: Surface,
+        body: dict[str, Any],
+        make_encoder: Callable[[ChatRequest, int], StreamEncoder],
+        *,
+        raw_size: int,
+        headers: dict[str, str],
+        canonical: ChatRequest | None = None,
+        on_response: Callable[[ChatResponse], None] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The stream's bytes, once the upstream sent its first event; failures before that raise."""
+        routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
+        call = Call(self.services, principal, spec, estimate)
+        await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
+        failure: HyperealError | None = None
+        try:
+            for upstream_model, provider in routes:
+                try:
+                    if canonical is None and provider.forwards(surface.protocol):
+                        upstream_body = surface.upstream_body(body, upstream_model, True)
+                        events = provider.forward_stream(surface.protocol, upstream_body, headers)
+                        first_event = await _first(events)
+                        return self._relay(call, surface, surface.new_tap(body), first_event, events)
+                    canonical = canonical or surface.decode(body)
+                    stream = provider.stream(replace(canonical, model=upstream_model, stream=True))
+                    first = await _first(stream)
+                    encoder = make_encoder(canonical, estimate)
+                    return self._translate(call, surface, encoder, first, stream, on_response)
+                except RETRYABLE as exc:
+                    log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
+                    failure = exc
+        except BaseException:
+            await call.refund()
+            raise
+        await call.refund()
+        assert failure is not None
+        raise failure
+
+    async def _relay(
+        self, call: Call, surface: Surface, tap: Tap, first: sse.Event, events: AsyncIterator[sse.Event]
+    ) -> AsyncIterator[bytes]:
+        failed = False
+        try:
+            async for event in _chain(first, events):
+                out = tap.observe(event)
+                if out:
+                    yield out
+            if not tap.finished:
+                failed = True
+                yield surface.stream_error(
+                    surface.error_body(UpstreamError("Upstream stream ended before it finished"))
+                )
+        except HyperealError as exc:
+            failed = True
+            yield surface.stream_error(surface.error_body(exc))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close(events)
+                if tap.usage is not None:
+                    await call.settle(tap.usage)
+                elif failed and tap.output_chars == 0:
+                    await call.refund()
+                else:
+                    await call.settle(call.counted(tap.input_tokens, tap.output_chars))
+
+    async def _translate(
+        self,
+        call: Call,
+        surface: Surface,
+        encoder: StreamEncoder,
+        first: StreamEvent,
+        stream: AsyncIterator[StreamEvent],
+        on_response: Callable[[ChatResponse], None] | None,
+    ) -> AsyncIterator[bytes]:
+        accumulator = Accumulator()
+        failed = False
+        try:
+            async for event in _chain(first, stream):
+                accumulator.add(event)
+                if isinstance(event, StreamEnd):
+                    if event.usage is None or not event.usage.total_tokens:
+                        event.usage = call.counted(accumulator.start_usage.input_tokens, accumulator.output_chars)
+                        accumulator.usage = event.usage
+                    if on_response is not None:
+                        on_response(accumulator.response())
+                chunk = encoder.encode(event)
+                if chunk:
+                    yield chunk
+        except HyperealError as exc:
+            failed = True
+            yield encoder.error(surface.error_body(exc))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close(stream)
+                if accumulator.usage is not None:
+                    await call.settle(accumulator.usage)
+                elif failed and accumulator.output_chars == 0:
+                    await call.refund()
+                else:
+                    counted = call.counted(accumulator.start_usage.input_tokens, accumulator.output_chars)
+                    await call.settle(counted)
+
+
+async def _first(stream: AsyncIterator[Any]) -> Any:
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        raise UpstreamError("Upstream sent an empty stream") from None
+
+
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    closer = getattr(stream, "aclose", None)
+    if closer is not None:
+        try:
+            await closer()
+        except Exception:
+            log.debug("closing an upstream stream failed", exc_info=True)
+
+
+def _output_chars(response: ChatResponse) -> int:
+    total = 0
+    for part in response.content:
+        if isinstance(part, TextPart | ThinkingPart):
+            total += len(part.text)
+        elif isinstance(part, ToolUsePart):
+            total += len(part.arguments) + len(part.name)
+    return total
+
+
+def gateway(services: Services) -> ChatGateway:
+    """The process's chat gateway, created on first use and closed with the services."""
+    found = services.extensions.get("chat")
+    if found is None:
+        found = services.extensions["chat"] = ChatGateway(services)
+    assert isinstance(found, ChatGateway)
+    return found
