@@ -124,6 +124,20 @@ def test_background_removal_matches_the_subject(background: str) -> None:
     assert np.array_equal(np.asarray(result)[..., :3], np.asarray(image))
 
 
+def test_background_removal_with_sky_and_ground_and_a_subject_touching_the_edge() -> None:
+    rng = np.random.default_rng(5)
+    canvas = np.zeros((300, 400, 3))
+    canvas[:200], canvas[200:] = (120, 170, 230), (90, 150, 70)
+    truth = np.zeros((300, 400), np.uint8)
+    cv2.ellipse(truth, (200, 170), (70, 100), 0, 0, 360, 1, -1)
+    cv2.rectangle(truth, (330, 100), (399, 180), 1, -1)  # runs off the right edge
+    canvas[truth == 1] = np.array([220, 180, 40]) + rng.normal(0, 10, (int(truth.sum()), 1))
+    image = Image.fromarray(np.clip(canvas + rng.normal(0, 3, canvas.shape), 0, 255).astype(np.uint8))
+    alpha = np.asarray(remove_background(image).getchannel("A"))
+    assert iou(alpha > 127, truth == 1) >= 0.9
+    assert alpha[140, 390] == 255
+
+
 # ------------------------------------------------------------------------------------ inpaint
 def blotted(surface: Image.Image) -> tuple[Image.Image, np.ndarray]:
     pixels = np.asarray(surface).copy()

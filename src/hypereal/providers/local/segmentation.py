@@ -24,6 +24,8 @@ WORK_EDGE = 512
 ITERATIONS = 4
 BORDER_FRACTION = 0.04
 MIN_SPECK_FRACTION = 0.002
+BORDER_CLUSTERS = 4
+MIN_BORDER_SHARE = 0.1
 
 
 def foreground_mask(rgb: Pixels) -> Pixels:
@@ -49,11 +51,7 @@ def _grabcut(rgb: Pixels) -> Pixels:
     margin = max(2, round(min(height, width) * BORDER_FRACTION))
     border = np.ones((height, width), bool)
     border[margin:-margin, margin:-margin] = False
-    border_colors = lab[border]
-    center = np.median(border_colors, axis=0)
-    distance = np.linalg.norm(lab - center, axis=2)
-    spread = float(np.percentile(np.linalg.norm(border_colors - center, axis=1), 75))
-    near_background = distance < max(6.0, 2.0 * spread)
+    near_background = _near_border_colours(lab, border)
 
     mask = np.full((height, width), cv2.GC_PR_FGD, np.uint8)
     mask[near_background] = cv2.GC_PR_BGD
@@ -70,6 +68,46 @@ def _grabcut(rgb: Pixels) -> Pixels:
         # Too few samples of one class for a colour model: the colour-distance seed is the answer.
         return np.asarray(mask == cv2.GC_PR_FGD, np.uint8)
     return np.asarray(np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)), np.uint8)
+
+
+def _near_border_colours(lab: npt.NDArray[np.float32], border: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Pixels whose colour is one of the border's colours (sky and grass, wall and floor...).
+
+    The border colours are grouped by a small deterministic k-means; a pixel is near the
+    background when it lies within the spread of a group that covers a good share of the
+    border.
+    """
+    samples = lab[border]
+    step = max(1, len(samples) // 4000)
+    centers = _kmeans(samples[::step], BORDER_CLUSTERS)
+    to_centers = np.linalg.norm(samples[:, None] - centers[None], axis=2)
+    labels = np.argmin(to_centers, axis=1)
+    near = np.zeros(lab.shape[:2], bool)
+    for i, center in enumerate(centers):
+        members = to_centers[labels == i, i]
+        if len(members) < MIN_BORDER_SHARE * len(samples):
+            continue  # a rare border colour is more likely the subject touching the edge
+        spread = float(np.percentile(members, 75)) if len(members) else 0.0
+        near |= np.linalg.norm(lab - center, axis=2) < max(6.0, 2.0 * spread)
+    return near
+
+
+def _kmeans(points: npt.NDArray[np.float32], k: int, rounds: int = 12) -> npt.NDArray[np.float32]:
+    """Farthest-point start then Lloyd rounds: no randomness, so the cut is reproducible."""
+    centers = [np.median(points, axis=0)]
+    for _ in range(1, k):
+        distance = np.min(np.linalg.norm(points[:, None] - np.asarray(centers)[None], axis=2), axis=1)
+        if float(distance.max()) < 4.0:  # the border is (nearly) one colour
+            break
+        centers.append(points[int(np.argmax(distance))])
+    grid = np.asarray(centers, np.float32)
+    for _ in range(rounds):
+        labels = np.argmin(np.linalg.norm(points[:, None] - grid[None], axis=2), axis=1)
+        grid = np.asarray(
+            [points[labels == i].mean(axis=0) if (labels == i).any() else grid[i] for i in range(len(grid))],
+            np.float32,
+        )
+    return grid
 
 
 def _clean(mask: Pixels) -> Pixels:
