@@ -1,0 +1,85 @@
+"""Anthropic Messages surface: `/messages` and `/messages/count_tokens` (Claude Code, SDKs).
+
+Clients authenticate with `x-api-key` (or a bearer token) and send `anthropic-version`,
+which is accepted whatever its value; `anthropic-beta` is passed on to an Anthropic
+upstream. Errors take Anthropic's shape, chosen by the router's `anthropic` tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
+from hypereal.api.openai import event_stream
+from hypereal.api.responses import JsonResponse
+from hypereal.llm import anthropic, fields, tokens
+from hypereal.llm.anthropic_stream import StreamEncoder
+from hypereal.llm.errors import anthropic_error
+from hypereal.llm.gateway import Surface, gateway
+from hypereal.llm.taps import AnthropicTap
+from hypereal.llm.types import ChatRequest
+
+router = APIRouter(tags=["anthropic"])
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _stream_error(error: dict[str, Any]) -> bytes:
+    return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+
+
+ANTHROPIC = Surface(
+    protocol="anthropic-messages",
+    decode=anthropic.decode_request,
+    error_body=anthropic_error,
+    new_tap=lambda body: AnthropicTap(),
+    usage_of=AnthropicTap.usage_of,
+    stream_error=_stream_error,
+    upstream_body=lambda body, model, stream: {**body, "model": model},
+    max_tokens_of=_max_tokens,
+)
+
+
+def _forwarded_headers(request: Request) -> dict[str, str]:
+    beta = request.headers.get("anthropic-beta")
+    return {"anthropic-beta": beta} if beta else {}
+
+
+@router.post("/messages")
+async def messages(principal: CurrentKey, services: ServicesDep, request: Request, body: JsonBody) -> Response:
+    """Anthropic Messages, streaming or not, with tools and extended thinking; billed per token."""
+    model = fields.string(body, "model", required=True)
+    assert model is not None
+    spec = services.catalog.get(model, ("llm",))
+    chat = gateway(services)
+    raw_size = len(await request.body())
+    headers = _forwarded_headers(request)
+    if body.get("stream") is True:
+
+        def encoder(canonical: ChatRequest, estimate: int) -> StreamEncoder:
+            return StreamEncoder(model, input_tokens=estimate)
+
+        chunks = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw_size=raw_size, headers=headers)
+        return event_stream(chunks)
+    done = await chat.complete(principal, spec, ANTHROPIC, body, raw_size=raw_size, headers=headers)
+    if done.forwarded is not None:
+        return Response(done.forwarded.body, media_type="application/json")
+    assert done.response is not None
+    return JsonResponse(anthropic.encode_response(done.response, model))
+
+
+@router.post("/messages/count_tokens")
+async def count_tokens(principal: CurrentKey, services: ServicesDep, body: JsonBody) -> JsonResponse:
+    """An estimate of the prompt's input tokens; free of charge."""
+    model = fields.string(body, "model", required=True)
+    assert model is not None
+    services.catalog.get(model, ("llm",))
+    request = anthropic.decode_request(body)
+    return JsonResponse(anthropic.count_tokens_response(tokens.request_tokens(request)))

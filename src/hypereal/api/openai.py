@@ -1,0 +1,179 @@
+"""OpenAI-compatible surfaces: Chat Completions and the Responses API (Codex CLI, Cursor, SDKs).
+
+Errors here take OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`), chosen
+by the router's `openai` tag. `GET` on either path lists the chat models with their
+prices, which is how the docs tell Codex CLI users to check their set-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
+from hypereal.api.models import model_list
+from hypereal.api.responses import JsonResponse
+from hypereal.errors import NotFound
+from hypereal.llm import fields, openai_chat, openai_responses
+from hypereal.llm.errors import openai_error
+from hypereal.llm.gateway import Surface, gateway
+from hypereal.llm.openai_chat_stream import StreamEncoder as ChatStreamEncoder
+from hypereal.llm.openai_responses_stream import StreamEncoder as ResponsesStreamEncoder
+from hypereal.llm.taps import OpenAIChatTap, ResponsesTap
+from hypereal.llm.types import ChatRequest, ChatResponse, Message, new_id
+
+router = APIRouter(tags=["openai"])
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _chat_upstream_body(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    forwarded = {**body, "model": model}
+    if stream:
+        # Usage is what the bill is made of; ask for it whatever the client asked.
+        options = body.get("stream_options")
+        forwarded["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    else:
+        forwarded.pop("stream_options", None)
+    return forwarded
+
+
+def _chat_max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _chat_stream_error(error: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(error) + b"\n\n"
+
+
+OPENAI_CHAT = Surface(
+    protocol="openai-chat",
+    decode=openai_chat.decode_request,
+    error_body=openai_error,
+    new_tap=lambda body: OpenAIChatTap(forward_usage=_wants_usage(body)),
+    usage_of=OpenAIChatTap.usage_of,
+    stream_error=_chat_stream_error,
+    upstream_body=_chat_upstream_body,
+    max_tokens_of=_chat_max_tokens,
+)
+
+
+def _wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _responses_max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_output_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _responses_stream_error(error: dict[str, Any]) -> bytes:
+    detail = error.get("error") or {}
+    payload = {"type": "error", "code": detail.get("code"), "message": detail.get("message"), "param": None}
+    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+OPENAI_RESPONSES = Surface(
+    protocol="openai-responses",
+    decode=openai_responses.decode_request,
+    error_body=openai_error,
+    new_tap=lambda body: ResponsesTap(),
+    usage_of=ResponsesTap.usage_of,
+    stream_error=_responses_stream_error,
+    upstream_body=lambda body, model, stream: {**body, "model": model},
+    max_tokens_of=_responses_max_tokens,
+)
+
+
+def event_stream(chunks: Any) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.post("/chat/completions")
+async def chat_completions(principal: CurrentKey, services: ServicesDep, request: Request, body: JsonBody) -> Response:
+    """OpenAI Chat Completions, streaming or not, billed per token."""
+    model = fields.string(body, "model", required=True)
+    assert model is not None
+    spec = services.catalog.get(model, ("llm",))
+    chat = gateway(services)
+    raw_size = len(await request.body())
+    if body.get("stream") is True:
+        include_usage = _wants_usage(body)
+
+        def encoder(canonical: ChatRequest, estimate: int) -> ChatStreamEncoder:
+            return ChatStreamEncoder(model, include_usage=include_usage)
+
+        chunks = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw_size=raw_size, headers={})
+        return event_stream(chunks)
+    done = await chat.complete(principal, spec, OPENAI_CHAT, body, raw_size=raw_size, headers={})
+    if done.forwarded is not None:
+        return Response(done.forwarded.body, media_type="application/json")
+    assert done.response is not None
+    return JsonResponse(openai_chat.encode_response(done.response, model))
+
+
+@router.get("/chat/completions")
+async def chat_models(services: ServicesDep) -> JsonResponse:
+    """The chat models with their per-token prices."""
+    return JsonResponse(model_list(services.catalog, "llm"))
+
+
+@router.post("/responses")
+async def responses(principal: CurrentKey, services: ServicesDep, request: Request, body: JsonBody) -> Response:
+    """OpenAI Responses API as Codex CLI uses it, streaming or not."""
+    model = fields.string(body, "model", required=True)
+    assert model is not None
+    spec = services.catalog.get(model, ("llm",))
+    chat = gateway(services)
+    raw_size = len(await request.body())
+    response_id = new_id("resp_")
+    previous = fields.string(body, "previous_response_id")
+    canonical: ChatRequest | None = None
+    if previous is not None:
+        if chat.responses.known(previous):
+            canonical = openai_responses.decode_request(body)
+            canonical.messages = chat.responses.get(previous, principal.account_id) + canonical.messages
+        elif not chat.providers.routes(spec)[0][1].forwards("openai-responses"):
+            raise NotFound(f"Previous response '{previous}' not found", field="previous_response_id")
+    store = body.get("store") is not False
+
+    def remember(request_: ChatRequest, response: ChatResponse) -> None:
+        if store:
+            conversation = [*request_.messages, Message("assistant", list(response.content))]
+            chat.responses.put(response_id, principal.account_id, conversation)
+
+    if body.get("stream") is True:
+
+        def encoder(canonical_: ChatRequest, estimate: int) -> ResponsesStreamEncoder:
+            return ResponsesStreamEncoder(model, body, response_id)
+
+        chunks = await chat.open_stream(
+            principal,
+            spec,
+            OPENAI_RESPONSES,
+            body,
+            encoder,
+            raw_size=raw_size,
+            headers={},
+            canonical=canonical,
+            on_response=remember,
+        )
+        return event_stream(chunks)
+    done = await chat.complete(
+        principal, spec, OPENAI_RESPONSES, body, raw_size=raw_size, headers={}, canonical=canonical
+    )
+    if done.forwarded is not None:
+        return Response(done.forwarded.body, media_type="application/json")
+    assert done.response is not None and done.request is not None
+    remember(done.request, done.response)
+    return JsonResponse(openai_responses.encode_response(done.response, model, body, response_id))
+
+
+@router.get("/responses")
+async def responses_models(services: ServicesDep) -> JsonResponse:
+    """The chat models with their prices: the check the docs give Codex CLI users."""
+    return JsonResponse(model_list(services.catalog, "llm"))

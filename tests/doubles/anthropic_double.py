@@ -1,0 +1,236 @@
+"""Anthropic's Messages API on 127.0.0.1, as Anthropic publishes it.
+
+    POST /v1/messages   x-api-key + anthropic-version headers; `stream` for the event stream:
+                        message_start, ping, content_block_start/delta/stop (text_delta,
+                        input_json_delta, thinking_delta, signature_delta), message_delta
+                        with usage, message_stop
+
+Answers are deterministic: "Hello from Claude: <last user text>"; with `thinking` enabled a
+signed thinking block comes first; when tools are offered and the last user text says
+"call" (or `tool_choice` demands it) the answer is a `tool_use` of the first (or named)
+tool with `{"city": "Paris"}`, its JSON split over several deltas; after a tool result the
+text reports it. Usage: input 11 tokens (3 of them read from cache), output = deltas.
+
+Faults: `fail_next(status, type)`; `cut_after(n)` closes the next stream after n events;
+`error_after(n)` sends an `overloaded_error` event after n events. `requests` records bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.doubles.openai_double import Received
+
+INPUT_TOKENS = 8
+CACHE_READ_TOKENS = 3
+SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def last_user(messages: list[dict[str, Any]]) -> tuple[str, str | None]:
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content, None
+        for block in content or []:
+            if block.get("type") == "tool_result":
+                inner = block.get("content")
+                text = inner if isinstance(inner, str) else " ".join(b.get("text", "") for b in inner or [])
+                return "", text
+        return " ".join(b.get("text", "") for b in content or [] if b.get("type") == "text"), None
+    return "", None
+
+
+class AnthropicDouble:
+    def __init__(self, key: str = "sk-ant-test") -> None:
+        self.key = key
+        self.requests: list[Received] = []
+        self.url = ""
+        self._failures: list[tuple[int, str]] = []
+        self._cut: int | None = None
+        self._error_after: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    def fail_next(self, status: int, error_type: str | None = None) -> None:
+        self._failures.append((status, error_type or ERROR_TYPES.get(status, "api_error")))
+
+    def cut_after(self, events: int) -> None:
+        self._cut = events
+
+    def error_after(self, events: int) -> None:
+        self._error_after = events
+
+    async def start(self) -> AnthropicDouble:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self._messages)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @staticmethod
+    def _error(status: int, kind: str, message: str) -> web.Response:
+        return web.json_response({"type": "error", "error": {"type": kind, "message": message}}, status=status)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("x-api-key") != self.key:
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        if not request.headers.get("anthropic-version"):
+            return self._error(400, "invalid_request_error", "anthropic-version header is required")
+        body = await request.json()
+        self.requests.append(Received(request.path, body, dict(request.headers)))
+        if self._failures:
+            status, kind = self._failures.pop(0)
+            return self._error(status, kind, "injected failure")
+        for field in ("model", "max_tokens", "messages"):
+            if field not in body:
+                return self._error(400, "invalid_request_error", f"{field}: Field required")
+        for message in body["messages"]:
+            for block in message["content"] if isinstance(message["content"], list) else []:
+                if block.get("type") == "text" and not block.get("text"):
+                    return self._error(400, "invalid_request_error", "text content blocks must be non-empty")
+
+        text, tool_output = last_user(body["messages"])
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {}
+        blocks: list[dict[str, Any]] = []
+        if (body.get("thinking") or {}).get("type") == "enabled":
+            blocks.append({"type": "thinking", "thinking": "Let me think about it.", "signature": SIGNATURE})
+        stop_reason = "end_turn"
+        if tool_output is not None:
+            blocks.append({"type": "text", "text": f"The tool said {tool_output}"})
+        elif (
+            tools and choice.get("type") != "none" and ("call" in text.lower() or choice.get("type") in ("any", "tool"))
+        ):
+            name = choice.get("name") if choice.get("type") == "tool" else tools[0]["name"]
+            blocks.append({"type": "tool_use", "id": "toolu_double_1", "name": name, "input": {"city": "Paris"}})
+            stop_reason = "tool_use"
+        else:
+            blocks.append({"type": "text", "text": f"Hello from Claude: {text}"})
+        usage = {
+            "input_tokens": INPUT_TOKENS,
+            "cache_read_input_tokens": CACHE_READ_TOKENS,
+            "cache_creation_input_tokens": 0,
+        }
+        if not body.get("stream"):
+            message = {
+                "id": "msg_double",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": blocks,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": {**usage, "output_tokens": 7},
+            }
+            return web.json_response(message)
+        return await self._stream(request, body, blocks, stop_reason, usage)
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], blocks: list[dict[str, Any]], stop: str, usage: dict[str, Any]
+    ) -> web.StreamResponse:
+        events: list[dict[str, Any]] = []
+        start = {
+            "id": "msg_double",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        events.append({"type": "message_start", "message": start})
+        events.append({"type": "ping"})
+        deltas = 0
+        for index, block in enumerate(blocks):
+            if block["type"] == "thinking":
+                events.append(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                    }
+                )
+                events.append(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "thinking_delta", "thinking": block["thinking"]},
+                    }
+                )
+                events.append(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "signature_delta", "signature": block["signature"]},
+                    }
+                )
+                deltas += 1
+            elif block["type"] == "tool_use":
+                shell = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                events.append({"type": "content_block_start", "index": index, "content_block": shell})
+                for piece in ("", '{"city"', ': "Par', 'is"}'):
+                    events.append(
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        }
+                    )
+                    deltas += 1
+            else:
+                events.append(
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+                )
+                words = block["text"].split(" ")
+                for position, word in enumerate(words):
+                    piece = word + (" " if position < len(words) - 1 else "")
+                    events.append(
+                        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}
+                    )
+                    deltas += 1
+            events.append({"type": "content_block_stop", "index": index})
+        events.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": deltas},
+            }
+        )
+        events.append({"type": "message_stop"})
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        cut, self._cut = self._cut, None
+        error_after, self._error_after = self._error_after, None
+        for number, event in enumerate(events):
+            if cut is not None and number >= cut:
+                return response
+            if error_after is not None and number >= error_after:
+                error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+                await response.write(b"event: error\ndata: " + orjson.dumps(error) + b"\n\n")
+                return response
+            await response.write(b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n")
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
