@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
@@ -231,3 +232,18 @@ async def test_bad_parameters_are_refused(params: dict[str, object]) -> None:
 async def test_unknown_voice_is_a_validation_error() -> None:
     with pytest.raises(ValidationFailed, match="voice"):
         await speech.MODELS["local-tts"](request(text="hello", voice="zz"), no_fetch)
+
+
+def test_concurrent_synthesis_matches_one_at_a_time() -> None:
+    # espeak adds random noise to its sounds, so runs are not bit-identical: compare measurements.
+    texts = [f"({mood}) Number {i} is speaking now." for i, mood in enumerate(["sad", "excited", "whispering"] * 3)]
+    alone = [synthesize(text) for text in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(synthesize, texts))
+    for expected, got in zip(alone, together, strict=True):
+        assert abs(len(got) / len(expected) - 1) < 0.02
+        expected_pitch, expected_voicing, _ = voicing(expected)
+        got_pitch, got_voicing, _ = voicing(got)
+        assert abs(got_voicing - expected_voicing) < 0.1
+        if expected_pitch:
+            assert abs(got_pitch / expected_pitch - 1) < 0.05
