@@ -249,7 +249,7 @@ def translate(params: Mapping[str, Any], rules: InputMap) -> dict[str, Any]:
         if name in rules.drop or raw is None:
             continue
         value = raw
-        if name == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
+        if name == "duration" and (rules.durations or rules.duration_format is not None):
             value = _duration(value, rules)
         table = rules.values.get(name)
         if table is not None and _hashable(value) and value in table:
@@ -266,7 +266,9 @@ def translate(params: Mapping[str, Any], rules: InputMap) -> dict[str, Any]:
     return body
 
 
-def _duration(seconds: float, rules: InputMap) -> Any:
+def _duration(seconds: Any, rules: InputMap) -> Any:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return seconds
     whole = int(-(-seconds // 1))
     if rules.durations:
         allowed = sorted(rules.durations)

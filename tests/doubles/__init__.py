@@ -1,0 +1,1 @@
+"""Protocol doubles: local servers that speak the published APIs of the upstreams we call."""
