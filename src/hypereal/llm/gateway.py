@@ -78,6 +78,8 @@ class Completed:
     """Millicredits billed."""
     response: ChatResponse | None = None
     forwarded: Forwarded | None = None
+    request: ChatRequest | None = None
+    """The decoded request, when the call was translated."""
 
 
 @dataclass
@@ -185,7 +187,7 @@ class ChatGateway:
                     usage = response.usage
                     if not usage.total_tokens:
                         usage = call.counted(0, _output_chars(response))
-                    return Completed(spec, await call.settle(usage), response=response)
+                    return Completed(spec, await call.settle(usage), response=response, request=canonical)
                 except RETRYABLE as exc:
                     log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
                     failure = exc
@@ -207,7 +209,7 @@ class ChatGateway:
         raw_size: int,
         headers: dict[str, str],
         canonical: ChatRequest | None = None,
-        on_response: Callable[[ChatResponse], None] | None = None,
+        on_response: Callable[[ChatRequest, ChatResponse], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """The stream's bytes, once the upstream sent its first event; failures before that raise."""
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
@@ -226,7 +228,8 @@ class ChatGateway:
                     stream = provider.stream(replace(canonical, model=upstream_model, stream=True))
                     first = await _first(stream)
                     encoder = make_encoder(canonical, estimate)
-                    return self._translate(call, surface, encoder, first, stream, on_response)
+                    done = (lambda response: on_response(canonical, response)) if on_response else None
+                    return self._translate(call, surface, encoder, first, stream, done)
                 except RETRYABLE as exc:
                     log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
                     failure = exc
