@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hypereal.catalog.loader import load_catalog
 from hypereal.catalog.schema import ProviderConfig
 from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.jobs.worker import Worker
 from hypereal.providers.base import Handle, InputFile, MediaProvider, MediaRequest, Pending, Result
 from hypereal.providers.fal import FalProvider
 from hypereal.providers.registry import load_class
 from hypereal.providers.replicate import ReplicateProvider
 from hypereal.providers.upstream import translate
 from hypereal.providers.wavespeed import WaveSpeedProvider
+from hypereal.services import Services
+from hypereal.settings import Settings
+from tests.conftest import create_test_account
 from tests.doubles.fal_double import FalDouble
 from tests.doubles.replicate_double import ReplicateDouble
 from tests.doubles.wavespeed_double import WaveSpeedDouble
@@ -850,3 +856,73 @@ async def test_wavespeed_refuses_data_uris(wavespeed: WaveSpeedProvider, wavespe
     with pytest.raises(BadRequest, match="data: URIs are not supported by this provider"):
         await wavespeed.submit(request("alibaba/wan-2.6/image-to-video", {"prompt": "p", "image": uri}), no_fetch)
     assert wavespeed_double.submissions == []
+
+
+# ---------------------------------------------------------------------------- through the job engine
+
+
+@pytest.fixture
+async def fal_services(
+    tmp_path: Path,
+    fal_double: FalDouble,
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+) -> AsyncIterator[Services]:
+    """The app's services with the catalog's `fal` provider pointed at the double, and a worker."""
+    catalog = tmp_path / "fal-catalog.yaml"
+    catalog.write_text(
+        f"providers:\n  fal: {{type: fal, api_key_env: TEST_FAL_KEY, base_url: '{fal_double.base_url}'}}\n"
+    )
+    services = await make_services(make_settings(catalog=catalog))
+    worker = Worker(services.jobs, 2)
+    worker.start()
+    try:
+        yield services
+    finally:
+        await worker.stop()
+
+
+async def test_engine_completes_an_image_through_the_fal_queue(
+    fal_services: Services, fal_double: FalDouble, make_client: Callable[[Services], httpx.AsyncClient]
+) -> None:
+    fal_double.polls_in_queue = fal_double.polls_in_progress = 0
+    fal_double.results["fal-ai/nano-banana"] = {
+        "images": [{"url": fal_double.file_url("cat.png"), "content_type": "image/png"}]
+    }
+    account = await create_test_account(fal_services, credits=100)
+    client = make_client(fal_services)
+
+    answer = await client.post(
+        "/v1/images/generate",
+        json={"model": "nano-banana-t2i", "prompt": "a cat", "aspect_ratio": "16:9"},
+        headers=account.headers,
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"][0]["url"] == fal_double.file_url("cat.png")
+    assert fal_double.submissions[-1].model == "fal-ai/nano-banana"
+    assert fal_double.submissions[-1].input["prompt"] == "a cat"
+    job = await client.get(f"/v1/jobs/{answer.json()['jobId']}", headers=account.headers)
+    assert job.json()["status"] == "completed"
+    balance = (await client.get("/v1/account", headers=account.headers)).json()["balance"]
+    assert balance == 100 - answer.json()["creditsUsed"] < 100
+
+
+async def test_engine_refunds_a_job_fal_failed(
+    fal_services: Services, fal_double: FalDouble, make_client: Callable[[Services], httpx.AsyncClient]
+) -> None:
+    fal_double.polls_in_queue = fal_double.polls_in_progress = 0
+    fal_double.fail_jobs("Model crashed")
+    account = await create_test_account(fal_services, credits=100)
+    client = make_client(fal_services)
+
+    answer = await client.post(
+        "/v1/images/generate", json={"model": "nano-banana-t2i", "prompt": "a cat"}, headers=account.headers
+    )
+
+    job_id = answer.json().get("jobId") or answer.json().get("resultId")
+    job = (await client.get(f"/v1/jobs/{job_id}", headers=account.headers)).json()
+    assert job["status"] == "failed"
+    assert "Model crashed" in job["error"]
+    balance = (await client.get("/v1/account", headers=account.headers)).json()["balance"]
+    assert balance == 100
