@@ -228,8 +228,7 @@ class ChatGateway:
                     stream = provider.stream(replace(canonical, model=upstream_model, stream=True))
                     first = await _first(stream)
                     encoder = make_encoder(canonical, estimate)
-                    done = (lambda response: on_response(canonical, response)) if on_response else None
-                    return self._translate(call, surface, encoder, first, stream, done)
+                    return self._translate(call, surface, encoder, first, stream, canonical, on_response)
                 except RETRYABLE as exc:
                     log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
                     failure = exc
@@ -249,7 +248,8 @@ class ChatGateway:
                 out = tap.observe(event)
                 if out:
                     yield out
-            if not tap.finished:
+            failed = tap.failed
+            if not tap.finished and not tap.failed:
                 failed = True
                 yield surface.stream_error(
                     surface.error_body(UpstreamError("Upstream stream ended before it finished"))
@@ -274,7 +274,8 @@ class ChatGateway:
         encoder: StreamEncoder,
         first: StreamEvent,
         stream: AsyncIterator[StreamEvent],
-        on_response: Callable[[ChatResponse], None] | None,
+        request: ChatRequest,
+        on_response: Callable[[ChatRequest, ChatResponse], None] | None,
     ) -> AsyncIterator[bytes]:
         accumulator = Accumulator()
         failed = False
@@ -286,7 +287,7 @@ class ChatGateway:
                         event.usage = call.counted(accumulator.start_usage.input_tokens, accumulator.output_chars)
                         accumulator.usage = event.usage
                     if on_response is not None:
-                        on_response(accumulator.response())
+                        on_response(request, accumulator.response())
                 chunk = encoder.encode(event)
                 if chunk:
                     yield chunk

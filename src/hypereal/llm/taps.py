@@ -25,6 +25,8 @@ class Tap:
         """Input tokens reported early (Anthropic's message_start), for billing a cut stream."""
         self.output_chars = 0
         self.finished = False
+        self.failed = False
+        """The upstream reported an error in the stream (forwarded to the client as it came)."""
 
     def observe(self, event: sse.Event) -> bytes | None:
         """The bytes to forward for `event` (None to hold it back), after reading it."""
@@ -56,6 +58,8 @@ class OpenAIChatTap(Tap):
         chunk = self._load(event.data)
         if chunk is None:
             return event.raw
+        if chunk.get("error") is not None:
+            self.failed = True
         choices = chunk.get("choices") or ()
         for choice in choices:
             delta = choice.get("delta") or {}
@@ -113,6 +117,8 @@ class AnthropicTap(Tap):
                 self.usage = anthropic.decode_usage(merged)
         elif kind == "message_stop":
             self.finished = True
+        elif kind == "error":
+            self.failed = True
         return event.raw
 
 
@@ -140,8 +146,11 @@ class ResponsesTap(Tap):
             delta = payload.get("delta")
             if isinstance(delta, str):
                 self.output_chars += len(delta)
+        elif kind == "error":
+            self.failed = True
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             self.finished = True
+            self.failed = kind == "response.failed"
             usage = (payload.get("response") or {}).get("usage")
             if isinstance(usage, dict):
                 self.usage = openai_responses.decode_usage(usage)
