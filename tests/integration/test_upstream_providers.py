@@ -20,7 +20,7 @@ from hypereal.providers.base import Handle, InputFile, MediaProvider, MediaReque
 from hypereal.providers.fal import FalProvider
 from hypereal.providers.registry import load_class
 from hypereal.providers.replicate import ReplicateProvider
-from hypereal.providers.upstream import translate
+from hypereal.providers.upstream import guess_output, poll_delay, translate
 from hypereal.providers.wavespeed import WaveSpeedProvider
 from hypereal.services import Services
 from hypereal.settings import Settings
@@ -170,6 +170,27 @@ def test_every_catalog_route_translates_to_upstream_names(provider_type: str, ta
             assert not leaked, f"{spec.id} via {route.model} sends Hypereal names {leaked}"
         if "duration" in params and "duration" in body:
             assert isinstance(body["duration"], int | str), (spec.id, body["duration"])
+
+
+def test_poll_delay_backs_off_with_age_within_bounds() -> None:
+    now = 1_000_000.0
+    assert poll_delay("image", now, now) == 2.0
+    assert poll_delay("video", now, now) == 5.0
+    assert poll_delay("video", now - 120, now) == 12.0  # a two-minute-old render is asked less often
+    assert poll_delay("image", now - 3600, now) == 30.0  # but never less than every 30 s
+
+
+def test_output_types_come_from_upstream_then_url_then_category() -> None:
+    told = guess_output("https://cdn.example/f/abc", "video", "video/webm; codecs=vp9")
+    assert (told.content_type, told.extension) == ("video/webm", "webm")
+    by_url = guess_output("https://cdn.example/f/mesh.glb?sig=1", "3d")
+    assert (by_url.content_type, by_url.extension) == ("model/gltf-binary", "glb")
+    by_category = guess_output("https://cdn.example/f/abc", "audio")
+    assert (by_category.content_type, by_category.extension, by_category.url) == (
+        "audio/mpeg",
+        "mp3",
+        "https://cdn.example/f/abc",
+    )
 
 
 # ---------------------------------------------------------------------------- fal
