@@ -177,7 +177,9 @@ def _decode_tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
 
 def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
     """A canonical request as a Messages body for an upstream."""
-    max_tokens = request.max_tokens or default_max_tokens
+    budget = request.thinking_budget or budget_for_effort(request.reasoning_effort)
+    # Without a client limit, thinking gets its budget on top of room for the answer.
+    max_tokens = request.max_tokens or default_max_tokens + (budget or 0)
     body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": _encode_messages(request)}
     system = [{"type": "text", "text": part.text} for part in request.system if part.text]
     if request.response_format and request.response_format.get("type") in ("json_object", "json_schema"):
@@ -200,7 +202,6 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
         choice = _encode_tool_choice(request.tool_choice, request.parallel_tool_calls)
         if choice is not None:
             body["tool_choice"] = choice
-    budget = request.thinking_budget or budget_for_effort(request.reasoning_effort)
     if budget:
         budget = min(budget, max_tokens - 1)
     if budget and budget >= MIN_THINKING_BUDGET:
