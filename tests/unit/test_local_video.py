@@ -30,9 +30,7 @@ def busy_picture(width: int = 600, height: int = 400, seed: int = 7) -> Image.Im
         if rng.random() < 0.5:
             cv2.circle(canvas, (x, y), int(rng.integers(5, 40)), colour, -1)
         else:
-            cv2.rectangle(
-                canvas, (x, y), (x + int(rng.integers(8, 60)), y + int(rng.integers(8, 60))), colour, -1
-            )
+            cv2.rectangle(canvas, (x, y), (x + int(rng.integers(8, 60)), y + int(rng.integers(8, 60))), colour, -1)
     return Image.fromarray(canvas)
 
 
@@ -115,9 +113,7 @@ def test_clip_decodes_as_h264_yuv420p_with_exact_frames_fps_and_duration(clips: 
 
 
 def test_frame_count_follows_duration_times_fps(still: bytes) -> None:
-    frames, info = decode(
-        video.video_from_image_bytes(still, "", VideoSpec(duration=2, fps=30, short_edge=480))
-    )
+    frames, info = decode(video.video_from_image_bytes(still, "", VideoSpec(duration=2, fps=30, short_edge=480)))
     assert len(frames) == 60
     assert info["rate"] == Fraction(30)
     assert info["stream_duration"] == pytest.approx(2.0, abs=1e-6)
@@ -151,16 +147,26 @@ def test_zooms_scale_the_content(clips: dict[str, bytes]) -> None:
 
 def test_motion_eases_in_and_out(clips: dict[str, bytes]) -> None:
     frames = decode(clips["pan left"])[0]
-    steps = [
-        abs(cv2.phaseCorrelate(grey(frames[i]), grey(frames[i + 1]))[0][0]) for i in range(len(frames) - 1)
-    ]
+    steps = [abs(cv2.phaseCorrelate(grey(frames[i]), grey(frames[i + 1]))[0][0]) for i in range(len(frames) - 1)]
     middle = steps[len(steps) // 2]
     assert steps[0] < 0.25 * middle and steps[-1] < 0.25 * middle
 
 
-@pytest.mark.parametrize(
-    "prompt", ["pan left", "pan right", "tilt up", "tilt down", "zoom out", "zoom in fast"]
-)
+def test_colours_survive_encoding() -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128), (250, 200, 40), (20, 30, 60)]
+    strip = np.concatenate([np.full((64, 64, 3), c, np.uint8) for c in colours], axis=1)
+    frames, _ = decode(video.encode_mp4(iter([strip] * 3), strip.shape[1], 64, 12))
+    for index, colour in enumerate(colours):
+        centre = frames[-1][32, index * 64 + 32].astype(int)
+        assert np.abs(centre - colour).max() <= 4, (colour, centre)
+
+
+def test_the_same_still_gives_the_same_bytes(still: bytes) -> None:
+    first = video.video_from_image_bytes(still, "tilt up", SMALL)
+    assert video.video_from_image_bytes(still, "tilt up", SMALL) == first
+
+
+@pytest.mark.parametrize("prompt", ["pan left", "pan right", "tilt up", "tilt down", "zoom out", "zoom in fast"])
 def test_moves_never_show_the_source_border(prompt: str) -> None:
     # On per-pixel noise, sampling past the source's edge would repeat its last pixels, so the
     # outer rows and columns would copy their neighbours instead of differing like all others.
@@ -254,9 +260,7 @@ async def test_i2v_model_returns_an_mp4_with_the_requested_settings(still: bytes
 async def test_unusable_images_are_bad_requests(data: bytes) -> None:
     model = video.MODELS["local-video-i2v"]
     with pytest.raises(BadRequest):
-        await model(
-            request("local-video-i2v", image="https://example.com/a.png", duration=1, fps=12), fetcher(data)
-        )
+        await model(request("local-video-i2v", image="https://example.com/a.png", duration=1, fps=12), fetcher(data))
 
 
 @pytest.mark.parametrize(

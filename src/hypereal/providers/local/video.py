@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import queue
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -80,12 +82,8 @@ class CameraMove:
 
 
 _WORD = r"(?:s|es|ing|ed)?"
-_CAMERA_VERB = (
-    rf"(?:camera\s+(?:mov|glid|drift|slid|travel){_WORD}|pan{_WORD}|truck{_WORD}|track{_WORD}|sweep{_WORD})"
-)
-_TILT_VERB = (
-    rf"(?:tilt{_WORD}|pedestal{_WORD}|crane{_WORD}|boom{_WORD}|camera\s+(?:mov|ris|glid|drift){_WORD})"
-)
+_CAMERA_VERB = rf"(?:camera\s+(?:mov|glid|drift|slid|travel){_WORD}|pan{_WORD}|truck{_WORD}|track{_WORD}|sweep{_WORD})"
+_TILT_VERB = rf"(?:tilt{_WORD}|pedestal{_WORD}|crane{_WORD}|boom{_WORD}|camera\s+(?:mov|ris|glid|drift){_WORD})"
 _SIDE = r"(?:\s+\w+)?\s+(?:to\s+the\s+|towards?\s+the\s+)?"
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("pan-left", re.compile(rf"\b{_CAMERA_VERB}{_SIDE}left\b")),
@@ -200,9 +198,7 @@ def camera_frames(source: Frame, width: int, height: int, move: CameraMove, coun
         left = (centre_x * src_w) - step * width / 2.0
         top = (centre_y * src_h) - step * height / 2.0
         # Output pixel centre u maps to source x = left + (u + 0.5) * step - 0.5 (pixel-centre convention).
-        matrix = np.array(
-            [[step, 0.0, left + 0.5 * step - 0.5], [0.0, step, top + 0.5 * step - 0.5]], dtype=np.float64
-        )
+        matrix = np.array([[step, 0.0, left + 0.5 * step - 0.5], [0.0, step, top + 0.5 * step - 0.5]], dtype=np.float64)
         warped = cv2.warpAffine(
             source,
             matrix,
@@ -213,17 +209,80 @@ def camera_frames(source: Frame, width: int, height: int, move: CameraMove, coun
         yield np.asarray(warped, dtype=np.uint8)
 
 
+# BT.709, limited ("TV") range: what players assume for untagged HD video, and what the
+# stream is tagged with. The last column is the offset of each channel.
+_YUV_FROM_RGB = np.array(
+    [
+        [0.2126 * 219 / 255, 0.7152 * 219 / 255, 0.0722 * 219 / 255, 16.0],
+        [-0.2126 / 1.8556 * 224 / 255, -0.7152 / 1.8556 * 224 / 255, 0.5 * 224 / 255, 128.0],
+        [0.5 * 224 / 255, -0.7152 / 1.5748 * 224 / 255, -0.0722 / 1.5748 * 224 / 255, 128.0],
+    ],
+    dtype=np.float32,
+)
+
+
+def rgb_to_yuv420(rgb: Frame) -> Frame:
+    """RGB (even height and width) to planar YUV 4:2:0 as PyAV lays it out: Y, then U, then V.
+
+    Converted here rather than by the encoder's scaler, which would use BT.601 untagged.
+    """
+    height, width = rgb.shape[:2]
+    yuv = cv2.transform(rgb.astype(np.float32), _YUV_FROM_RGB)
+    # Chroma of each 2x2 block is the block's mean (an exact halving with INTER_AREA).
+    chroma = cv2.resize(yuv[..., 1:], (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+    planes = [yuv[..., 0].ravel(), chroma[..., 0].ravel(), chroma[..., 1].ravel()]
+    packed: Frame = np.clip(np.rint(np.concatenate(planes)), 0, 255).astype(np.uint8)
+    return packed.reshape(height * 3 // 2, width)
+
+
 def encode_mp4(frames: Iterator[Frame], width: int, height: int, fps: int) -> bytes:
     """Encode RGB frames as H.264 (yuv420p) in an MP4 with `moov` up front for progressive playback."""
     # +faststart rewrites the file after the last packet, which needs a real file, not a buffer.
     with tempfile.TemporaryDirectory(prefix="hypereal-video-") as workdir:
         path = os.path.join(workdir, "out.mp4")
-        _encode_to(path, frames, width, height, fps)
+        _encode_on_own_thread(path, frames, width, height, fps)
         with open(path, "rb") as file:
             return file.read()
 
 
+def _encode_on_own_thread(path: str, frames: Iterator[Frame], width: int, height: int, fps: int) -> None:
+    """Run x264 on a fresh thread fed through a short queue, while this one renders frames.
+
+    Besides overlapping the two halves of the work, this keeps the output reproducible:
+    encoding on a thread that had also done other numeric work did not always give the
+    same bytes for the same frames.
+    """
+    pending: queue.Queue[Frame | None] = queue.Queue(maxsize=4)
+    failures: list[BaseException] = []
+
+    def queued() -> Iterator[Frame]:
+        while (item := pending.get()) is not None:
+            yield item
+
+    def encode() -> None:
+        try:
+            _encode_to(path, queued(), width, height, fps)
+        except BaseException as exc:  # handed to the calling thread below
+            failures.append(exc)
+            while pending.get() is not None:  # keep the producer from blocking
+                pass
+
+    worker = threading.Thread(target=encode, name="hypereal-x264", daemon=True)
+    worker.start()
+    try:
+        for rgb in frames:
+            if failures:
+                break
+            pending.put(rgb_to_yuv420(rgb))
+    finally:
+        pending.put(None)
+        worker.join()
+    if failures:
+        raise failures[0]
+
+
 def _encode_to(path: str, frames: Iterator[Frame], width: int, height: int, fps: int) -> None:
+    """Mux YUV 4:2:0 frames (as laid out by rgb_to_yuv420) into an H.264 MP4 at `path`."""
     with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps, 1))
         stream.width = width
@@ -231,11 +290,17 @@ def _encode_to(path: str, frames: Iterator[Frame], width: int, height: int, fps:
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
         # Still-image motion compresses well; crf 20 keeps gradients free of banding. One
-        # encoder thread: x264's threaded lookahead makes the bytes depend on timing, and the
-        # local provider already runs one job per core.
-        stream.options = {"crf": "20", "preset": "faster", "profile": "high", "threads": "1"}
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        # encoder thread, because x264's frame threads make the bytes depend on timing. The
+        # colour tags match rgb_to_yuv420, so players need not guess.
+        stream.options = {
+            "crf": "20",
+            "preset": "faster",
+            "profile": "high",
+            "threads": "1",
+            "x264-params": "colorprim=bt709:transfer=bt709:colormatrix=bt709:range=tv",
+        }
+        for index, yuv in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             frame.pts = index
             frame.time_base = Fraction(1, fps)
             container.mux(stream.encode(frame))
@@ -271,9 +336,7 @@ def video_from_image_bytes(data: bytes, prompt: str, spec: VideoSpec) -> bytes:
     return animate_still(decode_image(data, mode="RGB"), prompt, spec)
 
 
-def video_from_prompt(
-    prompt: str, spec: VideoSpec, aspect_ratio: str = "16:9", seed: int | None = None
-) -> bytes:
+def video_from_prompt(prompt: str, spec: VideoSpec, aspect_ratio: str = "16:9", seed: int | None = None) -> bytes:
     """Pure entry point of `local-video-t2v`: renders a `local-image` frame, then animates it."""
     aspect_w, aspect_h = T2V_ASPECTS[aspect_ratio]
     width, height = output_size(aspect_w / aspect_h, spec.short_edge)
