@@ -114,7 +114,11 @@ def hull_glb(
 
 
 def visual_hull(front: View, back: View, left: View, right: View, *, resolution: int = 96) -> trimesh.Trimesh:
-    """The carved, smoothed and coloured hull; the object's height is 1 unit, centred on the origin."""
+    """The carved, smoothed and coloured hull; the object's height is 1 unit, centred on the origin.
+
+    `resolution` voxels span the object's longest side; the other sides get as many as keep
+    the voxels cubic.
+    """
     extent = np.array([(front.aspect + back.aspect) / 2.0, 1.0, (left.aspect + right.aspect) / 2.0])
     voxel = float(extent.max()) / resolution
     counts = np.maximum(4, np.round(extent / voxel).astype(int))
