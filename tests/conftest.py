@@ -6,7 +6,8 @@ Backends
                         The postgres variant runs in a database created for this test session
                         and emptied (all tables truncated) before each test; it carries the
                         `postgres` mark and is skipped, saying why, when TEST_DATABASE_URL is
-                        unset or the server does not answer.
+                        unset or the server does not answer (with TEST_REQUIRE_SERVICES=1, as
+                        in CI, it fails instead).
     redis_url           TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0), skipped likewise.
                         Nothing is flushed: rate-limit counters are keyed by random key ids,
                         so concurrent runs against one server do not meet.
@@ -20,7 +21,9 @@ Application
     make_settings(**overrides) -> Settings     data dir in tmp_path, the current backend, ADMIN_KEY;
                                                never reads os.environ.
     settings                                   make_settings()
-    make_services(settings=None) -> Services   built and started; closed at teardown.
+    make_services(settings) -> Services        built (with the built-in catalog parsed once per session
+                                               unless settings.catalog is set) and started; closed
+                                               at teardown.
     services                                   await make_services()
     make_client(services) -> httpx.AsyncClient the app in process (no worker), base http://test.
     client                                     await make_client(services)
@@ -54,13 +57,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from hypereal.app import create_app
+from hypereal.catalog import Catalog, load_catalog
 from hypereal.services import Services
 from hypereal.settings import Settings, load_settings
 
@@ -151,6 +155,13 @@ class PostgresServer:
                 run_async(_pg_execute(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def _unavailable(reason: str) -> NoReturn:
+    """Skip a test whose server is missing; in CI (TEST_REQUIRE_SERVICES=1) fail it instead."""
+    if os.environ.get("TEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (TEST_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
 def _reachable(url: str, default_port: int) -> str | None:
     """None if a TCP connection to the URL's host and port opens, else the reason it did not."""
     parts = urlsplit(url)
@@ -166,14 +177,14 @@ def _reachable(url: str, default_port: int) -> str | None:
 def postgres_server() -> Iterator[PostgresServer]:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        _unavailable("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
     problem = _reachable(url, 5432)
     if problem:
-        pytest.skip(f"PostgreSQL at TEST_DATABASE_URL: {problem}")
+        _unavailable(f"PostgreSQL at TEST_DATABASE_URL: {problem}")
     try:
         run_async(_pg_execute(url, "SELECT 1"))
     except Exception as exc:
-        pytest.skip(f"PostgreSQL at TEST_DATABASE_URL refused the connection: {exc}")
+        _unavailable(f"PostgreSQL at TEST_DATABASE_URL refused the connection: {exc}")
     server = PostgresServer(url)
     try:
         yield server
@@ -199,10 +210,10 @@ def _postgres_session_database(postgres_server: PostgresServer) -> str:
 def redis_url() -> str:
     url = os.environ.get("TEST_REDIS_URL")
     if not url:
-        pytest.skip("Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        _unavailable("Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     problem = _reachable(url, 6379)
     if problem:
-        pytest.skip(f"Redis at TEST_REDIS_URL: {problem}")
+        _unavailable(f"Redis at TEST_REDIS_URL: {problem}")
     return url
 
 
@@ -247,12 +258,18 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
+@pytest.fixture(scope="session")
+def builtin_catalog() -> Catalog:
+    """The built-in catalog, parsed once: it is immutable, and parsing it is most of a start-up."""
+    return load_catalog()
+
+
 @pytest.fixture
-async def make_services() -> AsyncIterator[Callable[..., Awaitable[Services]]]:
+async def make_services(builtin_catalog: Catalog) -> AsyncIterator[Callable[..., Awaitable[Services]]]:
     started: list[Services] = []
 
     async def make(settings: Settings) -> Services:
-        services = Services.build(settings)
+        services = Services.build(settings, catalog=builtin_catalog if settings.catalog is None else None)
         await services.start()
         started.append(services)
         return services
