@@ -20,7 +20,7 @@ from hypereal.catalog import Catalog, ModelSpec
 from hypereal.errors import Conflict, HyperealError
 from hypereal.jobs.inputs import PrefetchingFetcher
 from hypereal.jobs.signals import Signals
-from hypereal.jobs.validation import input_urls, price, settled_price, validate_params
+from hypereal.jobs.validation import input_urls, price, settled_price, stand_in_params
 from hypereal.keys import Principal
 from hypereal.metrics import Metrics
 from hypereal.netguard import OutboundGuard
@@ -83,7 +83,7 @@ class JobEngine:
         choice: Choice = choose(self.catalog, request.model, request.mode, self.settings.local_fallback)[0]
         params = request.params
         if choice.fallback:
-            params = validate_params(choice.spec, params)
+            params = stand_in_params(request.model, choice.spec, params)
         inputs = input_urls(choice.spec, params)
         for url, _kind in inputs:
             self.guard.check_url(url)

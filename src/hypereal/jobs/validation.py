@@ -115,6 +115,29 @@ def validate_params(spec: ModelSpec, given: dict[str, Any], prefix: str = "") ->
     return params
 
 
+def stand_in_params(requested: ModelSpec, stand_in: ModelSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The request's parameters (checked against `requested`) as a local stand-in takes them.
+
+    A value carries over where the stand-in accepts it; one it cannot take (a 1080p
+    resolution) gives way to the stand-in's default. So does the requested model's default
+    for a free-form setting such as a voice name, which means nothing to another engine.
+    """
+    carried: dict[str, Any] = {}
+    for name, value in params.items():
+        target = stand_in.params.get(name)
+        if target is None:
+            continue
+        declared = requested.params.get(name)
+        free_form = target.type == "string" and target.enum is None
+        if free_form and declared is not None and declared.default is not None and value == declared.default:
+            continue
+        try:
+            carried[name] = _value(value, target, name)
+        except ValidationFailed:
+            continue
+    return validate_params(stand_in, carried)
+
+
 def input_urls(spec: ModelSpec, params: dict[str, Any]) -> list[tuple[str, str]]:
     """(url, kind) of every input file the request names, for checks before charging."""
     found: list[tuple[str, str]] = []
