@@ -80,6 +80,14 @@ def _poll_url(request: Request, job: Job) -> str:
     return f"{base}/api/v1/jobs/{job.id}?model={job.model}&type={job.type}"
 
 
+def _served(job: Job) -> dict[str, Any]:
+    """Who served a request the requested model's upstreams could not: said in every answer."""
+    extra = job.extra or {}
+    if not extra.get("fallback"):
+        return {}
+    return {"provider": job.provider, "servedBy": extra.get("served_model")}
+
+
 def _accepted(request: Request, job: Job, message: str) -> JsonResponse:
     return JsonResponse(
         {
@@ -88,6 +96,7 @@ def _accepted(request: Request, job: Job, message: str) -> JsonResponse:
             "message": message,
             "creditsUsed": to_credits(job.credits),
             "pollUrl": _poll_url(request, job),
+            **_served(job),
         },
         status_code=202,
     )
@@ -138,6 +147,7 @@ async def generate_image(request: Request, body: JsonBody, principal: CurrentKey
                     "resultId": job.id,
                     "jobId": job.id,
                     "creditsUsed": to_credits(job.credits),
+                    **_served(job),
                 }
             )
 
@@ -176,7 +186,12 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
 
         def render(job: Job) -> Response:
             extra = job.extra or {}
-            answer: dict[str, Any] = {"success": True, "jobId": job.id, "creditsUsed": to_credits(job.credits)}
+            answer: dict[str, Any] = {
+                "success": True,
+                "jobId": job.id,
+                "creditsUsed": to_credits(job.credits),
+                **_served(job),
+            }
             urls = output_urls(job)
             if urls:
                 answer["outputUrl"] = urls[0]
@@ -208,6 +223,7 @@ async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, s
                     "jobId": job.id,
                     "outputUrl": urls[0] if urls else None,
                     "creditsUsed": to_credits(job.credits),
+                    **_served(job),
                 }
             )
 
