@@ -290,8 +290,8 @@ def _encode_to(path: str, frames: Iterator[Frame], width: int, height: int, fps:
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
         # Still-image motion compresses well; crf 20 keeps gradients free of banding. One
-        # encoder thread, because x264's frame threads make the bytes depend on timing. The
-        # colour tags match rgb_to_yuv420, so players need not guess.
+        # encoder thread: the rendering thread keeps the other core busy, and the local
+        # provider runs one job per core. The colour tags match rgb_to_yuv420.
         stream.options = {
             "crf": "20",
             "preset": "faster",
