@@ -33,9 +33,7 @@ def png(array: np.ndarray) -> bytes:
 
 def busy_still(width: int, height: int) -> bytes:
     rng = np.random.default_rng(0)
-    canvas = np.dstack([np.tile(np.linspace(30, 220, width, dtype=np.float32), (height, 1))] * 3).astype(
-        np.uint8
-    )
+    canvas = np.dstack([np.tile(np.linspace(30, 220, width, dtype=np.float32), (height, 1))] * 3).astype(np.uint8)
     for _ in range(300):
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))

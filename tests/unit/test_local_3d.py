@@ -129,9 +129,7 @@ def test_relief_uvs_put_each_part_of_the_picture_where_it_was(disc_relief: tuple
     at_col = np.clip(((positions[front, 0] + 0.5) * width).astype(int), 0, width - 1)
     # Vertices on a colour edge may fall either side of it: allow a few pixels of slack.
     offsets = [(dy, dx) for dy in (-4, 0, 4) for dx in (-4, 0, 4)]
-    nearby = [
-        image[np.clip(at_row + dy, 0, height - 1), np.clip(at_col + dx, 0, width - 1)] for dy, dx in offsets
-    ]
+    nearby = [image[np.clip(at_row + dy, 0, height - 1), np.clip(at_col + dx, 0, width - 1)] for dy, dx in offsets]
     same = np.min([np.abs(colours - n.astype(int)).max(axis=1) for n in nearby], axis=0) < 40
     assert same.mean() > 0.97
     xs, ys = positions[front, 0], positions[front, 1]
@@ -248,9 +246,7 @@ def test_lying_cylinder_hull_is_the_cylinder() -> None:
 
 def test_views_framed_at_different_scales_agree() -> None:
     # The same cube, photographed from twice as far for the side views.
-    mesh = hull(
-        silhouette(120, 120, RED), silhouette(120, 120, RED), silhouette(60, 60, RED), silhouette(60, 60, RED)
-    )
+    mesh = hull(silhouette(120, 120, RED), silhouette(120, 120, RED), silhouette(60, 60, RED), silhouette(60, 60, RED))
     np.testing.assert_allclose(mesh.extents, [1.0, 1.0, 1.0], rtol=0.05)
 
 

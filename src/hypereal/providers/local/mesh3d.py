@@ -41,8 +41,7 @@ def load_rgba(data: bytes, what: str = "image") -> ByteArray:
     image = decode_image(data, mode="RGBA")
     if min(image.size) < MIN_IMAGE_EDGE:
         raise BadRequest(
-            f"The {what} is {image.width}x{image.height}; "
-            f"it needs at least {MIN_IMAGE_EDGE} pixels on each side."
+            f"The {what} is {image.width}x{image.height}; it needs at least {MIN_IMAGE_EDGE} pixels on each side."
         )
     return np.asarray(image.convert("RGBA"), dtype=np.uint8)
 

@@ -160,9 +160,7 @@ def _drop_debris(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
         return mesh
     sizes = np.array([abs(piece.volume) for piece in pieces])
     floor = MIN_PIECE_FRACTION * sizes.max()
-    merged = trimesh.util.concatenate(
-        [piece for piece, size in zip(pieces, sizes, strict=True) if size >= floor]
-    )
+    merged = trimesh.util.concatenate([piece for piece, size in zip(pieces, sizes, strict=True) if size >= floor])
     if not isinstance(merged, trimesh.Trimesh):
         raise TypeError("concatenating meshes gave no mesh")
     return merged
