@@ -2,6 +2,7 @@
 
     python bench/account_rps.py [--seconds 8] [--rounds 3] [--connections 32] [--keys 200]
                                 [--database-url postgresql://...] [--redis-url redis://...]
+                                [--load auto|wrk|aiohttp] [--json results.json]
 
 Starts one `hypereal serve` process (no worker) on a fresh data directory, creates accounts
 and keys through the admin API, then loads it from another process in alternating rounds:
@@ -188,9 +189,10 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL instead of the embedded SQLite")
     parser.add_argument("--redis-url", help="count rate limits in Redis")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--load", choices=["auto", "wrk", "aiohttp"], default="auto", help="load generator")
     args = parser.parse_args()
 
-    use_wrk = shutil.which("wrk") is not None
+    use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
     runner = wrk_run if use_wrk else aiohttp_run
     total_per_key = args.rounds * args.seconds * 20_000 / args.keys  # generous bound on requests per key
     if total_per_key > DEFAULT_LIMIT_PER_HOUR:
