@@ -1,0 +1,142 @@
+"""Crash recovery with real `hypereal worker` processes sharing the test's database (SQLite
+file or PostgreSQL): a worker killed with SIGKILL mid-job leaves a lease that expires, and the
+job then completes on another worker or is refunded, never both and never charged twice. A job
+whose upstream handle was recorded before the crash is polled, not submitted again."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hypereal.services import Services
+from hypereal.settings import Settings
+from hypereal.store.jobs import Job
+from hypereal.store.ledger import CHARGE, REFUND
+from tests.integration.jobs_support import (
+    VIDEO_PRICE,
+    Stack,
+    WorkerPool,
+    credits,
+    job_row,
+    net_of,
+    rows_for,
+    start_stack,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+LEASE_SECONDS = 5.0
+RECOVERY_SECONDS = 60.0  # generous: worker start-up, lease expiry and the work itself
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[WorkerPool]:
+    pool = WorkerPool(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+def make_stack(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_client: Callable[[Services], httpx.AsyncClient],
+) -> Callable[..., Awaitable[Stack]]:
+    async def make(**overrides: object) -> Stack:
+        # The API runs here; only the worker processes run jobs.
+        return await start_stack(
+            tmp_path, make_settings, make_services, make_client, worker=False, job_lease_seconds=LEASE_SECONDS,
+            **overrides,
+        )  # fmt: skip
+
+    return make
+
+
+async def wait_row(stack: Stack, job_id: str, check: Callable[[Job], bool], what: str) -> Job:
+    async def matched() -> Job | None:
+        row = await job_row(stack.services, job_id)
+        return row if check(row) else None
+
+    found: Job = await wait_for(matched, RECOVERY_SECONDS, interval=0.1, what=what)
+    return found
+
+
+async def test_a_job_whose_worker_is_killed_mid_work_completes_on_another_once(
+    make_stack: Callable[..., Awaitable[Stack]], workers: WorkerPool
+) -> None:
+    stack = await make_stack()
+    account = await stack.account(credits=100)
+    first = workers.start(stack.settings)
+    job_id = (await stack.submit_video(account, seconds=3)).json()["jobId"]
+
+    working = await wait_row(stack, job_id, lambda r: r.stage == "submitting", "the first worker to start the job")
+    assert working.lease_owner is not None and working.attempts == 1
+    first.kill()
+    workers.start(stack.settings)
+
+    done = await stack.wait_done(account, job_id, RECOVERY_SECONDS)
+
+    assert done["status"] == "completed", done
+    served = await stack.client.get(httpx.URL(done["outputUrl"]).path)
+    assert served.content == f"output of {job_id}\n".encode()
+    finished = await job_row(stack.services, job_id)
+    assert finished.attempts == 2  # submitted again only because the first never got a handle
+    assert finished.lease_owner is None
+    entries = await stack.ledger(account)
+    assert len(rows_for(entries, job_id, CHARGE)) == 1
+    assert rows_for(entries, job_id, REFUND) == []
+    assert net_of(entries, job_id) == credits(VIDEO_PRICE)
+    assert await stack.balance(account) == credits(100 - VIDEO_PRICE)
+
+
+async def test_a_job_out_of_attempts_after_a_crash_is_refunded_not_completed(
+    make_stack: Callable[..., Awaitable[Stack]], workers: WorkerPool
+) -> None:
+    stack = await make_stack(job_max_attempts=1)
+    account = await stack.account(credits=100)
+    first = workers.start(stack.settings)
+    job_id = (await stack.submit_video(account, seconds=3)).json()["jobId"]
+
+    await wait_row(stack, job_id, lambda r: r.stage == "submitting", "the first worker to start the job")
+    first.kill()
+    workers.start(stack.settings)
+
+    done = await stack.wait_done(account, job_id, RECOVERY_SECONDS)
+
+    assert done["status"] == "failed", done
+    assert done["error"] == "Generation did not finish after 1 attempts"
+    assert done["outputUrl"] is None
+    entries = await stack.ledger(account)
+    assert len(rows_for(entries, job_id, CHARGE)) == 1
+    assert len(rows_for(entries, job_id, REFUND)) == 1
+    assert net_of(entries, job_id) == 0
+    assert await stack.balance(account) == credits(100)
+
+
+async def test_a_recorded_upstream_handle_is_polled_after_a_crash_not_submitted_again(
+    make_stack: Callable[..., Awaitable[Stack]], workers: WorkerPool
+) -> None:
+    stack = await make_stack()
+    account = await stack.account(credits=100)
+    first = workers.start(stack.settings)
+    job_id = (await stack.submit_video(account, polls=1, seconds=3)).json()["jobId"]
+
+    handed = await wait_row(stack, job_id, lambda r: r.handle is not None, "the upstream handle to be recorded")
+    assert handed.attempts == 1 and handed.handle is not None
+    first.kill()
+    workers.start(stack.settings)
+
+    done = await stack.wait_done(account, job_id, RECOVERY_SECONDS)
+
+    assert done["status"] == "completed", done
+    finished = await job_row(stack.services, job_id)
+    assert finished.attempts == 1
+    assert finished.handle == handed.handle
+    entries = await stack.ledger(account)
+    assert len(rows_for(entries, job_id, CHARGE)) == 1
+    assert rows_for(entries, job_id, REFUND) == []
+    assert net_of(entries, job_id) == credits(VIDEO_PRICE)
