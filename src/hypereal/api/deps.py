@@ -23,6 +23,12 @@ def get_services(request: Request) -> Services:
     return services
 
 
+async def services_dependency(request: Request) -> Services:
+    # Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+    # on every request for what is an attribute read.
+    return get_services(request)
+
+
 def presented_key(request: Request) -> str | None:
     """The key from `Authorization: Bearer` or `x-api-key` (Anthropic clients send the latter)."""
     authorization = request.headers.get("authorization")
@@ -83,6 +89,6 @@ def parsed(model: type[Model]) -> Any:
     return Depends(dependency)
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(services_dependency)]
 CurrentKey = Annotated[Principal, Depends(current_principal)]
 AdminAccess = Depends(admin)
