@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +78,14 @@ class EpochFileInvalidation(Invalidation):
         self.path = path
         self._seen = self._stamp()
 
-    def _stamp(self) -> int:
+    def _stamp(self) -> tuple[int, int]:
+        # Each publish replaces the file with a new inode, so two revocations within one tick of
+        # a coarse filesystem clock still differ.
         try:
-            return os.stat(self.path).st_mtime_ns
+            status = os.stat(self.path)
         except FileNotFoundError:
-            return 0
+            return (0, 0)
+        return (status.st_ino, status.st_mtime_ns)
 
     def changed(self) -> bool:
         stamp = self._stamp()
@@ -92,8 +96,11 @@ class EpochFileInvalidation(Invalidation):
 
     async def publish(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(str(time.time_ns()))
+        # A temporary name of our own: processes revoking at the same moment must not replace
+        # each other's half-written file (the loser's rename would fail after its revocation).
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
+        with os.fdopen(handle, "w") as file:
+            file.write(str(time.time_ns()))
         os.replace(temporary, self.path)
         # Our own cache is cleared by the caller; don't clear it a second time on the next check.
         self._seen = self._stamp()
