@@ -29,6 +29,7 @@ from hypereal.errors import HyperealError, Unavailable, UpstreamError
 from hypereal.keys import Principal
 from hypereal.llm import pricing, sse, tokens
 from hypereal.llm.responses_store import ResponseStore
+from hypereal.llm.settlements import Settlements
 from hypereal.llm.taps import Tap
 from hypereal.llm.types import (
     Accumulator,
@@ -86,7 +87,7 @@ class Completed:
 class Call:
     """The reservation of one chat call and its single settlement."""
 
-    services: Services
+    ledger: Settlements
     principal: Principal
     spec: ModelSpec
     input_estimate: int
@@ -96,19 +97,17 @@ class Call:
 
     async def reserve(self, max_output_tokens: int) -> None:
         self.reserved = pricing.reservation(self.spec.pricing, self.input_estimate, max_output_tokens)
-        await self.services.billing.charge(
-            self.principal.account_id, self.reserved, self.reference, note=f"chat {self.spec.id}"
-        )
+        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, f"chat {self.spec.id}")
 
-    async def settle(self, usage: Usage) -> int:
+    def settle(self, usage: Usage) -> int:
+        """The cost of `usage`, settled with the next batch of ledger writes."""
         self.cost = min(self.reserved, pricing.cost(self.spec.pricing, usage))
-        with anyio.CancelScope(shield=True):
-            await self.services.billing.settle(self.principal.account_id, self.reference, self.cost)
+        self.ledger.settle_later(self.principal.account_id, self.reference, self.cost)
         return self.cost
 
     async def refund(self) -> None:
         with anyio.CancelScope(shield=True):
-            await self.services.billing.refund(self.principal.account_id, self.reference, "upstream failed")
+            await self.ledger.refund(self.principal.account_id, self.reference, "upstream failed")
 
     def counted(self, input_tokens: int, output_chars: int) -> Usage:
         return Usage(
@@ -121,8 +120,10 @@ class ChatGateway:
         self.services = services
         self.providers = ChatProviders(services.catalog)
         self.responses = ResponseStore()
+        self.ledger = Settlements(services.billing)
 
     async def close(self) -> None:
+        await self.ledger.close()
         await self.providers.close()
 
     def default_model(self) -> ModelSpec:
@@ -171,7 +172,7 @@ class ChatGateway:
     ) -> Completed:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
-        call = Call(self.services, principal, spec, estimate)
+        call = Call(self.ledger, principal, spec, estimate)
         await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
         failure: HyperealError | None = None
         try:
@@ -181,13 +182,13 @@ class ChatGateway:
                         upstream_body = surface.upstream_body(body, upstream_model, False)
                         answer = await provider.forward(surface.protocol, upstream_body, headers)
                         usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
-                        return Completed(spec, await call.settle(usage), forwarded=answer)
+                        return Completed(spec, call.settle(usage), forwarded=answer)
                     canonical = canonical or surface.decode(body)
                     response = await provider.complete(replace(canonical, model=upstream_model, stream=False))
                     usage = response.usage
                     if not usage.total_tokens:
                         usage = call.counted(0, _output_chars(response))
-                    return Completed(spec, await call.settle(usage), response=response, request=canonical)
+                    return Completed(spec, call.settle(usage), response=response, request=canonical)
                 except RETRYABLE as exc:
                     log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
                     failure = exc
@@ -213,7 +214,7 @@ class ChatGateway:
     ) -> AsyncIterator[bytes]:
         """The stream's bytes, once the upstream sent its first event; failures before that raise."""
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
-        call = Call(self.services, principal, spec, estimate)
+        call = Call(self.ledger, principal, spec, estimate)
         await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
         failure: HyperealError | None = None
         try:
@@ -261,11 +262,11 @@ class ChatGateway:
             with anyio.CancelScope(shield=True):
                 await _close(events)
                 if tap.usage is not None:
-                    await call.settle(tap.usage)
+                    call.settle(tap.usage)
                 elif failed and tap.output_chars == 0:
                     await call.refund()
                 else:
-                    await call.settle(call.counted(tap.input_tokens, tap.output_chars))
+                    call.settle(call.counted(tap.input_tokens, tap.output_chars))
 
     async def _translate(
         self,
@@ -298,12 +299,12 @@ class ChatGateway:
             with anyio.CancelScope(shield=True):
                 await _close(stream)
                 if accumulator.usage is not None:
-                    await call.settle(accumulator.usage)
+                    call.settle(accumulator.usage)
                 elif failed and accumulator.output_chars == 0:
                     await call.refund()
                 else:
                     counted = call.counted(accumulator.start_usage.input_tokens, accumulator.output_chars)
-                    await call.settle(counted)
+                    call.settle(counted)
 
 
 async def _first(stream: AsyncIterator[Any]) -> Any:
