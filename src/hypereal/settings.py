@@ -61,6 +61,9 @@ class Settings(BaseModel):
     job_lease_seconds: float = Field(default=60.0, ge=5)
     job_deadline_seconds: float = Field(default=3600.0, ge=10)
     job_max_attempts: int = Field(default=3, ge=1)
+    private_files: bool = Field(
+        default=False, description="Serve local output files only to their account's keys (else by unguessable URL)."
+    )
     storage: Literal["local", "s3"] = "local"
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
