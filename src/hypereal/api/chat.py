@@ -1,9 +1,14 @@
 """The native chat endpoint of the docs: an OpenAI-shaped answer plus `creditsUsed`.
 
 `model` may be left out; the first chat model a real upstream can serve is used then.
+A stream is OpenAI's chunk stream whose last chunk before `[DONE]` also carries the
+settled `creditsUsed`: the finish chunk, or the usage chunk when the client asked for one.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -12,13 +17,77 @@ from starlette.responses import Response
 from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
 from hypereal.api.openai import OPENAI_CHAT, event_stream
 from hypereal.api.responses import JsonResponse
-from hypereal.llm import fields, openai_chat
+from hypereal.llm import fields, openai_chat, sse
 from hypereal.llm.gateway import gateway
 from hypereal.llm.openai_chat_stream import StreamEncoder
-from hypereal.llm.types import ChatRequest
+from hypereal.llm.taps import OpenAIChatTap
+from hypereal.llm.types import ChatRequest, StopReason, Usage, new_id
 from hypereal.units import to_credits
 
 router = APIRouter(tags=["chat"])
+DATA = b"data: "
+
+
+class NativeStream:
+    """The end of one native stream: its last chunk, held back until the call is settled.
+
+    The encoder (translated streams) or the tap (forwarded ones) keeps the last chunk and
+    drops `[DONE]`; the gateway asks for the `closing` once it knows the cost.
+    """
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.model = model
+        self.include_usage = include_usage
+        self.id = new_id("chatcmpl-")
+        self.last: bytes | None = None
+        """The JSON of the last chunk, not sent yet."""
+
+    def encoder(self, canonical: ChatRequest, estimate: int) -> StreamEncoder:
+        encoder = _Encoder(self, self.model, include_usage=self.include_usage)
+        self.id = encoder.id
+        return encoder
+
+    def tap(self, body: dict[str, Any]) -> OpenAIChatTap:
+        return _Tap(self, forward_usage=self.include_usage)
+
+    def closing(self, cost: int) -> bytes:
+        last = orjson.loads(self.last) if self.last is not None else None
+        if not isinstance(last, dict):  # an upstream that sent no finish chunk
+            last = {"id": self.id, "object": "chat.completion.chunk", "model": self.model, "choices": []}
+        last["creditsUsed"] = to_credits(cost)
+        return sse.encode(last) + sse.encode_done()
+
+
+class _Encoder(StreamEncoder):
+    def __init__(self, stream: NativeStream, model: str, *, include_usage: bool) -> None:
+        super().__init__(model, include_usage=include_usage)
+        self.stream = stream
+
+    def finish(self, stop_reason: StopReason | None, usage: Usage | None) -> bytes:
+        out = super().finish(stop_reason, usage).removesuffix(sse.encode_done())
+        start = out.rfind(DATA)
+        self.stream.last = out[start + len(DATA) :].strip()
+        return out[:start]
+
+
+class _Tap(OpenAIChatTap):
+    """Forwards the upstream's chunks, one behind from the finish chunk on, so the last can be held."""
+
+    def __init__(self, stream: NativeStream, forward_usage: bool) -> None:
+        super().__init__(forward_usage)
+        self.stream = stream
+        self.held: sse.Event | None = None
+
+    def observe(self, event: sse.Event) -> bytes | None:
+        if event.data == sse.DONE:
+            self.finished = True
+            return None
+        out = super().observe(event)
+        if out is None or not self.finished:
+            return out
+        previous, self.held = self.held, event
+        self.stream.last = event.data
+        return previous.raw if previous is not None else None
 
 
 @router.post("/chat")
@@ -31,11 +100,11 @@ async def chat(principal: CurrentKey, services: ServicesDep, request: Request, b
     raw_size = len(await request.body())
     if body.get("stream") is True:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-
-        def encoder(canonical: ChatRequest, estimate: int) -> StreamEncoder:
-            return StreamEncoder(spec.id, include_usage=include_usage)
-
-        chunks = await gateway_.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw_size=raw_size, headers={})
+        native = NativeStream(spec.id, include_usage)
+        surface = replace(OPENAI_CHAT, new_tap=native.tap)
+        chunks = await gateway_.open_stream(
+            principal, spec, surface, body, native.encoder, raw_size=raw_size, headers={}, epilogue=native.closing
+        )
         return event_stream(chunks)
     done = await gateway_.complete(principal, spec, OPENAI_CHAT, body, raw_size=raw_size, headers={})
     credits = to_credits(done.cost)

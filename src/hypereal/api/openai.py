@@ -134,17 +134,21 @@ async def responses(principal: CurrentKey, services: ServicesDep, request: Reque
     previous = fields.string(body, "previous_response_id")
     canonical: ChatRequest | None = None
     if previous is not None:
-        if chat.responses.known(previous):
+        history = await chat.responses.find(previous, principal.account_id)
+        if history is not None:
             canonical = openai_responses.decode_request(body)
-            canonical.messages = chat.responses.get(previous, principal.account_id) + canonical.messages
+            canonical.messages = history + canonical.messages
         elif not chat.providers.routes(spec)[0][1].forwards("openai-responses"):
             raise NotFound(f"Previous response '{previous}' not found", field="previous_response_id")
+        # else an id of the upstream's own, which keeps its responses itself
     store = body.get("store") is not False
 
-    def remember(request_: ChatRequest, response: ChatResponse) -> None:
+    async def remember(request_: ChatRequest, response: ChatResponse) -> None:
+        # Committed before the answer (or its last event) goes out, so a follow-up sent at once,
+        # to any process, finds it.
         if store:
             conversation = [*request_.messages, Message("assistant", list(response.content))]
-            chat.responses.put(response_id, principal.account_id, conversation)
+            await chat.responses.put(response_id, principal.account_id, conversation)
 
     if body.get("stream") is True:
 
@@ -169,7 +173,7 @@ async def responses(principal: CurrentKey, services: ServicesDep, request: Reque
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
     assert done.response is not None and done.request is not None
-    remember(done.request, done.response)
+    await remember(done.request, done.response)
     return JsonResponse(openai_responses.encode_response(done.response, model, body, response_id))
 
 

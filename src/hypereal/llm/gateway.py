@@ -16,7 +16,7 @@ settlement runs shielded from the cancellation that a client disconnect causes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -94,15 +94,18 @@ class Call:
     reference: str = field(default_factory=lambda: new_reference("chat"))
     reserved: int = 0
     cost: int = 0
+    settled: bool = False
 
     async def reserve(self, max_output_tokens: int) -> None:
         self.reserved = pricing.reservation(self.spec.pricing, self.input_estimate, max_output_tokens)
         await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, f"chat {self.spec.id}")
 
     def settle(self, usage: Usage) -> int:
-        """The cost of `usage`, settled with the next batch of ledger writes."""
-        self.cost = min(self.reserved, pricing.cost(self.spec.pricing, usage))
-        self.ledger.settle_later(self.principal.account_id, self.reference, self.cost)
+        """The cost of `usage`, settled with the next batch of ledger writes; a second call keeps the first."""
+        if not self.settled:
+            self.settled = True
+            self.cost = min(self.reserved, pricing.cost(self.spec.pricing, usage))
+            self.ledger.settle_later(self.principal.account_id, self.reference, self.cost)
         return self.cost
 
     async def refund(self) -> None:
@@ -119,10 +122,11 @@ class ChatGateway:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.providers = ChatProviders(services.catalog)
-        self.responses = ResponseStore()
+        self.responses = ResponseStore(services.db)
         self.ledger = Settlements(services.billing)
 
     async def close(self) -> None:
+        await self.responses.close()
         await self.ledger.close()
         await self.providers.close()
 
@@ -210,9 +214,15 @@ class ChatGateway:
         raw_size: int,
         headers: dict[str, str],
         canonical: ChatRequest | None = None,
-        on_response: Callable[[ChatRequest, ChatResponse], None] | None = None,
+        on_response: Callable[[ChatRequest, ChatResponse], Awaitable[None]] | None = None,
+        epilogue: Callable[[int], bytes] | None = None,
     ) -> AsyncIterator[bytes]:
-        """The stream's bytes, once the upstream sent its first event; failures before that raise."""
+        """The stream's bytes, once the upstream sent its first event; failures before that raise.
+
+        `on_response` is awaited before the translated stream's last event is sent. `epilogue`,
+        given the settled cost in millicredits, makes the last bytes of a stream that finished
+        (the surface's encoder and tap then hold back their own end marker).
+        """
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
         call = Call(self.ledger, principal, spec, estimate)
         await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
@@ -224,12 +234,12 @@ class ChatGateway:
                         upstream_body = surface.upstream_body(body, upstream_model, True)
                         events = provider.forward_stream(surface.protocol, upstream_body, headers)
                         first_event = await _first(events)
-                        return self._relay(call, surface, surface.new_tap(body), first_event, events)
+                        return self._relay(call, surface, surface.new_tap(body), first_event, events, epilogue)
                     canonical = canonical or surface.decode(body)
                     stream = provider.stream(replace(canonical, model=upstream_model, stream=True))
                     first = await _first(stream)
                     encoder = make_encoder(canonical, estimate)
-                    return self._translate(call, surface, encoder, first, stream, canonical, on_response)
+                    return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
                 except RETRYABLE as exc:
                     log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
                     failure = exc
@@ -241,7 +251,13 @@ class ChatGateway:
         raise failure
 
     async def _relay(
-        self, call: Call, surface: Surface, tap: Tap, first: sse.Event, events: AsyncIterator[sse.Event]
+        self,
+        call: Call,
+        surface: Surface,
+        tap: Tap,
+        first: sse.Event,
+        events: AsyncIterator[sse.Event],
+        epilogue: Callable[[int], bytes] | None,
     ) -> AsyncIterator[bytes]:
         failed = False
         try:
@@ -255,6 +271,8 @@ class ChatGateway:
                 yield surface.stream_error(
                     surface.error_body(UpstreamError("Upstream stream ended before it finished"))
                 )
+            elif epilogue is not None and not failed:
+                yield epilogue(call.settle(tap.usage or call.counted(tap.input_tokens, tap.output_chars)))
         except HyperealError as exc:
             failed = True
             yield surface.stream_error(surface.error_body(exc))
@@ -276,7 +294,8 @@ class ChatGateway:
         first: StreamEvent,
         stream: AsyncIterator[StreamEvent],
         request: ChatRequest,
-        on_response: Callable[[ChatRequest, ChatResponse], None] | None,
+        on_response: Callable[[ChatRequest, ChatResponse], Awaitable[None]] | None,
+        epilogue: Callable[[int], bytes] | None,
     ) -> AsyncIterator[bytes]:
         accumulator = Accumulator()
         failed = False
@@ -288,10 +307,12 @@ class ChatGateway:
                         event.usage = call.counted(accumulator.start_usage.input_tokens, accumulator.output_chars)
                         accumulator.usage = event.usage
                     if on_response is not None:
-                        on_response(request, accumulator.response())
+                        await on_response(request, accumulator.response())
                 chunk = encoder.encode(event)
                 if chunk:
                     yield chunk
+            if epilogue is not None and accumulator.usage is not None:
+                yield epilogue(call.settle(accumulator.usage))
         except HyperealError as exc:
             failed = True
             yield encoder.error(surface.error_body(exc))

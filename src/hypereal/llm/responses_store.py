@@ -1,48 +1,210 @@
 """Responses kept for `previous_response_id`: the conversation each response ended.
 
-Held in process memory, bounded and expiring, and scoped to the account that created it
-(another account's id is simply not found). A deployment with several API processes needs
-sticky sessions for `previous_response_id`, or clients that resend the whole input, as
-Codex CLI does by default.
+Kept in the database (`stored_responses`), so a response created through one API process
+is continued through any other, and survives restarts. A row belongs to the account that
+created it: another account's id is not found, exactly like an unknown one. Rows live for
+`TTL_SECONDS`; older ones are treated as missing and deleted now and then by whichever
+process writes next.
+
+The conversation is stored in a JSON form of the canonical types written here, part by
+part, rather than in one of the wire formats: none of those carries every part faithfully
+(thinking signatures, redacted thinking, images inside tool results, tool-call arguments
+kept verbatim even when they are not valid JSON).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
+
+import orjson
 
 from hypereal.errors import NotFound
-from hypereal.llm.types import Message
+from hypereal.llm.types import (
+    ImagePart,
+    Message,
+    Part,
+    RedactedThinkingPart,
+    TextPart,
+    ThinkingPart,
+    ToolResultPart,
+    ToolUsePart,
+)
+from hypereal.store import responses as sql
+from hypereal.store.db import Database
 
-MAX_STORED = 10_000
-TTL_SECONDS = 6 * 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    account_id: str
-    messages: list[Message]
-    expires: float
+log = logging.getLogger(__name__)
+TTL_SECONDS = 30 * 24 * 3600.0
+PRUNE_INTERVAL_SECONDS = 3600.0
+FORMAT_VERSION = 1
 
 
 class ResponseStore:
-    def __init__(self, capacity: int = MAX_STORED, ttl_seconds: float = TTL_SECONDS) -> None:
-        self.capacity = capacity
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ttl_seconds: float = TTL_SECONDS,
+        prune_interval_seconds: float = PRUNE_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
         self.ttl_seconds = ttl_seconds
-        self._items: OrderedDict[str, Stored] = OrderedDict()
+        self.prune_interval_seconds = prune_interval_seconds
+        self.clock = clock
+        self._next_prune = 0.0
+        self._pruning: asyncio.Task[int] | None = None
 
-    def put(self, response_id: str, account_id: str, messages: list[Message]) -> None:
-        self._items[response_id] = Stored(account_id, messages, time.monotonic() + self.ttl_seconds)
-        self._items.move_to_end(response_id)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+    async def put(self, response_id: str, account_id: str, messages: list[Message]) -> None:
+        """Store the conversation `response_id` ended; committed when this returns.
 
-    def get(self, response_id: str, account_id: str) -> list[Message]:
-        stored = self._items.get(response_id)
-        if stored is None or stored.account_id != account_id or stored.expires < time.monotonic():
+        A failed write is logged, not raised: the answer it belongs to is already paid for,
+        and losing the continuation is the smaller harm.
+        """
+        body = encode_conversation(messages)
+        now = self.clock()
+        try:
+            async with self.db.write() as conn:
+                await sql.insert(conn, response_id, account_id, body, now)
+        except Exception:
+            log.exception("storing response %s failed", response_id)
+            return
+        if now >= self._next_prune:
+            self._next_prune = now + self.prune_interval_seconds
+            if self._pruning is None or self._pruning.done():
+                self._pruning = asyncio.get_running_loop().create_task(self._prune_quietly(), name="prune-responses")
+
+    async def find(self, response_id: str, account_id: str) -> list[Message] | None:
+        """The conversation `response_id` ended; None when there is no such live response.
+
+        Raises NotFound when the response belongs to another account, whatever the upstream.
+        """
+        async with self.db.read() as conn:
+            row = await sql.find(conn, response_id, self.clock() - self.ttl_seconds)
+        if row is None:
+            return None
+        if row.account_id != account_id:
             raise NotFound(f"Previous response '{response_id}' not found", field="previous_response_id")
-        return list(stored.messages)
+        try:
+            return decode_conversation(row.body)
+        except ValueError:
+            log.exception("stored response %s cannot be read", response_id)
+            return None
 
-    def known(self, response_id: str) -> bool:
-        return response_id in self._items
+    async def prune(self) -> int:
+        """Delete the expired responses; how many went."""
+        async with self.db.write() as conn:
+            return await sql.delete_before(conn, self.clock() - self.ttl_seconds)
+
+    async def _prune_quietly(self) -> int:
+        try:
+            return await self.prune()
+        except Exception:
+            log.exception("pruning stored responses failed")
+            return 0
+
+    async def close(self) -> None:
+        if self._pruning is not None and not self._pruning.done():
+            await self._pruning
+
+
+# ---------------------------------------------------------------- the stored form
+
+
+def encode_conversation(messages: list[Message]) -> str:
+    document = {"v": FORMAT_VERSION, "messages": [_encode_message(message) for message in messages]}
+    return orjson.dumps(document).decode()
+
+
+def decode_conversation(text: str) -> list[Message]:
+    """The messages of a stored conversation; ValueError when it is not one this code wrote."""
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError("stored conversation is not JSON") from exc
+    if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION:
+        raise ValueError("stored conversation has an unknown format")
+    return [_decode_message(item) for item in _list(document, "messages")]
+
+
+def _encode_message(message: Message) -> dict[str, Any]:
+    return {"role": message.role, "content": [_encode_part(part) for part in message.content]}
+
+
+def _decode_message(item: Any) -> Message:
+    if not isinstance(item, dict):
+        raise ValueError("stored message is not an object")
+    role = item.get("role")
+    if role == "user":
+        return Message("user", [_decode_part(part) for part in _list(item, "content")])
+    if role == "assistant":
+        return Message("assistant", [_decode_part(part) for part in _list(item, "content")])
+    raise ValueError(f"stored message has an unknown role {role!r}")
+
+
+def _encode_part(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {"type": "image", "url": part.url, "detail": part.detail}
+    if isinstance(part, ToolUsePart):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "arguments": part.arguments}
+    if isinstance(part, ToolResultPart):
+        return {
+            "type": "tool_result",
+            "tool_use_id": part.tool_use_id,
+            "content": [_encode_part(inner) for inner in part.content],
+            "is_error": part.is_error,
+        }
+    if isinstance(part, ThinkingPart):
+        return {"type": "thinking", "text": part.text, "signature": part.signature}
+    return {"type": "redacted_thinking", "data": part.data}
+
+
+def _decode_part(item: Any) -> Part:
+    if not isinstance(item, dict):
+        raise ValueError("stored part is not an object")
+    kind = item.get("type")
+    if kind == "text":
+        return TextPart(_str(item, "text"))
+    if kind == "image":
+        return ImagePart(_str(item, "url"), _optional_str(item, "detail"))
+    if kind == "tool_use":
+        return ToolUsePart(_str(item, "id"), _str(item, "name"), _str(item, "arguments"))
+    if kind == "tool_result":
+        content: list[TextPart | ImagePart] = []
+        for inner in _list(item, "content"):
+            decoded = _decode_part(inner)
+            if not isinstance(decoded, TextPart | ImagePart):
+                raise ValueError("a stored tool result holds a part other than text or image")
+            content.append(decoded)
+        return ToolResultPart(_str(item, "tool_use_id"), content, item.get("is_error") is True)
+    if kind == "thinking":
+        return ThinkingPart(_str(item, "text"), _optional_str(item, "signature"))
+    if kind == "redacted_thinking":
+        return RedactedThinkingPart(_str(item, "data"))
+    raise ValueError(f"stored part has an unknown type {kind!r}")
+
+
+def _str(item: dict[str, Any], key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"stored field {key!r} is not a string")
+    return value
+
+
+def _optional_str(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"stored field {key!r} is not a string")
+    return value
+
+
+def _list(item: dict[str, Any], key: str) -> list[Any]:
+    value = item.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"stored field {key!r} is not a list")
+    return value
