@@ -59,6 +59,12 @@ async def find(conn: AsyncConnection, account_id: str, reference: str, kind: str
     return Entry(**row._mapping) if row else None
 
 
+async def _entries(conn: AsyncConnection, account_id: str, reference: str) -> dict[str, Entry]:
+    """The charge, settlement and refund under `reference`, by kind: one query instead of one each."""
+    rows = await conn.execute(select(ledger).where(ledger.c.account_id == account_id, ledger.c.reference == reference))
+    return {row.kind: Entry(**row._mapping) for row in rows}
+
+
 async def balance(conn: AsyncConnection, account_id: str) -> int:
     value = (await conn.execute(select(accounts.c.balance).where(accounts.c.id == account_id))).scalar()
     if value is None:
@@ -106,6 +112,13 @@ async def append_once(
     existing = await find(conn, account_id, reference, kind)
     if existing is not None:
         return existing
+    return await _append_new(conn, account_id, kind, amount, reference, note)
+
+
+async def _append_new(
+    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None
+) -> Entry:
+    """`append_once` after its caller found no row: a concurrent writer can still win the race."""
     try:
         async with conn.begin_nested():
             return await _append(conn, account_id, kind, amount, reference, note)
@@ -128,20 +141,26 @@ async def _lock_account(conn: AsyncConnection, account_id: str) -> None:
     A settlement and a refund of the same charge are different kinds, so the unique
     constraint does not stop both; each must see whether the other already happened. On
     PostgreSQL the row lock makes the second wait for the first to commit; SQLite writers
-    are serialised already (BEGIN IMMEDIATE) and SQLAlchemy omits FOR UPDATE there.
+    are serialised already (BEGIN IMMEDIATE) and SQLAlchemy omits FOR UPDATE there, so
+    the statement would lock nothing and is not sent.
     """
+    if conn.dialect.name == "sqlite":
+        return
     await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
 
 
 async def refund(conn: AsyncConnection, account_id: str, reference: str, note: str | None = None) -> Entry | None:
     """Give back what the charge under `reference` still holds (after any settlement). Once."""
     await _lock_account(conn, account_id)
-    charged = await find(conn, account_id, reference, CHARGE)
+    entries = await _entries(conn, account_id, reference)
+    charged = entries.get(CHARGE)
     if charged is None:
         return None
-    settled = await find(conn, account_id, reference, SETTLE)
+    if REFUND in entries:
+        return entries[REFUND]
+    settled = entries.get(SETTLE)
     returned = settled.amount if settled else 0
-    return await append_once(conn, account_id, REFUND, -charged.amount - returned, reference, note)
+    return await _append_new(conn, account_id, REFUND, -charged.amount - returned, reference, note)
 
 
 async def settle(conn: AsyncConnection, account_id: str, reference: str, actual: int) -> Entry | None:
@@ -151,13 +170,14 @@ async def settle(conn: AsyncConnection, account_id: str, reference: str, actual:
     caller agreed to pay, and charging more could push the balance below zero.
     """
     await _lock_account(conn, account_id)
-    charged = await find(conn, account_id, reference, CHARGE)
-    if charged is None:
+    entries = await _entries(conn, account_id, reference)
+    charged = entries.get(CHARGE)
+    if charged is None or REFUND in entries:
         return None
-    if await find(conn, account_id, reference, REFUND) is not None:
-        return None
+    if SETTLE in entries:
+        return entries[SETTLE]
     unused = max(0, -charged.amount - max(0, actual))
-    return await append_once(conn, account_id, SETTLE, unused, reference)
+    return await _append_new(conn, account_id, SETTLE, unused, reference, None)
 
 
 async def top_up(conn: AsyncConnection, account_id: str, amount: int, reference: str, kind: str = TOPUP) -> Entry:
