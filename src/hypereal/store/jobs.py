@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
@@ -309,18 +310,24 @@ async def reserve_idempotency(
     conn: AsyncConnection, account_id: str, key: str, request_hash: str
 ) -> tuple[str, int | None, str | None] | None:
     """Claim the key for this request, or return the existing (hash, status, response)."""
-    row = (
-        await conn.execute(
-            select(idempotency_keys).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
-        )
-    ).first()
+    query = select(idempotency_keys).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
+    row = (await conn.execute(query)).first()
     if row is not None:
         return row.request_hash, row.status_code, row.response
-    await conn.execute(
-        idempotency_keys.insert().values(
-            account_id=account_id, key=key, request_hash=request_hash, created_at=time.time()
-        )
-    )
+    try:
+        # A concurrent request with the same key may insert between our read and this write
+        # (PostgreSQL); the savepoint lets us read its row instead of failing the transaction.
+        async with conn.begin_nested():
+            await conn.execute(
+                idempotency_keys.insert().values(
+                    account_id=account_id, key=key, request_hash=request_hash, created_at=time.time()
+                )
+            )
+    except IntegrityError:
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise
+        return row.request_hash, row.status_code, row.response
     return None
 
 
