@@ -245,5 +245,6 @@ def test_concurrent_synthesis_matches_one_at_a_time() -> None:
         expected_pitch, expected_voicing, _ = voicing(expected)
         got_pitch, got_voicing, _ = voicing(got)
         assert abs(got_voicing - expected_voicing) < 0.1
-        if expected_pitch:
+        # A whisper has only a few voiced frames, whose pitch estimate is noise: compare voiced speech only.
+        if expected_pitch and expected_voicing > 0.2:
             assert abs(got_pitch / expected_pitch - 1) < 0.05
