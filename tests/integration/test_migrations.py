@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -17,13 +19,16 @@ MIGRATIONS = Path(__file__).parents[2] / "src" / "hypereal" / "store" / "migrati
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'empty.db'}"
-    else:
-        new_postgres_url: Callable[[], str] = request.getfixturevalue("new_postgres_url")
-        url = new_postgres_url()
-    db = Database(load_settings(environ={}, database_url=url).effective_database_url)
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    new_postgres_url: Callable[[], str] = request.getfixturevalue("new_postgres_url")
+    return new_postgres_url()
+
+
+@pytest.fixture
+async def empty_database(empty_database_url: str) -> AsyncIterator[Database]:
+    db = Database(load_settings(environ={}, database_url=empty_database_url).effective_database_url)
     try:
         yield db
     finally:
@@ -69,3 +74,39 @@ async def test_drift_is_detected(empty_database: Database) -> None:
     drift = await schema_drift(empty_database)
     kinds = {change[0] if isinstance(change, tuple) else change[0][0] for change in drift}
     assert {"remove_table", "add_index"} <= kinds
+
+
+UPGRADE_SCRIPT = """
+import asyncio, sys
+from hypereal.settings import load_settings
+from hypereal.store.db import Database
+from hypereal.store.migrate import upgrade
+
+async def main() -> None:
+    db = Database(load_settings(environ={}, database_url=sys.argv[1]).effective_database_url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_processes_starting_together_on_an_empty_database_all_succeed(empty_database_url: str) -> None:
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", UPGRADE_SCRIPT, empty_database_url, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    results = [
+        (await process.wait(), (await process.stderr.read()).decode()) for process in processes if process.stderr
+    ]
+    assert [code for code, _ in results] == [0, 0, 0], [err for _, err in results]
+    db = Database(load_settings(environ={}, database_url=empty_database_url).effective_database_url)
+    try:
+        assert await schema_drift(db) == []
+    finally:
+        await db.close()
