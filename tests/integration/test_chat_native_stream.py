@@ -64,7 +64,7 @@ class Stack:
         entries = (await self.client.get("/v1/account/ledger", headers=account.headers)).json()["data"]
         chat = [entry for entry in entries if entry["reference"].startswith("chat_")]
         assert sorted(entry["kind"] for entry in chat) == ["charge", "settle"], chat
-        return round(-sum(entry["amount"] for entry in chat), 3)
+        return round(-sum(float(entry["amount"]) for entry in chat), 3)
 
 
 @pytest.fixture

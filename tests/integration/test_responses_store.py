@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -127,6 +128,22 @@ async def test_rows_are_scoped_expire_and_are_pruned(services: Services, make_ac
         assert await sql.find(conn, "resp_old", not_before=0) is None
         assert await sql.find(conn, "resp_new", not_before=0) is not None
     assert await store.find("resp_new", owner.id) == every_part()[:1]
+
+
+async def test_concurrent_writes_share_a_commit_and_one_bad_row_spoils_none(
+    services: Services, make_account: MakeAccount
+) -> None:
+    owner = await make_account()
+    store = ResponseStore(services.db)
+    conversations = {f"resp_{n}": [Message("user", [TextPart(f"turn {n}")])] for n in range(20)}
+    # An account that does not exist breaks the foreign key, and with it the shared transaction.
+    writes = [store.put(response_id, owner.id, messages) for response_id, messages in conversations.items()]
+    await asyncio.gather(*writes, store.put("resp_orphan", "acct_missing", every_part()))
+    for response_id, messages in conversations.items():
+        assert await store.find(response_id, owner.id) == messages
+    async with services.db.read() as conn:
+        assert await sql.find(conn, "resp_orphan", not_before=0) is None
+    await store.close()
 
 
 # ---------------------------------------------------------------- across processes

@@ -55,27 +55,50 @@ class ResponseStore:
         self.ttl_seconds = ttl_seconds
         self.prune_interval_seconds = prune_interval_seconds
         self.clock = clock
+        self._queue: list[tuple[sql.StoredResponse, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._next_prune = 0.0
         self._pruning: asyncio.Task[int] | None = None
 
     async def put(self, response_id: str, account_id: str, messages: list[Message]) -> None:
         """Store the conversation `response_id` ended; committed when this returns.
 
-        A failed write is logged, not raised: the answer it belongs to is already paid for,
-        and losing the continuation is the smaller harm.
+        The writes of concurrent calls share a transaction (one commit for many answers), a
+        transaction of their own, apart from the ledger's. A failed write is logged, not
+        raised: the answer it belongs to is already paid for, and losing the continuation is
+        the smaller harm. A caller that goes away does not take its write with it.
         """
-        body = encode_conversation(messages)
         now = self.clock()
-        try:
-            async with self.db.write() as conn:
-                await sql.insert(conn, response_id, account_id, body, now)
-        except Exception:
-            log.exception("storing response %s failed", response_id)
-            return
+        row = sql.StoredResponse(response_id, account_id, encode_conversation(messages), now)
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        self._queue.append((row, written))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write(), name="store-responses")
         if now >= self._next_prune:
             self._next_prune = now + self.prune_interval_seconds
             if self._pruning is None or self._pruning.done():
-                self._pruning = asyncio.get_running_loop().create_task(self._prune_quietly(), name="prune-responses")
+                self._pruning = loop.create_task(self._prune_quietly(), name="prune-responses")
+        await asyncio.shield(written)
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                async with self.db.write() as conn:
+                    await sql.insert_many(conn, [row for row, _ in batch])
+            except Exception:
+                log.exception("storing %d responses together failed; storing them one by one", len(batch))
+                for row, written in batch:
+                    try:
+                        async with self.db.write() as conn:
+                            await sql.insert_many(conn, [row])
+                    except Exception:
+                        log.exception("storing response %s failed", row.id)
+                    written.set_result(None)
+                continue
+            for _, written in batch:
+                written.set_result(None)
 
     async def find(self, response_id: str, account_id: str) -> list[Message] | None:
         """The conversation `response_id` ended; None when there is no such live response.
@@ -107,8 +130,9 @@ class ResponseStore:
             return 0
 
     async def close(self) -> None:
-        if self._pruning is not None and not self._pruning.done():
-            await self._pruning
+        for task in (self._writer, self._pruning):
+            if task is not None and not task.done():
+                await task
 
 
 # ---------------------------------------------------------------- the stored form

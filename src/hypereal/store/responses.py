@@ -23,9 +23,10 @@ class StoredResponse:
     created_at: float
 
 
-async def insert(conn: AsyncConnection, response_id: str, account_id: str, body: str, created_at: float) -> None:
+async def insert_many(conn: AsyncConnection, rows: list[StoredResponse]) -> None:
     await conn.execute(
-        stored_responses.insert().values(id=response_id, account_id=account_id, body=body, created_at=created_at)
+        stored_responses.insert(),
+        [{"id": row.id, "account_id": row.account_id, "body": row.body, "created_at": row.created_at} for row in rows],
     )
 
 
