@@ -1,10 +1,10 @@
 """Responses kept for `previous_response_id`: the conversation each response ended.
 
 Kept in the database (`stored_responses`), so a response created through one API process
-is continued through any other, and survives restarts. A row belongs to the account that
-created it: another account's id is not found, exactly like an unknown one. Rows live for
-`TTL_SECONDS`; older ones are treated as missing and deleted now and then by whichever
-process writes next.
+is continued through any other, and survives restarts; no sticky sessions are needed. A
+row belongs to the account that created it: another account's id answers 404. Rows live
+for `TTL_SECONDS`; older ones are treated as missing, and each process deletes them when it
+writes, at most once per `PRUNE_INTERVAL_SECONDS`.
 
 The conversation is stored in a JSON form of the canonical types written here, part by
 part, rather than in one of the wire formats: none of those carries every part faithfully
