@@ -153,5 +153,5 @@ stored_responses = Table(
     Column("id", String(60), primary_key=True),
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
     Column("body", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False, index=True),
 )
