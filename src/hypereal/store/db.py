@@ -10,16 +10,20 @@ and never wait for writers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+import aiosqlite
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _READ_ONLY = "hypereal_read_only"
+_T = TypeVar("_T")
 
 
 class Database:
@@ -29,8 +33,9 @@ class Database:
         self.is_postgres = url.startswith("postgresql")
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
+            database = make_url(url).database or ":memory:"
             self.engine: AsyncEngine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, connect_args={"timeout": 60}
+                url, pool_size=pool_size, max_overflow=pool_size, async_creator=partial(_connect_sqlite, database)
             )
             _configure_sqlite(self.engine)
         else:
@@ -82,3 +87,95 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def _connect_sqlite(database: str) -> aiosqlite.Connection:
+    connection = _OneTripConnection(partial(sqlite3.connect, database, timeout=60), iter_chunk_size=64)
+    # As SQLAlchemy does for the connections it opens itself: never hold the process open.
+    connection._thread.daemon = True
+    return await connection
+
+
+class _OneTripConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose cursors cost one trip to its thread per statement.
+
+    aiosqlite sends each cursor call (open, execute, fetch, close) to the thread that owns
+    the SQLite connection and back, and each return waits for a turn of the event loop.
+    SQLAlchemy makes four such calls per statement; under load a ledger transaction spent
+    most of its time in those queues while holding the write lock.
+    """
+
+    def cursor(self) -> Any:
+        return _OneTripCursor(self)
+
+
+def _on_thread(connection: aiosqlite.Connection, work: Callable[[], _T]) -> Awaitable[_T]:
+    """`work()` on the connection's own thread, through aiosqlite's queue (it has no public hook)."""
+    execute: Callable[[Callable[[], _T]], Awaitable[_T]] = connection._execute
+    return execute(work)
+
+
+class _OneTripCursor:
+    """Runs a statement and reads all of its rows in one call on the connection's thread.
+
+    SQLAlchemy's async adapter reads every row of a statement right after executing it
+    anyway (it has no server-side cursors on SQLite), so nothing is read earlier than before.
+    """
+
+    arraysize = 1
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self._rows: list[Any] = []
+
+    async def __aenter__(self) -> _OneTripCursor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> _OneTripCursor:
+        connection = self._connection._conn
+
+        def run() -> tuple[Any, int, int | None, list[Any]]:
+            cursor = connection.execute(sql) if parameters is None else connection.execute(sql, parameters)
+            try:
+                rows = cursor.fetchall() if cursor.description else []
+                return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+            finally:
+                cursor.close()
+
+        self.description, self.rowcount, self.lastrowid, self._rows = await _on_thread(self._connection, run)
+        return self
+
+    async def executemany(self, sql: str, parameters: Sequence[Sequence[Any]]) -> _OneTripCursor:
+        connection = self._connection._conn
+
+        def run() -> tuple[int, int | None]:
+            cursor = connection.executemany(sql, parameters)
+            try:
+                return cursor.rowcount, cursor.lastrowid
+            finally:
+                cursor.close()
+
+        self.description, self._rows = None, []
+        self.rowcount, self.lastrowid = await _on_thread(self._connection, run)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        taken, self._rows = self._rows[:count], self._rows[count:]
+        return taken
+
+    async def fetchall(self) -> list[Any]:
+        taken, self._rows = self._rows, []
+        return taken
+
+    async def close(self) -> None:
+        self._rows = []
