@@ -50,17 +50,7 @@ class AccountService:
         if rate_limit_per_hour is not None and rate_limit_per_hour < 1:
             raise ValidationFailed("rate_limit_per_hour must be a positive integer")
         raw = generate_key()
-        record = KeyRecord(
-            id=new_id("key"),
-            account_id=account_id,
-            name=(name or "default").strip() or "default",
-            prefix=visible_prefix(raw),
-            key_hash=hash_key(raw),
-            rate_limit_per_hour=rate_limit_per_hour,
-            created_at=time.time(),
-            last_used_at=None,
-            revoked_at=None,
-        )
+        record = _key_record(account_id, name, rate_limit_per_hour, raw)
         async with self.db.write() as conn:
             await store.get_account(conn, account_id)
             await store.insert_key(conn, record)
@@ -91,10 +81,32 @@ class AccountService:
         return secret
 
     async def ensure_development_account(self, credits: int) -> str | None:
-        """On an empty database: create an account and return its key; else None."""
-        async with self.db.read() as conn:
+        """On an empty database: create an account and return its key; else None.
+
+        Checked and created in one transaction, serialised across processes, so servers
+        started together on an empty database create one account between them.
+        """
+        raw = generate_key()
+        async with self.db.write() as conn:
+            await store.lock_first_run(conn)
             if await store.count_accounts(conn):
                 return None
-        account = await self.create_account("Development", credits)
-        _, raw = await self.create_key(account.id, "development")
+            account = await store.insert_account(conn, new_id("acc"), "Development", new_webhook_secret())
+            if credits:
+                await ledger.top_up(conn, account.id, to_milli(credits), new_reference("grant"), ledger.ADJUSTMENT)
+            await store.insert_key(conn, _key_record(account.id, "development", None, raw))
         return raw
+
+
+def _key_record(account_id: str, name: str | None, rate_limit_per_hour: int | None, raw: str) -> KeyRecord:
+    return KeyRecord(
+        id=new_id("key"),
+        account_id=account_id,
+        name=(name or "default").strip() or "default",
+        prefix=visible_prefix(raw),
+        key_hash=hash_key(raw),
+        rate_limit_per_hour=rate_limit_per_hour,
+        created_at=time.time(),
+        last_used_at=None,
+        revoked_at=None,
+    )

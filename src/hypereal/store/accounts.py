@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
@@ -75,6 +75,19 @@ async def get_account(conn: AsyncConnection, account_id: str) -> Account:
 async def list_accounts(conn: AsyncConnection, limit: int = 100, offset: int = 0) -> list[Account]:
     rows = await conn.execute(select(accounts).order_by(accounts.c.created_at).limit(limit).offset(offset))
     return [Account(**row._mapping) for row in rows]
+
+
+FIRST_RUN_LOCK_ID = 0x6879_7065_7265_6176  # any constant shared by every process of this application
+
+
+async def lock_first_run(conn: AsyncConnection) -> None:
+    """Serialise first-run set-up across processes until this transaction ends.
+
+    PostgreSQL needs an explicit lock; a SQLite write transaction (BEGIN IMMEDIATE) already
+    excludes every other writer.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": FIRST_RUN_LOCK_ID})
 
 
 async def count_accounts(conn: AsyncConnection) -> int:
