@@ -71,6 +71,7 @@ from hypereal.settings import Settings, load_settings
 ADMIN_KEY = "test-admin-key-" + "0123456789abcdef" * 2
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 SERVER_START_SECONDS = 60.0
+SERVICES_CLOSE_SECONDS = 30.0
 T = TypeVar("T")
 
 
@@ -131,7 +132,16 @@ async def _pg_truncate_all(url: str) -> None:
         ]
         if tables:
             quoted = ", ".join(f'"{table}"' for table in tables)
-            await conn.execute(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+            # A connection left open by an earlier test would block TRUNCATE for ever; say who.
+            await conn.execute("SET lock_timeout = '30s'")
+            try:
+                await conn.execute(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+            except asyncpg.LockNotAvailableError:
+                holders = await conn.fetch(
+                    "SELECT pid, state, left(query, 120) AS query FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                raise RuntimeError(f"Could not empty the test database; connections still open: {holders}") from None
     finally:
         await conn.close()
 
@@ -278,7 +288,15 @@ async def make_services(builtin_catalog: Catalog) -> AsyncIterator[Callable[...,
         yield make
     finally:
         for services in reversed(started):
-            await services.close()
+            try:
+                await asyncio.wait_for(services.close(), SERVICES_CLOSE_SECONDS)
+            except TimeoutError:
+                pending = [task.get_name() for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+                pytest.fail(
+                    f"Services.close() did not finish within {SERVICES_CLOSE_SECONDS:g} s; tasks still running:"
+                    f" {', '.join(sorted(pending)) or 'none'}",
+                    pytrace=False,
+                )
 
 
 @pytest.fixture
