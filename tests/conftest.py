@@ -28,7 +28,7 @@ Application
     make_client(services) -> httpx.AsyncClient the app in process (no worker), base http://test.
     client                                     await make_client(services)
     admin_headers                              {"Authorization": "Bearer ADMIN_KEY"}
-    make_account(credits=1000, rate_limit_per_hour=None, name=..., services=None) -> TestAccount
+    make_account(credits=1000, rate_limit_per_hour=None, name=..., services=<services>) -> TestAccount
                                                an account, its balance and one key, created
                                                through the services (no HTTP); `.headers`
                                                authenticate as it.
@@ -40,6 +40,10 @@ Processes
         and stops every server it started when the module ends. `Server.url`,
         `Server.output()` (stdout and stderr so far), `Server.stop()`.
     run_cli(*args, env=None) -> subprocess.CompletedProcess    the real command in a subprocess.
+
+Plain helpers (`from tests.conftest import ...`): ADMIN_KEY, ADMIN_HEADERS, TestAccount,
+create_test_account(services, ...), run_async(coro) (from sync code, in its own thread),
+free_port(), clean_environ(env), launch_server(directory, ...) (like start_server, unmanaged).
 """
 
 from __future__ import annotations
