@@ -18,8 +18,9 @@ import random
 import secrets
 import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from hypereal.errors import HyperealError, UpstreamError
 from hypereal.jobs.engine import JobEngine
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
 SWEEP_SECONDS = 5.0
+T = TypeVar("T")
+
+
+class _Abandoned(Exception):
+    """The job stopped being ours (ended elsewhere, or its lease taken) while a provider ran."""
 
 
 class Worker:
@@ -45,6 +51,8 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._rng = random.Random()
+        self._calls: dict[str, asyncio.Future[Any]] = {}
+        self._abandoned: set[str] = set()
 
     def start(self) -> None:
         self._loops = [
@@ -94,6 +102,8 @@ class Worker:
             await self._advance(job)
         except asyncio.CancelledError:
             raise
+        except _Abandoned:
+            log.warning("job %s ended or was taken over while its provider ran; abandoned here", job.id)
         except HyperealError as error:
             await self.engine.fail(job, error)
         except Exception:
@@ -111,7 +121,28 @@ class Worker:
             async with self.engine.db.write() as conn:
                 held = await store.extend_lease(conn, job_id, self.owner, time.time() + self.settings.job_lease_seconds)
             if not held:
+                # A provider that never returns would otherwise hold this slot forever after the
+                # sweeper (or a cancel, or another worker) has dealt with the job.
+                call = self._calls.get(job_id)
+                if call is not None:
+                    self._abandoned.add(job_id)
+                    call.cancel()
                 return
+
+    async def _provider_call(self, job_id: str, call: Awaitable[T]) -> T:
+        """Await a provider; abandoned (`_Abandoned`) when the heartbeat finds the job is not ours."""
+        task = asyncio.ensure_future(call)
+        self._calls[job_id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if job_id in self._abandoned and not (current and current.cancelling()):
+                raise _Abandoned from None
+            raise
+        finally:
+            self._calls.pop(job_id, None)
+            self._abandoned.discard(job_id)
 
     async def _advance(self, job: Job) -> None:
         provider = self.engine.providers.get(job.provider or "")
@@ -130,7 +161,9 @@ class Worker:
                 mode=job.mode,
             )
             try:
-                outcome: Handle | Result | Pending = await provider.submit(request, self.engine.inputs)
+                outcome: Handle | Result | Pending = await self._provider_call(
+                    job.id, provider.submit(request, self.engine.inputs)
+                )
             except UpstreamError as error:
                 if await self._fall_back(job, error):
                     return
@@ -150,7 +183,7 @@ class Worker:
                     )
                 return
         else:
-            outcome = await provider.poll(Handle(**job.handle))
+            outcome = await self._provider_call(job.id, provider.poll(Handle(**job.handle)))
         if isinstance(outcome, Pending):
             async with self.engine.db.write() as conn:
                 await store.update_owned(
