@@ -242,3 +242,28 @@ async def test_the_synchronous_wait_gives_way_to_202_with_the_job(
     done = await stack.wait_done(account, body["jobId"])
     assert done["status"] == "completed" and done["outputUrl"]
     assert await stack.balance(account) == credits(100 - IMAGE_PRICE)
+
+
+async def test_a_swept_job_stuck_in_its_provider_frees_the_worker_slot(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_client: Callable[[Services], httpx.AsyncClient],
+) -> None:
+    stack = await start_stack(tmp_path, make_settings, make_services, make_client, concurrency=1, job_lease_seconds=5)
+    account = await stack.account(credits=100)
+    stuck = (await stack.submit_video(account, outcome="never")).json()["jobId"]
+
+    async def submitting() -> bool:
+        return (await job_row(stack.services, stuck)).stage == "submitting"
+
+    await wait_for(submitting, what="the only worker slot to take the stuck job")
+    await set_job(stack.services, stuck, deadline_at=1.0)
+    assert stack.worker is not None
+    assert await stack.worker.sweep() == 1
+
+    # The worker notices at its next heartbeat that the job ended without it and lets go.
+    after = (await stack.submit_video(account)).json()["jobId"]
+    done = await stack.wait_done(account, after)
+    assert done["status"] == "completed"
+    assert (await stack.job(account, stuck))["status"] == "failed"
