@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from hypereal.services import Services
 from hypereal.settings import Settings
@@ -332,6 +333,28 @@ async def test_jobs_are_listed_newest_first_and_filtered(stack: Stack) -> None:
     view = (await stack.client.get("/api/v1/jobs?status=failed", headers=account.headers)).json()["data"][0]
     assert view["status"] == "failed" and view["error"] == "Scripted failure" and view["type"] == "video"
     assert_error(await stack.client.get("/api/v1/jobs?status=lost", headers=account.headers), 400)
+
+
+async def test_polling_a_job_writes_nothing(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False)  # no worker: every statement seen is the API's
+    account = await stack.account(credits=100)
+    job_id = (await stack.submit_video(account)).json()["jobId"]
+    await stack.job(account, job_id)  # warm the key cache
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    engine = stack.services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(20):
+            assert (await stack.job(account, job_id))["status"] == "processing"
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert statements.count("SELECT") >= 20
+    assert not {"INSERT", "UPDATE", "DELETE"} & set(statements), statements
 
 
 # ---------------------------------------------------------------- canceling
