@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,20 +48,36 @@ class Entry:
         }
 
 
+# The statements of every chat call, built once: building one and computing its cache key
+# cost more than running it on SQLite. Bind names differ from column names, which SQLAlchemy
+# reserves for the SET and VALUES clauses.
+_BY_REFERENCE = select(ledger).where(
+    ledger.c.account_id == bindparam("b_account"), ledger.c.reference == bindparam("b_reference")
+)
+_FIND = _BY_REFERENCE.where(ledger.c.kind == bindparam("b_kind"))
+_CREDIT = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("b_account"))
+    .values(balance=accounts.c.balance + bindparam("b_amount", type_=BigInteger))
+    .returning(accounts.c.balance)
+)
+_DEBIT = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("b_account"), accounts.c.balance >= bindparam("b_needed", type_=BigInteger))
+    .values(balance=accounts.c.balance + bindparam("b_amount", type_=BigInteger))
+    .returning(accounts.c.balance)
+)
+_INSERT = ledger.insert().returning(ledger.c.id)
+
+
 async def find(conn: AsyncConnection, account_id: str, reference: str, kind: str) -> Entry | None:
-    row = (
-        await conn.execute(
-            select(ledger).where(
-                ledger.c.account_id == account_id, ledger.c.reference == reference, ledger.c.kind == kind
-            )
-        )
-    ).first()
+    row = (await conn.execute(_FIND, {"b_account": account_id, "b_reference": reference, "b_kind": kind})).first()
     return Entry(**row._mapping) if row else None
 
 
 async def _entries(conn: AsyncConnection, account_id: str, reference: str) -> dict[str, Entry]:
     """The charge, settlement and refund under `reference`, by kind: one query instead of one each."""
-    rows = await conn.execute(select(ledger).where(ledger.c.account_id == account_id, ledger.c.reference == reference))
+    rows = await conn.execute(_BY_REFERENCE, {"b_account": account_id, "b_reference": reference})
     return {row.kind: Entry(**row._mapping) for row in rows}
 
 
@@ -76,14 +92,11 @@ async def _append(
     conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None
 ) -> Entry:
     """Move the balance by `amount` (negative = debit) and record it; refuses to go below zero."""
-    guard = accounts.c.id == account_id
     if amount < 0:
-        guard = guard & (accounts.c.balance >= -amount)
-    row = (
-        await conn.execute(
-            update(accounts).where(guard).values(balance=accounts.c.balance + amount).returning(accounts.c.balance)
-        )
-    ).first()
+        moved = await conn.execute(_DEBIT, {"b_account": account_id, "b_needed": -amount, "b_amount": amount})
+    else:
+        moved = await conn.execute(_CREDIT, {"b_account": account_id, "b_amount": amount})
+    row = moved.first()
     if row is None:
         available = await balance(conn, account_id)
         raise InsufficientCredits(required=to_credits(-amount), available=to_credits(available))
@@ -97,7 +110,7 @@ async def _append(
         "note": note,
         "created_at": now,
     }
-    entry_id = (await conn.execute(ledger.insert().values(**values).returning(ledger.c.id))).scalar_one()
+    entry_id = (await conn.execute(_INSERT, values)).scalar_one()
     return Entry(id=int(entry_id), new=True, **values)  # type: ignore[arg-type]
 
 
