@@ -16,11 +16,17 @@ OpenAI Chat Completions bytes, see llm_upstream.py):
 For each target and each concurrency, `wrk` measures requests/s and latency p50/p99 of
 non-streaming calls and of whole streaming calls; a small aiohttp client measures the time
 to the first content token of streaming calls. "Added" figures are the target's minus the
-upstream's. The figures are printed, not asserted: they depend on the machine.
+upstream's. The figures are printed, not asserted: they depend on the machine. The TTFT
+client is Python, so its figures for the upstream at 64 connections show the client's own
+limit; the added time of a gateway is still read against the same client.
 
 With two or more CPUs the target under test gets the last CPU to itself and everything
 else (nginx, wrk, the TTFT client) shares the others, so that the load generator does not
-steal the gateway's time. Needs nginx and wrk (Debian: apt-get install -y nginx-light wrk).
+steal the gateway's time. On a machine busy with other work, `--priority 10` (as root)
+keeps that work from sitting between a gateway's thread hand-offs, which otherwise
+dominates the figures. `--profile DIR` records py-spy samples of hypereal during each wrk
+run (`pip install py-spy` into the project's virtualenv).
+Needs nginx and wrk (Debian: apt-get install -y nginx-light wrk).
 """
 
 from __future__ import annotations
@@ -582,7 +588,7 @@ def main() -> None:
         type=int,
         default=0,
         help="raise the priority of the benchmark and everything it starts by this much (root; e.g. 10 on a busy"
-        " machine, so that other work does not sit between a gateway's thread hops)",
+        " machine)",
     )
     args = parser.parse_args()
     connections = sorted({int(part) for part in args.connections.split(",") if part.strip()})
