@@ -27,11 +27,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 JOBS = 1000
 FAILING_SHARE = 0.2
 ACCOUNTS = 4
-WORKER_CONCURRENCY = 24
+WORKER_CONCURRENCY = 12
 LEASE_SECONDS = 5.0
-# Requests in flight at once: many clients at the same time, within the connection pools of
-# one API process (a request waits for a pooled connection at most 30 s).
-IN_FLIGHT = 100
+# Requests in flight at once. Each process pools at most 30 PostgreSQL connections and a
+# request waits at most 30 s for one; the three processes stay well inside the server's
+# default max_connections of 100.
+IN_FLIGHT = 40
 
 
 @pytest.fixture
