@@ -298,6 +298,20 @@ async def test_another_account_cannot_see_or_touch_a_job(stack: Stack) -> None:
     ).status_code == 401
 
 
+async def test_private_files_are_served_only_to_their_account(make_stack: StackFactory) -> None:
+    stack = await make_stack(private_files=True)
+    owner = await stack.account(credits=100, name="A")
+    other = await stack.account(credits=100, name="B")
+    job_id = (await stack.submit_video(owner)).json()["jobId"]
+    path = urlsplit((await stack.wait_done(owner, job_id))["outputUrl"]).path
+
+    mine = await stack.client.get(path, headers=owner.headers)
+    assert mine.status_code == 200 and mine.content == f"output of {job_id}\n".encode()
+    assert assert_error(await stack.client.get(path, headers=other.headers), 404) == "File not found"
+    assert (await stack.client.get(path)).status_code == 401
+    assert assert_error(await stack.client.get(path + "x", headers=owner.headers), 404) == "File not found"
+
+
 async def test_jobs_are_listed_newest_first_and_filtered(stack: Stack) -> None:
     account = await stack.account(credits=200)
     completed_video = (await stack.submit_video(account)).json()["jobId"]
