@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy import event
 from hypereal.services import Services
 from hypereal.settings import Settings
 from hypereal.store.ledger import CHARGE, REFUND
-from tests.conftest import TestAccount, free_port
+from tests.conftest import ADMIN_HEADERS, Server, TestAccount, free_port
 from tests.integration.jobs_support import (
     IMAGE_PRICE,
     VIDEO_PRICE,
@@ -31,6 +32,7 @@ from tests.integration.jobs_support import (
     rows_for,
     start_stack,
     wait_for,
+    write_catalog,
 )
 
 StackFactory = Callable[..., Awaitable[Stack]]
@@ -435,6 +437,39 @@ async def test_a_job_canceled_mid_submission_is_refunded_when_the_provider_retur
     entries = await stack.ledger(account)
     assert len(rows_for(entries, job_id, REFUND)) == 1
     assert await stack.balance(account) == credits(100)
+
+
+# ---------------------------------------------------------------- a real server process
+
+
+def test_hypereal_serve_runs_jobs_in_process_and_serves_outputs_at_its_own_address(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = start_server(env={"HYPEREAL_CATALOG": str(write_catalog(tmp_path))}, worker=True)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        account = http.post("/api/v1/admin/accounts", json={"name": "served", "credits": 100}, headers=ADMIN_HEADERS)
+        made = http.post(f"/api/v1/admin/accounts/{account.json()['id']}/keys", json={}, headers=ADMIN_HEADERS)
+        headers = {"Authorization": f"Bearer {made.json()['key']}"}
+
+        image = http.post("/v1/images/generate", json={"model": "test-image", "prompt": "x"}, headers=headers)
+        assert image.status_code == 200, image.text
+        url = image.json()["data"][0]["url"]
+        assert url.startswith(server.url + "/files/")
+        assert http.get(url).content == f"output of {image.json()['resultId']}\n".encode()
+
+        video = http.post(
+            "/v1/videos/generate", json={"model": "test-video", "input": {"prompt": "x"}}, headers=headers
+        )
+        assert video.status_code == 202, video.text
+        poll_url = video.json()["pollUrl"]
+        assert poll_url.startswith(server.url + "/api/v1/jobs/")
+        deadline = time.monotonic() + 30
+        while (view := http.get(poll_url, headers=headers).json())["status"] == "processing":
+            assert time.monotonic() < deadline, view
+            time.sleep(0.05)
+        assert view["status"] == "completed"
+        balance = http.get("/v1/account", headers=headers).json()["balance"]
+        assert balance == 100 - IMAGE_PRICE - VIDEO_PRICE
 
 
 # ---------------------------------------------------------------- the local models
