@@ -207,3 +207,23 @@ async def test_after_rotation_events_are_signed_with_both_secrets(stack: Stack, 
     assert len(headers["webhook-signature"].split(" ")) == 2
     Webhook(new).verify(body, headers)
     Webhook(old).verify(body, headers)
+
+
+async def test_audio_with_a_webhook_answers_202_at_once_and_delivers(stack: Stack, receiver: Receiver) -> None:
+    account = await stack.account(credits=100)
+    body = {"model": "test-audio", "input": {"text": "hello"}, "webhook_url": receiver.url}
+
+    accepted = await stack.client.post("/api/v1/audio/generate", json=body, headers=account.headers)
+    synchronous = await stack.client.post(
+        "/api/v1/audio/generate", json={"model": "test-audio", "input": {"text": "hello"}}, headers=account.headers
+    )
+
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["message"] == "Generation started. Result will be sent to your webhook URL."
+    job_id = accepted.json()["jobId"]
+    assert synchronous.status_code == 200, synchronous.text
+    assert synchronous.json()["success"] is True and synchronous.json()["outputUrl"]
+    await wait_delivery(stack, account, job_id, "delivered")
+    payload = orjson.loads(receiver.received[0][1])
+    assert payload["jobId"] == job_id and payload["type"] == "audio" and payload["status"] == "completed"
+    assert len(receiver.received) == 1  # the synchronous request had no webhook
