@@ -16,9 +16,9 @@ from sqlalchemy import event, text
 from hypereal.errors import Unauthorized
 from hypereal.keys import generate_key, hash_key
 from hypereal.services import Services
-from hypereal.settings import Settings
+from hypereal.settings import Settings, load_settings
 from hypereal.store.tables import metadata
-from tests.conftest import TestAccount
+from tests.conftest import TestAccount, create_test_account
 
 KEY_SHAPE = re.compile(r"^ck_[A-Za-z0-9_-]{32,}$")
 
@@ -126,12 +126,33 @@ async def test_revocation_reaches_another_process_with_a_warm_cache(
     assert_unauthorized(await first_client.get("/v1/account", headers=account.headers))
 
 
+@pytest.mark.postgres
+async def test_revocation_reaches_another_process_over_postgres_notify(
+    new_postgres_url: Callable[[], str],
+    tmp_path: Path,
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_client: Callable[[Services], httpx.AsyncClient],
+) -> None:
+    # PostgreSQL without Redis: revocations travel by LISTEN/NOTIFY.
+    settings = load_settings(environ={}, data_dir=tmp_path / "data", database_url=new_postgres_url())
+    first = await make_services(settings)
+    second = await make_services(settings)
+    account = await create_test_account(first)
+    second_client = make_client(second)
+    assert (await second_client.get("/v1/account", headers=account.headers)).status_code == 200
+
+    await first.accounts.revoke_key(account.key_id)
+    await _settle_pubsub(second)
+
+    assert_unauthorized(await second_client.get("/v1/account", headers=account.headers))
+
+
 async def _settle_pubsub(services: Services) -> None:
-    """With Redis, revocation arrives by pub/sub: give the listener its turn on the loop."""
-    if services.settings.redis_url:
+    """Across processes on PostgreSQL or Redis, revocation arrives by message: let the listener run."""
+    if not services.settings.is_sqlite:
         import asyncio
 
-        for _ in range(50):
+        for _ in range(100):
             await asyncio.sleep(0.01)
             if not services.keys._cache:
                 return
