@@ -46,6 +46,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
@@ -448,7 +449,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 @contextmanager
 def profiling(target: Target, directory: Path | None, label: str, seconds: float) -> Iterator[None]:
-    """py-spy samples of the target while the block runs (hypereal only; skipped without py-spy)."""
+    """py-spy samples of the target's CPU while the block runs (hypereal only; skipped without py-spy)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if directory is None or target.name != "hypereal" or target.pid is None or not Path(spy).exists():
         yield
@@ -456,7 +457,8 @@ def profiling(target: Target, directory: Path | None, label: str, seconds: float
     directory.mkdir(parents=True, exist_ok=True)
     output = directory / f"hypereal-{label}.txt"
     command = [spy, "record", "--pid", str(target.pid), "--duration", str(max(1, round(seconds))), "--rate", "250"]
-    command += ["--format", "raw", "--output", str(output), "--nonblocking"]
+    # Only the thread holding the GIL: where the process spends CPU, not where it waits.
+    command += ["--format", "raw", "--output", str(output), "--nonblocking", "--gil"]
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
@@ -466,6 +468,30 @@ def profiling(target: Target, directory: Path | None, label: str, seconds: float
         except subprocess.TimeoutExpired:
             recorder.kill()
             recorder.wait()
+
+
+def summarise_profile(path: Path, top: int = 12) -> str:
+    """The frames where most samples were (self) and hypereal's own frames that most samples passed through."""
+    own: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames, samples = stack.split(";"), int(count)
+        total += samples
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            if "hypereal/" in frame and "hypereal/cli.py" not in frame:
+                ours[frame] += samples
+    if not total:
+        return f"{path.name}: no samples"
+    lines = [f"{path.name}: {total} samples; most time in (self):"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines.append("  hypereal frames on the stack (inclusive):")
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in ours.most_common(top)]
+    return "\n".join(lines)
 
 
 def measure(
@@ -637,6 +663,9 @@ def main() -> None:
             processes.stop_all()
     if results:
         report(results, notes)
+        if args.profile is not None:
+            for path in sorted(args.profile.glob("hypereal-*.txt")):
+                print(summarise_profile(path), end="\n\n")
         if args.json:
             args.json.write_text(json.dumps([asdict(f) for f in results], indent=2))
 
