@@ -47,7 +47,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, catalog: Catalog | None = None, metrics: Metrics | None = None) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.effective_database_url)
+        db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
         metrics = metrics or Metrics()
         billing = Billing(db, metrics)
         bus = build_bus(settings.redis_url, settings.effective_database_url)

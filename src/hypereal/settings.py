@@ -39,6 +39,9 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(default=Path(".hypereal"), description="SQLite database and local files.")
     database_url: str | None = Field(default=None, description="postgresql://... ; default SQLite in data_dir")
+    database_pool_size: int = Field(
+        default=10, ge=1, le=500, description="Connections each process keeps; it may open as many again at peaks."
+    )
     redis_url: str | None = Field(default=None, description="Shared rate limits and cache invalidation.")
     admin_key: SecretStr | None = Field(default=None, description="Bearer key of the admin API.")
     host: str = "127.0.0.1"

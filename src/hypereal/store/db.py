@@ -39,7 +39,9 @@ class Database:
             )
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size * 2)
+            # At most twice the pool per process: PostgreSQL's default of 100 connections must
+            # stretch over every server and worker process.
+            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
