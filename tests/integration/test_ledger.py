@@ -38,12 +38,14 @@ async def attempt_charge(services: Services, account_id: str, reference: str) ->
 
 
 async def test_concurrent_charges_stop_exactly_at_zero(
-    settings: Settings,
+    make_settings: Callable[..., Settings],
     make_services: Callable[[Settings], Awaitable[Services]],
     make_account: Callable[..., Awaitable[TestAccount]],
 ) -> None:
     # Two service instances (two engines, two pools, two in-process write locks) stand in for
-    # two processes: only the database can keep the balance from going negative.
+    # two processes: only the database can keep the balance from going negative. Small pools
+    # keep the PostgreSQL run within a shared server's connection limit.
+    settings = make_settings(database_pool_size=4)
     first = await make_services(settings)
     second = await make_services(settings)
     account = await make_account(credits=50 * PRICE, services=first)
@@ -217,3 +219,23 @@ async def test_account_ledger_pages_newest_first(
     other = await make_account(credits=5)
     theirs = (await client.get("/api/v1/account/ledger", headers=other.headers)).json()
     assert [row["amount"] for row in theirs["data"]] == [5]
+
+
+async def test_a_process_keeps_its_connections_within_twice_the_pool(
+    make_settings: Callable[..., Settings], make_services: Callable[[Settings], Awaitable[Services]]
+) -> None:
+    services = await make_services(make_settings(database_pool_size=3))
+    assert services.db.engine.pool.size() == 3
+    open_at_once = 0
+    peak = 0
+
+    async def hold() -> None:
+        nonlocal open_at_once, peak
+        async with services.db.read():
+            open_at_once += 1
+            peak = max(peak, open_at_once)
+            await asyncio.sleep(0.05)
+            open_at_once -= 1
+
+    await asyncio.gather(*(hold() for _ in range(20)))
+    assert peak == 6

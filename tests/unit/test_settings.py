@@ -31,8 +31,10 @@ def test_environment_values_are_typed() -> None:
             "HYPEREAL_DATA_DIR": "/srv/hypereal",
             "HYPEREAL_MAX_BODY_BYTES": "4096",
             "HYPEREAL_KEY_CACHE_SECONDS": "2.5",
+            "HYPEREAL_DATABASE_POOL_SIZE": "3",
         }
     )
+    assert settings.database_pool_size == 3
     assert settings.port == 9100
     assert settings.worker is False
     assert settings.data_dir == Path("/srv/hypereal")
@@ -108,6 +110,7 @@ def test_database_urls_get_the_async_driver(url: str, effective: str) -> None:
         ("HYPEREAL_LOG_LEVEL", "verbose"),
         ("HYPEREAL_MAX_BODY_BYTES", "10"),
         ("HYPEREAL_DEFAULT_RATE_LIMIT_PER_HOUR", "0"),
+        ("HYPEREAL_DATABASE_POOL_SIZE", "0"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(variable: str, value: str) -> None:
