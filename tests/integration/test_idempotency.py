@@ -133,3 +133,28 @@ async def test_a_refused_request_is_replayed_as_refused(stack: Stack) -> None:
     too_long = await post_video(stack, account, "k" * 201)
     assert too_long.status_code == 400
     assert await charges(stack, account) == 0
+
+
+async def test_a_key_left_in_progress_by_a_dead_process_is_taken_over(stack: Stack) -> None:
+    from hypereal.store.tables import idempotency_keys
+
+    account = await stack.account(credits=100)
+    async with stack.services.db.write() as conn:
+        await conn.execute(
+            idempotency_keys.insert().values(
+                account_id=account.id, key="orphan", request_hash="0" * 64, created_at=1.0
+            )
+        )
+    retried = await post_video(stack, account, "orphan")
+    assert retried.status_code == 202, retried.text
+    assert await charges(stack, account) == 1
+
+    # A key in progress for a short while is still refused: its request may yet finish.
+    async with stack.services.db.write() as conn:
+        await conn.execute(
+            idempotency_keys.insert().values(
+                account_id=account.id, key="busy", request_hash="0" * 64, created_at=9e12
+            )
+        )
+    busy = await post_video(stack, account, "busy")
+    assert busy.status_code == 409

@@ -34,7 +34,9 @@ async def idempotent(
     digest = hashlib.sha256(request.method.encode() + request.url.path.encode() + b"\n" + await request.body())
     fingerprint = digest.hexdigest()
     async with services.db.write() as conn:
-        existing = await store.reserve_idempotency(conn, principal.account_id, key, fingerprint)
+        existing = await store.reserve_idempotency(
+            conn, principal.account_id, key, fingerprint, abandoned_after=services.settings.sync_wait_seconds + 540
+        )
     if existing is not None:
         stored_hash, status, body = existing
         if stored_hash != fingerprint:

@@ -307,12 +307,29 @@ async def reschedule_delivery(conn: AsyncConnection, delivery_id: int) -> None:
 
 
 async def reserve_idempotency(
-    conn: AsyncConnection, account_id: str, key: str, request_hash: str
+    conn: AsyncConnection, account_id: str, key: str, request_hash: str, abandoned_after: float = 600.0
 ) -> tuple[str, int | None, str | None] | None:
-    """Claim the key for this request, or return the existing (hash, status, response)."""
+    """Claim the key for this request, or return the existing (hash, status, response).
+
+    A key still "in progress" after `abandoned_after` seconds belonged to a process that died
+    mid-request; it is taken over rather than answering 409 to every retry forever.
+    """
     query = select(idempotency_keys).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
     row = (await conn.execute(query)).first()
     if row is not None:
+        if row.status_code is None and row.created_at < time.time() - abandoned_after:
+            taken = await conn.execute(
+                update(idempotency_keys)
+                .where(
+                    idempotency_keys.c.account_id == account_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.status_code.is_(None),
+                    idempotency_keys.c.created_at == row.created_at,
+                )
+                .values(request_hash=request_hash, created_at=time.time())
+            )
+            if taken.rowcount:
+                return None
         return row.request_hash, row.status_code, row.response
     try:
         # A concurrent request with the same key may insert between our read and this write
