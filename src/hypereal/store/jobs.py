@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -86,6 +86,13 @@ async def page(
     return [_job(row) for row in rows]
 
 
+async def _lock_free_ids(conn: AsyncConnection, query: Select[Any]) -> list[Any]:
+    """Ids from `query` that no other worker holds; on SQLite the write transaction is already exclusive."""
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [row[0] for row in await conn.execute(query)]
+
+
 async def claim(conn: AsyncConnection, owner: str, lease_seconds: float, limit: int) -> list[Job]:
     """Take up to `limit` runnable jobs: queued, due for a poll, or with an expired lease."""
     now = time.time()
@@ -94,10 +101,7 @@ async def claim(conn: AsyncConnection, owner: str, lease_seconds: float, limit: 
         or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at < now),
         or_(jobs.c.next_poll_at.is_(None), jobs.c.next_poll_at <= now),
     )
-    query = select(jobs.c.id).where(runnable).order_by(jobs.c.created_at).limit(limit)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = [row[0] for row in await conn.execute(query)]
+    ids = await _lock_free_ids(conn, select(jobs.c.id).where(runnable).order_by(jobs.c.created_at).limit(limit))
     if not ids:
         return []
     rows = await conn.execute(
@@ -196,10 +200,9 @@ async def claim_deliveries(conn: AsyncConnection, lease_seconds: float, limit: i
         webhook_deliveries.c.next_attempt_at <= now,
         or_(webhook_deliveries.c.lease_expires_at.is_(None), webhook_deliveries.c.lease_expires_at < now),
     )
-    query = select(webhook_deliveries.c.id).where(due).order_by(webhook_deliveries.c.next_attempt_at).limit(limit)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = [row[0] for row in await conn.execute(query)]
+    ids = await _lock_free_ids(
+        conn, select(webhook_deliveries.c.id).where(due).order_by(webhook_deliveries.c.next_attempt_at).limit(limit)
+    )
     if not ids:
         return []
     rows = await conn.execute(
