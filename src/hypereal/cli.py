@@ -189,7 +189,13 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(**overrides)
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if hasattr(args, "server"):
-            asyncio.run(args.server(settings, args))
+            # uvicorn installs uvloop only when it runs the loop itself; we run it, so we pick it.
+            try:
+                import uvloop
+            except ImportError:
+                asyncio.run(args.server(settings, args))
+            else:
+                uvloop.run(args.server(settings, args))
         else:
             asyncio.run(_run_offline(settings, args.handler, args))
     except (SettingsError, CatalogError) as exc:

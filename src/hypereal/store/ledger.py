@@ -4,19 +4,31 @@ The balance is moved by a guarded UPDATE (`balance >= amount`), which is atomic 
 databases, so it can never go negative whatever the concurrency. Each (account, reference,
 kind) is unique: a retried charge, settlement or refund hits the constraint, its transaction
 rolls back, and the caller gets the first outcome instead of a second payment.
+
+Two forms of each operation: `charge(conn, ...)` and friends compose with other writes in
+the caller's transaction (a job and its charge commit together); `charge_now(db, ...)` and
+friends are standalone transactions in as few round trips as each database allows, for the
+chat hot path: on SQLite the whole transaction is one function run on the connection's
+thread (`Database.write_on_thread`); on PostgreSQL a charge is one statement.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, select, update
+from sqlalchemy import BigInteger, String, bindparam, func, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 from hypereal.errors import InsufficientCredits, NotFound
+from hypereal.store.db import Database
 from hypereal.store.tables import accounts, ledger
 from hypereal.units import to_credits
 
@@ -68,6 +80,50 @@ _DEBIT = (
     .returning(accounts.c.balance)
 )
 _INSERT = ledger.insert().returning(ledger.c.id)
+_BALANCE = select(accounts.c.balance).where(accounts.c.id == bindparam("b_account"))
+_ROW = ("account_id", "kind", "amount", "balance_after", "reference", "note", "created_at")
+
+# PostgreSQL: the guarded debit and its ledger row as one statement, so a charge is one round
+# trip. The statement is atomic: no row when the balance cannot cover it, and a unique
+# violation (a retried charge) undoes the debit with it.
+_MOVED = _DEBIT.cte("moved")
+_CHARGE_ONE_STATEMENT = (
+    ledger.insert()
+    .from_select(
+        list(_ROW),
+        select(
+            bindparam("b_account", type_=String),
+            bindparam("b_kind", type_=String),
+            bindparam("b_amount", type_=BigInteger),
+            _MOVED.c.balance,
+            bindparam("b_reference", type_=String),
+            bindparam("b_note", type_=String),
+            bindparam("b_now", type_=ledger.c.created_at.type),
+        ),
+    )
+    .returning(ledger.c.id, ledger.c.balance_after)
+)
+
+
+class _SqliteStatement:
+    """A statement above compiled once for the raw sqlite3 connection: one SQL text for both paths."""
+
+    def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
+        compiled = statement.compile(dialect=sqlite.dialect(), column_keys=column_keys)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self.names: Sequence[str] = compiled.positiontup or []
+
+    def __call__(self, connection: sqlite3.Connection, **params: Any) -> list[Any]:
+        return connection.execute(self.sql, [params[name] for name in self.names]).fetchall()
+
+
+_SQLITE_FIND = _SqliteStatement(_FIND)
+_SQLITE_BY_REFERENCE = _SqliteStatement(_BY_REFERENCE)
+_SQLITE_DEBIT = _SqliteStatement(_DEBIT)
+_SQLITE_CREDIT = _SqliteStatement(_CREDIT)
+_SQLITE_BALANCE = _SqliteStatement(_BALANCE)
+_SQLITE_INSERT = _SqliteStatement(_INSERT, column_keys=_ROW)
 
 
 async def find(conn: AsyncConnection, account_id: str, reference: str, kind: str) -> Entry | None:
@@ -82,7 +138,7 @@ async def _entries(conn: AsyncConnection, account_id: str, reference: str) -> di
 
 
 async def balance(conn: AsyncConnection, account_id: str) -> int:
-    value = (await conn.execute(select(accounts.c.balance).where(accounts.c.id == account_id))).scalar()
+    value = (await conn.execute(_BALANCE, {"b_account": account_id})).scalar()
     if value is None:
         raise NotFound("Account not found")
     return int(value)
@@ -165,15 +221,21 @@ async def _lock_account(conn: AsyncConnection, account_id: str) -> None:
 async def refund(conn: AsyncConnection, account_id: str, reference: str, note: str | None = None) -> Entry | None:
     """Give back what the charge under `reference` still holds (after any settlement). Once."""
     await _lock_account(conn, account_id)
-    entries = await _entries(conn, account_id, reference)
+    outcome = _refund_due(await _entries(conn, account_id, reference))
+    if not isinstance(outcome, int):
+        return outcome
+    return await _append_new(conn, account_id, REFUND, outcome, reference, note)
+
+
+def _refund_due(entries: dict[str, Entry]) -> Entry | int | None:
+    """What a refund must return (an amount), or its earlier outcome (an entry, or None: no charge)."""
     charged = entries.get(CHARGE)
     if charged is None:
         return None
     if REFUND in entries:
         return entries[REFUND]
     settled = entries.get(SETTLE)
-    returned = settled.amount if settled else 0
-    return await _append_new(conn, account_id, REFUND, -charged.amount - returned, reference, note)
+    return -charged.amount - (settled.amount if settled else 0)
 
 
 async def settle(conn: AsyncConnection, account_id: str, reference: str, actual: int) -> Entry | None:
@@ -183,14 +245,20 @@ async def settle(conn: AsyncConnection, account_id: str, reference: str, actual:
     caller agreed to pay, and charging more could push the balance below zero.
     """
     await _lock_account(conn, account_id)
-    entries = await _entries(conn, account_id, reference)
+    outcome = _settlement_due(await _entries(conn, account_id, reference), actual)
+    if not isinstance(outcome, int):
+        return outcome
+    return await _append_new(conn, account_id, SETTLE, outcome, reference, None)
+
+
+def _settlement_due(entries: dict[str, Entry], actual: int) -> Entry | int | None:
+    """What a settlement must return (an amount), or its earlier outcome (an entry, or None)."""
     charged = entries.get(CHARGE)
     if charged is None or REFUND in entries:
         return None
     if SETTLE in entries:
         return entries[SETTLE]
-    unused = max(0, -charged.amount - max(0, actual))
-    return await _append_new(conn, account_id, SETTLE, unused, reference, None)
+    return max(0, -charged.amount - max(0, actual))
 
 
 async def top_up(conn: AsyncConnection, account_id: str, amount: int, reference: str, kind: str = TOPUP) -> Entry:
@@ -210,3 +278,119 @@ async def total(conn: AsyncConnection, account_id: str) -> int:
         await conn.execute(select(func.coalesce(func.sum(ledger.c.amount), 0)).where(ledger.c.account_id == account_id))
     ).scalar()
     return int(value or 0)
+
+
+# ---------------------------------------------------------------- standalone, fewest round trips
+
+
+async def charge_now(db: Database, account_id: str, amount: int, reference: str, note: str | None = None) -> Entry:
+    """`charge` in a transaction of its own: one trip to SQLite's thread, one statement on PostgreSQL."""
+    if amount < 0:
+        raise ValueError("charge amount must be >= 0")
+    if db.is_sqlite:
+        return await db.write_on_thread(
+            lambda connection: _charge_sqlite(connection, account_id, amount, reference, note)
+        )
+    now = time.time()
+    params = {
+        "b_account": account_id,
+        "b_kind": CHARGE,
+        "b_amount": -amount,
+        "b_needed": amount,
+        "b_reference": reference,
+        "b_note": note,
+        "b_now": now,
+    }
+    async with db.autocommit() as conn:
+        try:
+            row = (await conn.execute(_CHARGE_ONE_STATEMENT, params)).first()
+        except IntegrityError:
+            row = None  # a retry: the first charge stands
+        if row is not None:
+            return Entry(
+                id=int(row.id),
+                account_id=account_id,
+                kind=CHARGE,
+                amount=-amount,
+                balance_after=int(row.balance_after),
+                reference=reference,
+                note=note,
+                created_at=now,
+                new=True,
+            )
+        existing = await find(conn, account_id, reference, CHARGE)
+        if existing is not None:
+            return existing
+        available = await balance(conn, account_id)
+        raise InsufficientCredits(required=to_credits(amount), available=to_credits(available))
+
+
+async def settle_now(db: Database, account_id: str, reference: str, actual: int) -> Entry | None:
+    """`settle` in a transaction of its own."""
+    if db.is_sqlite:
+        return await db.write_on_thread(
+            lambda connection: _after_charge_sqlite(connection, account_id, reference, SETTLE, actual, None)
+        )
+    async with db.write() as conn:
+        return await settle(conn, account_id, reference, actual)
+
+
+async def refund_now(db: Database, account_id: str, reference: str, note: str | None = None) -> Entry | None:
+    """`refund` in a transaction of its own."""
+    if db.is_sqlite:
+        return await db.write_on_thread(
+            lambda connection: _after_charge_sqlite(connection, account_id, reference, REFUND, 0, note)
+        )
+    async with db.write() as conn:
+        return await refund(conn, account_id, reference, note)
+
+
+# On SQLite these run inside BEGIN IMMEDIATE, which excludes every other writer of the file
+# (other processes too): nothing can change between reading the entries and writing, so a
+# retry finds the first row instead of racing it to the unique constraint.
+
+
+def _charge_sqlite(
+    connection: sqlite3.Connection, account_id: str, amount: int, reference: str, note: str | None
+) -> Entry:
+    found = _SQLITE_FIND(connection, b_account=account_id, b_reference=reference, b_kind=CHARGE)
+    if found:
+        return Entry(*found[0])
+    return _append_sqlite(connection, account_id, CHARGE, -amount, reference, note)
+
+
+def _after_charge_sqlite(
+    connection: sqlite3.Connection, account_id: str, reference: str, kind: str, actual: int, note: str | None
+) -> Entry | None:
+    rows = _SQLITE_BY_REFERENCE(connection, b_account=account_id, b_reference=reference)
+    entries = {entry.kind: entry for entry in (Entry(*row) for row in rows)}
+    outcome = _settlement_due(entries, actual) if kind == SETTLE else _refund_due(entries)
+    if not isinstance(outcome, int):
+        return outcome
+    return _append_sqlite(connection, account_id, kind, outcome, reference, note)
+
+
+def _append_sqlite(
+    connection: sqlite3.Connection, account_id: str, kind: str, amount: int, reference: str, note: str | None
+) -> Entry:
+    """`_append` on the raw connection: the same statements, without a trip per statement."""
+    if amount < 0:
+        moved = _SQLITE_DEBIT(connection, b_account=account_id, b_needed=-amount, b_amount=amount)
+    else:
+        moved = _SQLITE_CREDIT(connection, b_account=account_id, b_amount=amount)
+    if not moved:
+        found = _SQLITE_BALANCE(connection, b_account=account_id)
+        if not found:
+            raise NotFound("Account not found")
+        raise InsufficientCredits(required=to_credits(-amount), available=to_credits(int(found[0][0])))
+    values: dict[str, Any] = {
+        "account_id": account_id,
+        "kind": kind,
+        "amount": amount,
+        "balance_after": int(moved[0][0]),
+        "reference": reference,
+        "note": note,
+        "created_at": time.time(),
+    }
+    (entry_id,) = _SQLITE_INSERT(connection, **values)[0]
+    return Entry(id=int(entry_id), new=True, **values)
