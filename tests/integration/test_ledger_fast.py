@@ -1,0 +1,171 @@
+"""The standalone ledger operations (one round trip each) keep every ledger invariant.
+
+`charge_now`, `settle_now` and `refund_now` bypass SQLAlchemy's transaction machinery (a
+raw function on SQLite's thread, one statement on PostgreSQL), so they are checked here
+directly, on both databases, and against the composable forms they must agree with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from hypereal.errors import InsufficientCredits, NotFound
+from hypereal.services import Services
+from hypereal.settings import Settings
+from hypereal.store import ledger
+from hypereal.store.db import Database
+from hypereal.store.ledger import CHARGE, REFUND, SETTLE, Entry
+from hypereal.units import to_milli
+from tests.conftest import TestAccount
+
+PRICE = to_milli(3)
+
+
+async def balance_and_total(db: Database, account_id: str) -> tuple[int, int]:
+    async with db.read() as conn:
+        return await ledger.balance(conn, account_id), await ledger.total(conn, account_id)
+
+
+async def rows(db: Database, account_id: str) -> list[Entry]:
+    async with db.read() as conn:
+        return await ledger.page(conn, account_id, 10_000, None)
+
+
+async def try_charge(db: Database, account_id: str, reference: str) -> Entry | InsufficientCredits:
+    try:
+        return await ledger.charge_now(db, account_id, PRICE, reference)
+    except InsufficientCredits as exc:
+        return exc
+
+
+async def test_concurrent_reservations_stop_exactly_at_zero(
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_account: Callable[..., Awaitable[TestAccount]],
+) -> None:
+    # Two handles stand in for two processes: each has its own connections and its own
+    # in-process write lock, so only the database keeps the balance from going negative.
+    settings = make_settings(database_pool_size=4)
+    first, second = await make_services(settings), await make_services(settings)
+    covered = 40
+    account = await make_account(credits=covered * 3, services=first)
+
+    outcomes = await asyncio.gather(
+        *(try_charge((first if n % 2 else second).db, account.id, f"chat_{n}") for n in range(3 * covered))
+    )
+
+    assert sum(isinstance(o, Entry) for o in outcomes) == covered
+    assert all(isinstance(o, Entry | InsufficientCredits) for o in outcomes)
+    balance, total = await balance_and_total(first.db, account.id)
+    assert balance == 0 == total
+    charges = [row for row in await rows(first.db, account.id) if row.kind == CHARGE]
+    assert sorted(row.balance_after for row in charges) == [PRICE * n for n in range(covered)]
+
+
+async def test_a_retried_reservation_is_charged_once(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=10)
+    db = services.db
+
+    first = await ledger.charge_now(db, account.id, PRICE, "chat_retry", "chat model")
+    again = await asyncio.gather(*(ledger.charge_now(db, account.id, PRICE, "chat_retry") for _ in range(10)))
+
+    assert first.new and first.amount == -PRICE and first.balance_after == to_milli(10) - PRICE
+    assert all(entry.id == first.id and not entry.new for entry in again)
+    assert (await balance_and_total(db, account.id)) == (to_milli(10) - PRICE,) * 2
+
+
+async def test_a_retried_reservation_finds_its_charge_even_when_the_balance_is_spent(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=3)
+    first = await ledger.charge_now(services.db, account.id, PRICE, "chat_all")
+
+    again = await ledger.charge_now(services.db, account.id, PRICE, "chat_all")
+
+    assert again.id == first.id and not again.new
+    with pytest.raises(InsufficientCredits) as refused:
+        await ledger.charge_now(services.db, account.id, PRICE, "chat_other")
+    assert refused.value.body()["available"] == 0
+    assert [row.kind for row in await rows(services.db, account.id)].count(CHARGE) == 1
+
+
+async def test_reservation_for_an_unknown_account_is_not_found(services: Services) -> None:
+    with pytest.raises(NotFound):
+        await ledger.charge_now(services.db, "acct_missing", PRICE, "chat_x")
+
+
+async def test_settlement_and_refund_retried_are_idempotent(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=100)
+    db = services.db
+    await ledger.charge_now(db, account.id, to_milli(10), "chat_s")
+
+    settled = await asyncio.gather(*(ledger.settle_now(db, account.id, "chat_s", to_milli(4)) for _ in range(10)))
+    refunded = await asyncio.gather(*(ledger.refund_now(db, account.id, "chat_s") for _ in range(10)))
+
+    assert {entry.id for entry in settled if entry} == {settled[0].id if settled[0] else -1}
+    assert all(entry is not None and entry.kind == SETTLE and entry.amount == to_milli(6) for entry in settled)
+    assert sum(entry.new for entry in settled if entry) == 1
+    # A refund after the settlement returns only what the settlement kept: the actual cost.
+    assert all(entry is not None and entry.kind == REFUND and entry.amount == to_milli(4) for entry in refunded)
+    assert sum(entry.new for entry in refunded if entry) == 1
+    assert await ledger.settle_now(db, account.id, "chat_s", 0) is None  # refunded: nothing to settle
+    assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
+
+
+async def test_refund_before_settlement_returns_everything_and_blocks_the_settlement(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=100)
+    db = services.db
+    await ledger.charge_now(db, account.id, to_milli(10), "chat_r")
+
+    refund = await ledger.refund_now(db, account.id, "chat_r", "upstream failed")
+    late = await ledger.settle_now(db, account.id, "chat_r", to_milli(2))
+
+    assert refund is not None and refund.amount == to_milli(10) and refund.note == "upstream failed"
+    assert late is None
+    assert await ledger.refund_now(db, account.id, "chat_none") is None  # never charged
+    assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
+
+
+async def test_settlement_racing_refund_never_returns_more_than_the_charge(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=100)
+    db = services.db
+    for n in range(10):
+        await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}")
+
+    await asyncio.gather(
+        *(ledger.settle_now(db, account.id, f"chat_{n}", to_milli(1)) for n in range(10)),
+        *(ledger.refund_now(db, account.id, f"chat_{n}") for n in range(10)),
+    )
+
+    # Whichever came first, each charge ends fully returned (settle + refund of the rest, or
+    # refund alone) and the balance still equals the sum of the ledger.
+    assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
+
+
+async def test_standalone_and_composable_forms_agree(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=100)
+    db = services.db
+    async with db.write() as conn:
+        composed = await ledger.charge(conn, account.id, to_milli(8), "job_1")
+
+    standalone = await ledger.charge_now(db, account.id, to_milli(8), "job_1")
+    settled = await ledger.settle_now(db, account.id, "job_1", to_milli(3))
+    async with db.write() as conn:
+        settled_again = await ledger.settle(conn, account.id, "job_1", to_milli(1))
+
+    assert standalone == composed
+    assert settled is not None and settled == settled_again and settled.amount == to_milli(5)
+    assert (await balance_and_total(db, account.id)) == (to_milli(97),) * 2
