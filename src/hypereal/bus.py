@@ -55,6 +55,11 @@ class Bus(abc.ABC):
     def crosses_processes(self) -> bool:
         return True
 
+    @property
+    def connected(self) -> bool:
+        """False while messages from other processes may be missed."""
+        return True
+
 
 class LocalBus(Bus):
     async def _send(self, channel: str, data: str) -> None:
@@ -74,17 +79,44 @@ class RedisBus(Bus):
 
         self._redis: Any = redis.Redis.from_url(url)
         self._listener: asyncio.Task[None] | None = None
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
 
     async def start(self) -> None:
+        pubsub = await self._subscribe()
+        self._listener = asyncio.create_task(self._listen(pubsub), name="redis-bus")
+
+    async def _subscribe(self) -> Any:
         pubsub = self._redis.pubsub()
         await pubsub.psubscribe(self.PREFIX + "*")
+        self._connected = True
+        return pubsub
 
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                if message.get("type") == "pmessage":
-                    self._dispatch(message["channel"].decode()[len(self.PREFIX) :], message["data"].decode())
-
-        self._listener = asyncio.create_task(listen(), name="redis-bus")
+    async def _listen(self, pubsub: Any) -> None:
+        delay = 0.5
+        while True:
+            try:
+                if pubsub is None:
+                    pubsub = await self._subscribe()
+                    # Whatever was published while we were away is lost: tell every listener
+                    # that something may have changed (caches drop, workers look for jobs).
+                    for channel in list(self._handlers):
+                        self._dispatch(channel, "")
+                    delay = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") == "pmessage":
+                        self._dispatch(message["channel"].decode()[len(self.PREFIX) :], message["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("Redis bus disconnected (%s); reconnecting in %.1f s", exc, delay)
+            self._connected = False
+            pubsub = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def _send(self, channel: str, data: str) -> None:
         # Our own copy was dispatched already; the echo only wakes waiters a second time.
@@ -108,24 +140,60 @@ class PostgresBus(Bus):
         self._dsn = dsn
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        self._connected = False
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
 
     async def start(self) -> None:
+        await self._connect()
+
+    async def _connect(self) -> None:
         import asyncpg
 
         self._conn = await asyncpg.connect(self._dsn)
         await self._conn.add_listener(self.CHANNEL, self._on_notify)
+        self._conn.add_termination_listener(self._on_lost)
+        self._connected = True
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         channel, _, data = payload.partition("\n")
         self._dispatch(channel, data)
 
+    def _on_lost(self, _conn: Any) -> None:
+        self._connected = False
+        if not self._closing:
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(), name="postgres-bus")
+
+    async def _reconnect(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            log.warning("PostgreSQL bus disconnected; reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except Exception:
+                delay = min(delay * 2, 10.0)
+                continue
+            for channel in list(self._handlers):  # what was sent meanwhile is lost
+                self._dispatch(channel, "")
+            return
+
     async def _send(self, channel: str, data: str) -> None:
-        if self._conn is None:
+        if self._conn is None or not self._connected:
             return
         async with self._lock:
             await self._conn.execute("SELECT pg_notify($1, $2)", self.CHANNEL, f"{channel}\n{data}")
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reconnecting
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()

@@ -114,6 +114,10 @@ class BusInvalidation(Invalidation):
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
+    def changed(self) -> bool:
+        # While the bus is down a revocation elsewhere would go unheard: trust no cached key.
+        return not self.bus.connected
+
     async def start(self, on_change: Any) -> None:
         self.bus.subscribe(self.CHANNEL, lambda _data: on_change())
 
