@@ -3,7 +3,10 @@
 Every chat call writes the ledger twice: a reservation before the upstream call and a
 settlement after it. Each is a transaction of its own in one round trip to the database
 (`Billing.charge` / `Billing.settle`), cheap enough that batching the writes of concurrent
-calls into shared transactions no longer paid for itself.
+calls into shared transactions no longer paid for itself: on SQLite, with the batches
+(whose savepoints need the composable, statement-by-statement ledger functions) a small
+call added about 3.6 ms at p50 alone and 119 ms under 64 connections; without them,
+1.3 ms and 86 ms (bench/llm_gateway.py).
 
 - a reservation is awaited: a 402 comes before any upstream call, and the reservation is
   durable before the upstream sees the request;
