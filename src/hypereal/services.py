@@ -126,5 +126,6 @@ def _storage(settings: Settings) -> Storage:
             region=settings.s3_region,
             access_key_env="AWS_ACCESS_KEY_ID",
             secret_key_env="AWS_SECRET_ACCESS_KEY",
+            public_url=settings.s3_public_url,
         )
     return LocalStorage(settings.data_dir / "files", settings.effective_public_url)

@@ -71,6 +71,9 @@ class Settings(BaseModel):
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    s3_public_url: str | None = Field(
+        default=None, description="Base URL where the bucket is served publicly; else presigned URLs."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("admin_key")

@@ -25,7 +25,8 @@ STATUS_FILTER: dict[str, tuple[str, ...]] = {
 @router.get("/{job_id}")
 async def get_job(job_id: str, principal: CurrentKey, services: ServicesDep) -> JsonResponse:
     """A job's status and outputs; one read, no write, so it can be polled hard."""
-    return JsonResponse(public_job(await services.jobs.get(job_id, principal.account_id)))
+    job = await services.jobs.get(job_id, principal.account_id)
+    return JsonResponse(public_job(await services.jobs.present(job)))
 
 
 @router.get("")
@@ -52,7 +53,7 @@ async def list_jobs(
     found = found[:limit]
     return JsonResponse(
         {
-            "data": [public_job(job) for job in found],
+            "data": [public_job(await services.jobs.present(job)) for job in found],
             "has_more": more,
             "next_cursor": found[-1].created_at if more else None,
         }
@@ -62,7 +63,8 @@ async def list_jobs(
 @router.post("/{job_id}/cancel")
 async def cancel_job(job_id: str, principal: CurrentKey, services: ServicesDep) -> JsonResponse:
     """Cancel a job: refunded at once if not started; canceled upstream where the provider can."""
-    return JsonResponse(public_job(await services.jobs.cancel(job_id, principal.account_id)))
+    job = await services.jobs.cancel(job_id, principal.account_id)
+    return JsonResponse(public_job(await services.jobs.present(job)))
 
 
 @router.get("/{job_id}/deliveries")

@@ -126,7 +126,7 @@ async def _run(
         return _accepted(request, job, "Generation is taking longer than usual. Poll pollUrl for the result.")
     if job.status != COMPLETED:
         _raise_failure(job)
-    response: Response = render(job)
+    response: Response = render(await services.jobs.present(job))
     return response
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -146,6 +146,17 @@ class JobEngine:
             await self.signals.wait_finished(job.id, min(remaining, 1.0))
             job = await self.get(job.id, job.account_id)
         return job
+
+    async def present(self, job: Job) -> Job:
+        """The job with output URLs made now: presigned URLs expire, and the process that
+        stored a file may have another public address than the one answering."""
+        if not job.outputs or not any("key" in output for output in job.outputs):
+            return job
+        fresh = [
+            {**output, "url": await self.storage.url_for(output["key"])} if "key" in output else output
+            for output in job.outputs
+        ]
+        return replace(job, outputs=fresh)
 
     # ---- finishing ----------------------------------------------------------------------
 
