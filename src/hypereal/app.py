@@ -18,7 +18,6 @@ from hypereal.metrics import Metrics
 from hypereal.services import Services
 from hypereal.settings import Settings
 
-API_PREFIXES = ("/api/v1", "/v1")
 # Routers of the other surfaces, included when their module is present in this build.
 OPTIONAL_ROUTERS = (
     "hypereal.api.chat",
@@ -28,8 +27,12 @@ OPTIONAL_ROUTERS = (
 StartHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
+def _builtin_routers() -> list[APIRouter]:
+    return [admin.router, account.router, models.router, media.router, jobs.router]
+
+
 def _routers() -> list[APIRouter]:
-    found = [admin.router, account.router, models.router, media.router, jobs.router]
+    found = _builtin_routers()
     for name in OPTIONAL_ROUTERS:
         try:
             module = importlib.import_module(name)
@@ -86,10 +89,15 @@ def create_app(
     api_errors.install(app)
     app.include_router(health.router)
     app.include_router(files.root_router)
-    for router in _routers():
-        for prefix in API_PREFIXES:
-            # One copy in the OpenAPI document; /v1 is the same API.
-            app.include_router(router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+    routers = _routers()
+    # Routes are matched in the order they were included and no two routers share a path, so the
+    # order is free: the /v1 copies go first (where SDKs send their calls), the chat surfaces
+    # (the busiest paths) first among them. The OpenAPI document lists /api/v1 in its own order.
+    builtin = {id(router) for router in _builtin_routers()}
+    for router in sorted(routers, key=lambda router: id(router) in builtin):
+        app.include_router(router, prefix="/v1", include_in_schema=False)
+    for router in routers:
+        app.include_router(router, prefix="/api/v1")
     app.add_middleware(Edge, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 
