@@ -292,9 +292,18 @@ async def test_t2v_animates_a_rendered_frame() -> None:
     assert len(frames) == 12
     assert (info["width"], info["height"]) == (854, 480)
     assert result.extra["camera"] == "pan-right"
-    # Same seed and prompt: the same clip, frame for frame.
+    # Same seed and prompt: the same clip, frame for frame. The pictures are compared, not the
+    # MP4 bytes: x264's rate control may spend a few bits differently from one run to the next.
     again = await model(request("local-video-t2v", aspect_ratio="16:9", seed=3, **params), fetcher(b""))
-    assert again.outputs[0].data == output.data
+    assert again.outputs[0].data is not None
+    again_frames, _ = decode(again.outputs[0].data)
+    assert len(again_frames) == len(frames)
+    for first, second in zip(frames, again_frames, strict=True):
+        assert np.abs(first.astype(int) - second.astype(int)).mean() < 1.0
+    other = await model(request("local-video-t2v", aspect_ratio="16:9", seed=4, **params), fetcher(b""))
+    assert other.outputs[0].data is not None
+    other_frames, _ = decode(other.outputs[0].data)
+    assert np.abs(other_frames[0].astype(int) - frames[0].astype(int)).mean() > 1.0
 
 
 async def test_t2v_honours_the_aspect_ratio() -> None:
