@@ -16,14 +16,13 @@ submitted requests fail when they complete; `delay_seconds` holds every answer.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.doubles.local_server import LocalServer
 
 
 @dataclass
@@ -44,8 +43,9 @@ class Submission:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FalDouble:
+class FalDouble(LocalServer):
     def __init__(self, key: str = "fal-test-key", *, polls_in_queue: int = 1, polls_in_progress: int = 1) -> None:
+        super().__init__()
         self.key = key
         self.polls_in_queue = polls_in_queue
         self.polls_in_progress = polls_in_progress
@@ -54,53 +54,16 @@ class FalDouble:
         self.results: dict[str, Any] = {}
         """Model id -> result payload; a video file when absent."""
         self.status_calls = 0
-        self.delay_seconds = 0.0
-        self.base_url = ""
-        self._faults: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         self._failing: list[tuple[int, Any]] = []
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
 
     # ---- control ------------------------------------------------------------------------
-
-    def fail_next(self, route: str, status: int, body: Any = None, times: int = 1) -> None:
-        """The next `times` calls of `route` answer `status` with `body`."""
-        self._faults[route].extend([(status, body)] * times)
 
     def fail_jobs(self, detail: Any = "Internal error while generating", status: int = 500, times: int = 1) -> None:
         """The next `times` submitted requests complete with an error: their result answers `status`."""
         self._failing.extend([(status, detail)] * times)
 
-    def file_url(self, name: str) -> str:
-        return f"{self.base_url}/files/{name}"
-
-    async def start(self) -> FalDouble:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def _hold(self) -> None:
-        """Wait `delay_seconds`, or less if the double is stopped meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), self.delay_seconds)
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FalDouble:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # ---- protocol -----------------------------------------------------------------------
 
@@ -132,10 +95,10 @@ class FalDouble:
         return web.json_response({"detail": "Not found"}, status=404)
 
     def _fault(self, route: str) -> web.Response | None:
-        if not self._faults[route]:
+        fault = self._next_fault(route)
+        if fault is None:
             return None
-        status, body = self._faults[route].pop(0)
-        headers = {"Retry-After": "7"} if status == 429 else None
+        status, body, headers = fault
         return web.json_response(
             body if body is not None else {"detail": f"injected {status}"}, status=status, headers=headers
         )

@@ -15,14 +15,13 @@ Faults per route ("submit", "get", "cancel") with `fail_next`; `delay_seconds` h
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.doubles.local_server import LocalServer
 
 
 @dataclass
@@ -45,8 +44,9 @@ class Submission:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class ReplicateDouble:
+class ReplicateDouble(LocalServer):
     def __init__(self, key: str = "r8-test-token", *, polls_starting: int = 1, polls_processing: int = 1) -> None:
+        super().__init__()
         self.key = key
         self.polls_starting = polls_starting
         self.polls_processing = polls_processing
@@ -56,53 +56,19 @@ class ReplicateDouble:
         """Model ("owner/name") -> the `output` of a succeeded prediction; a video URL when absent."""
         self.versions: dict[str, str] = {}
         """Version id -> model, for `POST /v1/predictions`."""
-        self.delay_seconds = 0.0
-        self.base_url = ""
-        self._faults: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         self._failing: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
 
     # ---- control ------------------------------------------------------------------------
-
-    def fail_next(self, route: str, status: int, body: Any = None, times: int = 1) -> None:
-        self._faults[route].extend([(status, body)] * times)
 
     def fail_jobs(self, error: str = "CUDA out of memory", times: int = 1) -> None:
         self._failing.extend([error] * times)
 
-    def file_url(self, name: str) -> str:
-        return f"{self.base_url}/files/{name}"
-
-    async def start(self) -> ReplicateDouble:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/files/{name}", self._file)
         app.router.add_post("/v1/models/{owner}/{name}/predictions", self._create_for_model)
         app.router.add_post("/v1/predictions", self._create_for_version)
         app.router.add_get("/v1/predictions/{id}", self._get)
         app.router.add_post("/v1/predictions/{id}/cancel", self._cancel)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def _hold(self) -> None:
-        """Wait `delay_seconds`, or less if the double is stopped meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), self.delay_seconds)
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ReplicateDouble:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # ---- protocol -----------------------------------------------------------------------
 
@@ -115,9 +81,9 @@ class ReplicateDouble:
             await self._hold()
         if request.headers.get("Authorization") != f"Bearer {self.key}":
             return self._problem(401, "Unauthenticated", "You did not pass a valid authentication token")
-        if self._faults[route]:
-            status, body = self._faults[route].pop(0)
-            headers = {"Retry-After": "7"} if status == 429 else None
+        fault = self._next_fault(route)
+        if fault is not None:
+            status, body, headers = fault
             if body is None:
                 body = {"title": f"Injected {status}", "detail": f"injected {status}", "status": status}
             return web.json_response(body, status=status, headers=headers)

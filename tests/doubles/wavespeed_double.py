@@ -13,15 +13,14 @@ Errors come as `{code, message}` with the same HTTP status. Each poll advances a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.doubles.local_server import LocalServer
 
 
 @dataclass
@@ -40,8 +39,9 @@ class Submission:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class WaveSpeedDouble:
+class WaveSpeedDouble(LocalServer):
     def __init__(self, key: str = "ws-test-key", *, polls_created: int = 1, polls_processing: int = 1) -> None:
+        super().__init__()
         self.key = key
         self.polls_created = polls_created
         self.polls_processing = polls_processing
@@ -49,49 +49,15 @@ class WaveSpeedDouble:
         self.submissions: list[Submission] = []
         self.outputs: dict[str, list[str]] = {}
         """Model path -> output URLs of a completed prediction; one video URL when absent."""
-        self.delay_seconds = 0.0
-        self.base_url = ""
-        self._faults: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         self._failing: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-
-    def fail_next(self, route: str, status: int, body: Any = None, times: int = 1) -> None:
-        self._faults[route].extend([(status, body)] * times)
 
     def fail_jobs(self, error: str = "Content flagged by the safety checker", times: int = 1) -> None:
         self._failing.extend([error] * times)
 
-    def file_url(self, name: str) -> str:
-        return f"{self.base_url}/files/{name}"
-
-    async def start(self) -> WaveSpeedDouble:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/files/{name}", self._file)
         app.router.add_get("/api/v3/predictions/{id}/result", self._result)
         app.router.add_post("/api/v3/{model:.+}", self._submit)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def _hold(self) -> None:
-        """Wait `delay_seconds`, or less if the double is stopped meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), self.delay_seconds)
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> WaveSpeedDouble:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @staticmethod
     def _error(status: int, message: str) -> web.Response:
@@ -102,9 +68,9 @@ class WaveSpeedDouble:
             await self._hold()
         if request.headers.get("Authorization") != f"Bearer {self.key}":
             return self._error(401, "Unauthorized: invalid API key")
-        if self._faults[route]:
-            status, body = self._faults[route].pop(0)
-            headers = {"Retry-After": "7"} if status == 429 else None
+        fault = self._next_fault(route)
+        if fault is not None:
+            status, body, headers = fault
             return web.json_response(
                 body if body is not None else {"code": status, "message": f"injected {status}"},
                 status=status,
