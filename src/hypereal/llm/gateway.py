@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
 
 import anyio
@@ -46,6 +46,7 @@ from hypereal.providers.chat import ChatProvider, ChatProviders, Forwarded, Prot
 from hypereal.services import Services
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 RETRYABLE = (UpstreamError, Unavailable)
 
@@ -178,30 +179,22 @@ class ChatGateway:
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
         call = Call(self.ledger, principal, spec, estimate)
         await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
-        failure: HyperealError | None = None
-        try:
-            for upstream_model, provider in routes:
-                try:
-                    if canonical is None and provider.forwards(surface.protocol):
-                        upstream_body = surface.upstream_body(body, upstream_model, False)
-                        answer = await provider.forward(surface.protocol, upstream_body, headers)
-                        usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
-                        return Completed(spec, call.settle(usage), forwarded=answer)
-                    canonical = canonical or surface.decode(body)
-                    response = await provider.complete(replace(canonical, model=upstream_model, stream=False))
-                    usage = response.usage
-                    if not usage.total_tokens:
-                        usage = call.counted(0, _output_chars(response))
-                    return Completed(spec, call.settle(usage), response=response, request=canonical)
-                except RETRYABLE as exc:
-                    log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
-                    failure = exc
-        except BaseException:
-            await call.refund()
-            raise
-        await call.refund()
-        assert failure is not None
-        raise failure
+
+        async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
+            nonlocal canonical
+            if canonical is None and provider.forwards(surface.protocol):
+                upstream_body = surface.upstream_body(body, upstream_model, False)
+                answer = await provider.forward(surface.protocol, upstream_body, headers)
+                usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
+                return Completed(spec, call.settle(usage), forwarded=answer)
+            canonical = canonical or surface.decode(body)
+            response = await provider.complete(replace(canonical, model=upstream_model, stream=False))
+            usage = response.usage
+            if not usage.total_tokens:
+                usage = call.counted(0, _output_chars(response))
+            return Completed(spec, call.settle(usage), response=response, request=canonical)
+
+        return await _first_route(call, spec, routes, attempt)
 
     async def open_stream(
         self,
@@ -226,29 +219,21 @@ class ChatGateway:
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
         call = Call(self.ledger, principal, spec, estimate)
         await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
-        failure: HyperealError | None = None
-        try:
-            for upstream_model, provider in routes:
-                try:
-                    if canonical is None and provider.forwards(surface.protocol):
-                        upstream_body = surface.upstream_body(body, upstream_model, True)
-                        events = provider.forward_stream(surface.protocol, upstream_body, headers)
-                        first_event = await _first(events)
-                        return self._relay(call, surface, surface.new_tap(body), first_event, events, epilogue)
-                    canonical = canonical or surface.decode(body)
-                    stream = provider.stream(replace(canonical, model=upstream_model, stream=True))
-                    first = await _first(stream)
-                    encoder = make_encoder(canonical, estimate)
-                    return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
-                except RETRYABLE as exc:
-                    log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
-                    failure = exc
-        except BaseException:
-            await call.refund()
-            raise
-        await call.refund()
-        assert failure is not None
-        raise failure
+
+        async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
+            nonlocal canonical
+            if canonical is None and provider.forwards(surface.protocol):
+                upstream_body = surface.upstream_body(body, upstream_model, True)
+                events = provider.forward_stream(surface.protocol, upstream_body, headers)
+                first_event = await _first(events)
+                return self._relay(call, surface, surface.new_tap(body), first_event, events, epilogue)
+            canonical = canonical or surface.decode(body)
+            stream = provider.stream(replace(canonical, model=upstream_model, stream=True))
+            first = await _first(stream)
+            encoder = make_encoder(canonical, estimate)
+            return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
+
+        return await _first_route(call, spec, routes, attempt)
 
     async def _relay(
         self,
@@ -326,6 +311,30 @@ class ChatGateway:
                 else:
                     counted = call.counted(accumulator.start_usage.input_tokens, accumulator.output_chars)
                     call.settle(counted)
+
+
+async def _first_route(
+    call: Call,
+    spec: ModelSpec,
+    routes: list[tuple[str, ChatProvider]],
+    attempt: Callable[[str, ChatProvider], Awaitable[_T]],
+) -> _T:
+    """The first route's answer that does not fail in a retryable way; the reservation is
+    refunded when none answers, or when anything else goes wrong before an answer."""
+    failure: HyperealError | None = None
+    try:
+        for upstream_model, provider in routes:
+            try:
+                return await attempt(upstream_model, provider)
+            except RETRYABLE as exc:
+                log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
+                failure = exc
+    except BaseException:
+        await call.refund()
+        raise
+    await call.refund()
+    assert failure is not None
+    raise failure
 
 
 async def _first(stream: AsyncIterator[Any]) -> Any:
