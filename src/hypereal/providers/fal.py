@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import HyperealError, UpstreamError
+from hypereal.errors import UpstreamError
 from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRequest, Output, Pending, Result
 from hypereal.providers.upstream import (
     GATEWAY_PASSING,
@@ -217,16 +217,8 @@ class FalProvider(MediaProvider):
         return _result(result, category)
 
     async def cancel(self, handle: Handle) -> bool:
-        url = handle.data.get("cancel_url")
-        if not is_url(url):
-            return False
-        try:
-            reply = await self.client.call("PUT", str(url))
-        except HyperealError as exc:
-            log.warning("fal cancel of %s failed: %s", handle.request_id, exc.message)
-            return False
-        # 400 means ALREADY_COMPLETED: nothing left to stop.
-        return reply.ok
+        # A 400 means ALREADY_COMPLETED: nothing left to stop, and not accepted.
+        return await self.client.cancel("PUT", handle.data.get("cancel_url"), handle.request_id)
 
 
 def _result(reply: Reply, category: str) -> Result:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import HyperealError, UpstreamError
+from hypereal.errors import UpstreamError
 from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRequest, Pending, Result
 from hypereal.providers.upstream import (
     PASSING,
@@ -150,15 +150,7 @@ class ReplicateProvider(MediaProvider):
         return _outcome(reply.data if isinstance(reply.data, dict) else {}, handle)
 
     async def cancel(self, handle: Handle) -> bool:
-        url = handle.data.get("cancel_url")
-        if not is_url(url):
-            return False
-        try:
-            reply = await self.client.call("POST", str(url))
-        except HyperealError as exc:
-            log.warning("Replicate cancel of %s failed: %s", handle.request_id, exc.message)
-            return False
-        return reply.ok
+        return await self.client.cancel("POST", handle.data.get("cancel_url"), handle.request_id)
 
 
 def _outcome(prediction: Mapping[str, Any], handle: Handle) -> Pending | Result:

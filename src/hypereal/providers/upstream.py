@@ -15,6 +15,7 @@ guess_output     content type and extension of a produced file from its URL.
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
 import time
 from collections.abc import Collection, Mapping
@@ -25,8 +26,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout
 from hypereal.providers.base import Output
+
+log = logging.getLogger(__name__)
 
 CREDENTIALS_REJECTED = "provider credentials rejected"
 DEFAULT_REQUEST_TIMEOUT = 60.0
@@ -136,6 +139,20 @@ class UpstreamClient:
         if retry_on is not None and reply.status in retry_on:
             raise RetryLater(f"{self.name} answered {reply.status}", reply.retry_after(5.0))
         return reply
+
+    async def cancel(self, method: str, url: Any, request_id: str) -> bool:
+        """Ask the upstream to stop a request at its published cancel URL; True when it accepted.
+
+        A failure to reach it is logged, not raised: the job is ended and refunded either way.
+        """
+        if not is_url(url):
+            return False
+        try:
+            reply = await self.call(method, str(url))
+        except HyperealError as exc:
+            log.warning("%s cancel of %s failed: %s", self.name, request_id, exc.message)
+            return False
+        return reply.ok
 
     def error(self, reply: Reply, message: str) -> Exception:
         """The hypereal error for an upstream's error status; `message` is the upstream's own words."""
