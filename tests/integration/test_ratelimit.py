@@ -94,12 +94,12 @@ async def test_refused_callers_do_not_use_up_a_limit(client: httpx.AsyncClient, 
 
 
 async def test_the_window_moves_instead_of_resetting_on_the_hour(monkeypatch: pytest.MonkeyPatch) -> None:
-    import limits.aio.storage.memory
+    import limits.storage.memory
 
     import hypereal.ratelimit
 
     clock = FakeClock(1000.0)
-    monkeypatch.setattr(limits.aio.storage.memory, "time", clock)
+    monkeypatch.setattr(limits.storage.memory, "time", clock)
     monkeypatch.setattr(hypereal.ratelimit, "time", clock)
     limiter = RateLimiter()
 
