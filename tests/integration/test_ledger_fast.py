@@ -8,13 +8,16 @@ directly, on both databases, and against the composable forms they must agree wi
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 
+import anyio
 import pytest
 
 from hypereal.errors import InsufficientCredits, NotFound
 from hypereal.services import Services
 from hypereal.settings import Settings
+from hypereal.store import db as db_module
 from hypereal.store import ledger
 from hypereal.store.db import Database
 from hypereal.store.ledger import CHARGE, REFUND, SETTLE, Entry
@@ -169,3 +172,46 @@ async def test_standalone_and_composable_forms_agree(
     assert standalone == composed
     assert settled is not None and settled == settled_again and settled.amount == to_milli(5)
     assert (await balance_and_total(db, account.id)) == (to_milli(97),) * 2
+
+
+async def test_a_reservation_waits_for_another_process_holding_the_sqlite_write_lock(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("the write lock of a database file is SQLite's")
+    account = await make_account(credits=10)
+    other = sqlite3.connect(services.db._database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        pending = asyncio.ensure_future(ledger.charge_now(services.db, account.id, PRICE, "chat_waits"))
+        await asyncio.sleep(0.3)
+        assert not pending.done()  # queued on the file lock, off the event loop
+        other.execute("UPDATE accounts SET balance = balance + 1000 WHERE id = ?", (account.id,))
+        other.execute("COMMIT")
+        entry = await asyncio.wait_for(pending, 10)
+    finally:
+        other.close()
+    # The charge was made after the other writer's commit, on the balance it left.
+    assert entry.new and entry.balance_after == to_milli(10) + 1000 - PRICE
+    # And the next one takes the fast way again.
+    assert (await ledger.charge_now(services.db, account.id, PRICE, "chat_after")).new
+
+
+async def test_the_log_of_fast_commits_is_checkpointed_off_the_loop(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("write-ahead log checkpoints are SQLite's")
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY_COMMITS", 50)
+    account = await make_account(credits=100_000)
+    wal = services.db._database + "-wal"
+
+    for n in range(2000):
+        await ledger.charge_now(services.db, account.id, 1, f"chat_{n}")
+        if n % 50 == 49:
+            await asyncio.sleep(0.01)  # lets the checkpoint run on its thread
+
+    # Unchecked, 2000 commits of a few pages each leave a log of tens of megabytes; checkpointed,
+    # SQLite starts writing the log from its beginning again.
+    assert (await anyio.Path(wal).stat()).st_size < 4 * 1024 * 1024
+    assert (await balance_and_total(services.db, account.id))[0] == to_milli(100_000) - 2000

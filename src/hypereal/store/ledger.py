@@ -8,8 +8,8 @@ rolls back, and the caller gets the first outcome instead of a second payment.
 Two forms of each operation: `charge(conn, ...)` and friends compose with other writes in
 the caller's transaction (a job and its charge commit together); `charge_now(db, ...)` and
 friends are standalone transactions in as few round trips as each database allows, for the
-chat hot path: on SQLite the whole transaction is one function run on the connection's
-thread (`Database.write_on_thread`); on PostgreSQL a charge is one statement.
+chat hot path: on SQLite the whole transaction is one function run on a raw connection
+(`Database.write_now`); on PostgreSQL a charge is one statement.
 """
 
 from __future__ import annotations
@@ -288,9 +288,7 @@ async def charge_now(db: Database, account_id: str, amount: int, reference: str,
     if amount < 0:
         raise ValueError("charge amount must be >= 0")
     if db.is_sqlite:
-        return await db.write_on_thread(
-            lambda connection: _charge_sqlite(connection, account_id, amount, reference, note)
-        )
+        return await db.write_now(lambda connection: _charge_sqlite(connection, account_id, amount, reference, note))
     now = time.time()
     params = {
         "b_account": account_id,
@@ -328,7 +326,7 @@ async def charge_now(db: Database, account_id: str, amount: int, reference: str,
 async def settle_now(db: Database, account_id: str, reference: str, actual: int) -> Entry | None:
     """`settle` in a transaction of its own."""
     if db.is_sqlite:
-        return await db.write_on_thread(
+        return await db.write_now(
             lambda connection: _after_charge_sqlite(connection, account_id, reference, SETTLE, actual, None)
         )
     async with db.write() as conn:
@@ -338,7 +336,7 @@ async def settle_now(db: Database, account_id: str, reference: str, actual: int)
 async def refund_now(db: Database, account_id: str, reference: str, note: str | None = None) -> Entry | None:
     """`refund` in a transaction of its own."""
     if db.is_sqlite:
-        return await db.write_on_thread(
+        return await db.write_now(
             lambda connection: _after_charge_sqlite(connection, account_id, reference, REFUND, 0, note)
         )
     async with db.write() as conn:
