@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import aiohttp
 import orjson
 
 from hypereal.catalog import Catalog, ModelSpec, Route
@@ -33,6 +32,7 @@ from hypereal.catalog.schema import ProviderConfig
 from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout
 from hypereal.llm import sse
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
+from hypereal.providers.http1 import ConnectionFailed, Http1Pool
 from hypereal.providers.registry import CHAT_TYPES, can_serve, load_class
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def upstream_status_error(status: int, raw: bytes) -> HyperealError:
 
 
 class HttpChatProvider(ChatProvider):
-    """A provider behind HTTP(S): one aiohttp session per instance, created on first use."""
+    """A provider behind HTTP(S): one pool of keep-alive connections per instance, made on first use."""
 
     default_base_url: ClassVar[str] = ""
 
@@ -122,49 +122,42 @@ class HttpChatProvider(ChatProvider):
         if not base:
             raise ValueError(f"provider type {self.type} needs a base_url")
         self.base_url = base.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | None = None
 
     def headers(self) -> dict[str, str]:
         return {}
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=self.config.timeout_seconds
+    def pool(self) -> Http1Pool:
+        if self._pool is None:
+            self._pool = Http1Pool(
+                self.base_url,
+                max_connections=int(self.config.options.get("max_connections", 256)),
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                read_timeout=self.config.timeout_seconds,
             )
-            connector = aiohttp.TCPConnector(limit=int(self.config.options.get("max_connections", 256)))
-            self._session = aiohttp.ClientSession(
-                timeout=timeout, connector=connector, json_serialize=lambda value: orjson.dumps(value).decode()
-            )
-        return self._session
+        return self._pool
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+        self._pool = None
 
     async def post_json(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Forwarded:
         try:
-            async with self.session().post(
-                self.base_url + path, data=orjson.dumps(body), headers=self._headers(headers)
-            ) as response:
-                raw = await response.read()
-                if response.status >= 400:
-                    raise upstream_status_error(response.status, raw)
-                status = response.status
-        except HyperealError:
-            raise
+            answer = await self.pool().request("POST", path, self._headers(headers), orjson.dumps(body))
         except TimeoutError as exc:
             raise UpstreamTimeout() from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"Could not reach the upstream: {type(exc).__name__}") from exc
+        except ConnectionFailed as exc:
+            raise UpstreamError(f"Could not reach the upstream: {exc}") from exc
+        if answer.status >= 400:
+            raise upstream_status_error(answer.status, answer.body)
         try:
-            payload = orjson.loads(raw)
+            payload = orjson.loads(answer.body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError("Upstream answered with a body that is not JSON") from exc
         if not isinstance(payload, dict):
             raise UpstreamError("Upstream answered with a body that is not a JSON object")
-        return Forwarded(status, raw, payload)
+        return Forwarded(answer.status, answer.body, payload)
 
     async def post_events(
         self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
@@ -172,22 +165,18 @@ class HttpChatProvider(ChatProvider):
         """The upstream's SSE events as they arrive; errors before the first one raise as usual."""
         parser = sse.Parser()
         try:
-            async with self.session().post(
-                self.base_url + path, data=orjson.dumps(body), headers=self._headers(headers)
-            ) as response:
-                if response.status >= 400:
-                    raise upstream_status_error(response.status, await response.read())
-                async for chunk in response.content.iter_any():
+            async with self.pool().open("POST", path, self._headers(headers), orjson.dumps(body)) as answer:
+                if answer.status >= 400:
+                    raise upstream_status_error(answer.status, await answer.read())
+                async for chunk in answer.chunks():
                     for event in parser.feed(chunk):
                         yield event
                 for event in parser.close():
                     yield event
-        except HyperealError:
-            raise
         except TimeoutError as exc:
             raise UpstreamTimeout("Upstream stopped sending before the answer was complete") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"Lost the upstream connection: {type(exc).__name__}") from exc
+        except ConnectionFailed as exc:
+            raise UpstreamError(f"Lost the upstream connection: {exc}") from exc
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         headers = {"content-type": "application/json", **self.headers()}
