@@ -58,6 +58,7 @@ OPENAI_CHAT = Surface(
     stream_error=_chat_stream_error,
     upstream_body=_chat_upstream_body,
     max_tokens_of=_chat_max_tokens,
+    choices_of=openai_chat.choices_of,
 )
 
 

@@ -41,6 +41,10 @@ class OpenAIProvider(HttpChatProvider):
     def uses_responses(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.responses_models)
 
+    def native_choices(self, model: str) -> bool:
+        # The Responses API has no `n`.
+        return not self.uses_responses(model)
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         if self.uses_responses(request.model):
             body = openai_responses.encode_request(_one_shot(request))
@@ -60,7 +64,7 @@ class OpenAIProvider(HttpChatProvider):
             for decoded in responses.finish():
                 yield decoded
             return
-        chat = ChatStreamDecoder()
+        chat = ChatStreamDecoder(choices=streaming.n)
         body = openai_chat.encode_request(streaming, max_tokens_field=self.max_tokens_field)
         async for event in self.post_events(PATHS["openai-chat"], body):
             for decoded in chat.feed(event.data):
