@@ -162,7 +162,7 @@ class ChatGateway:
         the hot path from decoding the whole conversation.
         """
         routes = [(route.model, provider) for route, provider in self.providers.routes(spec)]
-        if canonical is None and not routes[0][1].forwards(surface.protocol):
+        if canonical is None and not routes[0][1].forwards(surface.protocol, routes[0][0]):
             canonical = surface.decode(body)
         estimate = tokens.request_tokens(canonical) if canonical else tokens.chars_to_tokens(raw_size)
         return routes, canonical, estimate
@@ -195,7 +195,7 @@ class ChatGateway:
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
             nonlocal canonical
-            if canonical is None and provider.forwards(surface.protocol):
+            if canonical is None and provider.forwards(surface.protocol, upstream_model):
                 upstream_body = surface.upstream_body(body, upstream_model, False)
                 answer = await provider.forward(surface.protocol, upstream_body, headers)
                 usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
@@ -235,7 +235,7 @@ class ChatGateway:
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
             nonlocal canonical
-            if canonical is None and provider.forwards(surface.protocol):
+            if canonical is None and provider.forwards(surface.protocol, upstream_model):
                 upstream_body = surface.upstream_body(body, upstream_model, True)
                 events = provider.forward_stream(surface.protocol, upstream_body, headers)
                 first_event = await _first(events)

@@ -76,8 +76,8 @@ class ChatProvider(abc.ABC):
     ) -> AsyncIterator[sse.Event]:
         raise NotImplementedError(f"{self.type} does not forward {protocol}")
 
-    def forwards(self, protocol: Protocol) -> bool:
-        """Whether a client speaking `protocol` can be forwarded to this upstream as is."""
+    def forwards(self, protocol: Protocol, model: str) -> bool:
+        """Whether a client speaking `protocol` to `model` can be forwarded to this upstream as is."""
         return protocol in self.passthrough
 
     def native_choices(self, model: str) -> bool:

@@ -41,6 +41,10 @@ class OpenAIProvider(HttpChatProvider):
     def uses_responses(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.responses_models)
 
+    def forwards(self, protocol: Protocol, model: str) -> bool:
+        # A Chat Completions client of a model served only by the Responses API is translated.
+        return super().forwards(protocol, model) and not (protocol == "openai-chat" and self.uses_responses(model))
+
     def native_choices(self, model: str) -> bool:
         # The Responses API has no `n`.
         return not self.uses_responses(model)
