@@ -8,7 +8,9 @@
 The calls succeed or fail together until every one of them has answered: a call that fails
 before its first event cancels the others and its failure is the whole call's, so the
 gateway refunds it or tries the next route as for a single call, and a client never gets a
-partial set of choices. A failure after that ends the merged stream, the others with it.
+partial set of choices. A call that fails after its first event fails mid-stream, as a
+single call would: what the calls sent so far goes out, then the failure ends the merged
+stream and the other calls with it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ async def complete(one: Callable[[ChatRequest], Awaitable[ChatResponse]], reques
 @dataclass(frozen=True, slots=True)
 class _Ended:
     choice: int
+    error: Exception | None = None
 
 
 async def stream(
@@ -65,7 +68,7 @@ async def stream(
     """
     single = replace(request, n=1)
     prompt_estimate = tokens.request_tokens(single)
-    queue: asyncio.Queue[ChoiceEvent | _Ended | Exception] = asyncio.Queue(maxsize=request.n)
+    queue: asyncio.Queue[ChoiceEvent | _Ended] = asyncio.Queue(maxsize=request.n)
     pumps = [asyncio.create_task(_pump(choice, open_stream(single), queue)) for choice in range(request.n)]
     held: list[ChoiceEvent] | None = []
     opened: set[int] = set()
@@ -74,9 +77,11 @@ async def stream(
     try:
         while ended < request.n:
             item = await queue.get()
-            if isinstance(item, Exception):
-                raise item
             if isinstance(item, _Ended):
+                if item.error is not None:
+                    for earlier in held if held is not None and item.choice in opened else ():
+                        yield earlier
+                    raise item.error
                 if item.choice not in ends:
                     raise UpstreamError("Upstream stream ended before it finished")
                 ended += 1
@@ -105,9 +110,7 @@ async def stream(
         await asyncio.gather(*pumps, return_exceptions=True)
 
 
-async def _pump(
-    choice: int, events: AsyncIterator[StreamEvent], queue: asyncio.Queue[ChoiceEvent | _Ended | Exception]
-) -> None:
+async def _pump(choice: int, events: AsyncIterator[StreamEvent], queue: asyncio.Queue[ChoiceEvent | _Ended]) -> None:
     """One upstream stream into the shared queue; it is read and closed in this task only."""
     try:
         async for event in events:
@@ -116,7 +119,7 @@ async def _pump(
             await queue.put(ChoiceEvent(choice, event))
         await queue.put(_Ended(choice))
     except Exception as exc:
-        await queue.put(exc)
+        await queue.put(_Ended(choice, exc))
     finally:
         closer = getattr(events, "aclose", None)
         if closer is not None:
