@@ -233,3 +233,24 @@ def test_a_choice_broken_mid_stream_ends_the_stream_and_bills_what_was_produced(
     # output to both answers whole, as far as the other call got before it was stopped
     least, most = math.ceil(len("Hello from ") / 4), math.ceil(2 * len("Hello from Claude: hi") / 4)
     assert 11 + 2 * least <= cost <= 22 + 2 * most
+
+
+def test_choices_cut_by_the_client_bill_what_was_produced(stack: Stack) -> None:
+    client = stack.account()
+    words = " ".join(f"word{index}" for index in range(400))
+    body = {
+        "model": "bill-slow",
+        "max_tokens": 500,
+        "n": 2,
+        "stream": True,
+        "messages": [{"role": "user", "content": words}],
+    }
+    with httpx.stream(
+        "POST", client.api + "/chat/completions", content=orjson.dumps(body), headers=client.headers
+    ) as response:
+        lines = (line for line in response.iter_lines() if line)
+        received = [orjson.loads(next(lines).removeprefix("data: ")) for _ in range(6)]
+    assert {chunk["choices"][0]["index"] for chunk in received} == {0, 1}
+    prompt = tokens.request_tokens(anthropic_codec.decode_request({**body, "n": 1}))
+    cost = client.settled_cost()
+    assert 2 * prompt < cost < 2 * prompt + 2 * 500, "each prompt sent, and part of the output"

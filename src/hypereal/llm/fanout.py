@@ -79,8 +79,9 @@ async def stream(
             item = await queue.get()
             if isinstance(item, _Ended):
                 if item.error is not None:
-                    for earlier in held if held is not None and item.choice in opened else ():
-                        yield earlier
+                    if held is not None and item.choice in opened:  # mid-stream: what came so far goes out first
+                        for earlier in held:
+                            yield earlier
                     raise item.error
                 if item.choice not in ends:
                     raise UpstreamError("Upstream stream ended before it finished")
