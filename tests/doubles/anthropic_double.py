@@ -9,7 +9,9 @@ Answers are deterministic: "Hello from Claude: <last user text>"; with `thinking
 signed thinking block comes first; when tools are offered and the last user text says
 "call" (or `tool_choice` demands it) the answer is a `tool_use` of the first (or named)
 tool with `{"city": "Paris"}`, its JSON split over several deltas; after a tool result the
-text reports it. Usage: input 11 tokens (3 of them read from cache), output = deltas.
+text reports it. With a `temperature` above 0 a text answer varies as sampling would:
+it ends with " #k", k counting the double's answers. Usage: input 11 tokens (3 of them
+read from cache), output = deltas.
 
 Faults: `fail_next(status, type)`; `cut_after(n)` closes the next stream after n events;
 `error_after(n)` sends an `overloaded_error` event after n events. `requests` records bodies.
@@ -58,6 +60,7 @@ class AnthropicDouble:
         self.key = key
         self.requests: list[Received] = []
         self.url = ""
+        self.sampled = 0
         self._failures: list[tuple[int, str]] = []
         self._cut: int | None = None
         self._error_after: int | None = None
@@ -86,6 +89,12 @@ class AnthropicDouble:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _sample(self, body: dict[str, Any]) -> str:
+        if not body.get("temperature"):
+            return ""
+        self.sampled += 1
+        return f" #{self.sampled}"
 
     @staticmethod
     def _error(status: int, kind: str, message: str) -> web.Response:
@@ -125,7 +134,7 @@ class AnthropicDouble:
             blocks.append({"type": "tool_use", "id": "toolu_double_1", "name": name, "input": {"city": "Paris"}})
             stop_reason = "tool_use"
         else:
-            blocks.append({"type": "text", "text": f"Hello from Claude: {text}"})
+            blocks.append({"type": "text", "text": f"Hello from Claude: {text}{self._sample(body)}"})
         usage = {
             "input_tokens": INPUT_TOKENS,
             "cache_read_input_tokens": CACHE_READ_TOKENS,

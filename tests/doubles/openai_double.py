@@ -6,8 +6,11 @@
 Answers are deterministic: the text is "Hello from OpenAI: <last user text>"; when tools are
 offered and the last user text says "call" (or `tool_choice` demands it), the answer is a
 call of the first tool (or the named one) with `{"city": "Paris"}`, streamed as argument
-fragments split across chunks; after a tool result, the text reports it. Usage is
-`prompt_tokens = 11`, `completion_tokens = number of chunks`.
+fragments split across chunks; after a tool result, the text reports it. With a
+`temperature` above 0 a text answer varies as sampling would: it ends with " #k", k
+counting the double's answers. Chat Completions honours `n`, each choice streamed with its
+`index`. Usage is `prompt_tokens = 11` (once, whatever `n`) and `completion_tokens` = 5 per
+choice, or the number of chunks of all choices when streaming.
 
 Faults: `fail_next(status, body)` answers the next request with an error; `cut_after(n)`
 closes the next stream after n chunks without finishing; `error_after(n)` sends an error
@@ -59,6 +62,7 @@ class OpenAIDouble:
         self.requests: list[Received] = []
         self.url = ""
         self.omit_done = False
+        self.sampled = 0
         self._failures: list[tuple[int, Any]] = []
         self._cut: int | None = None
         self._error_after: int | None = None
@@ -114,6 +118,13 @@ class OpenAIDouble:
             return (first.get("function") or first).get("name"), ""
         return None, f"Hello from OpenAI: {text}"
 
+    def _sample(self, body: dict[str, Any], text: str) -> str:
+        """`text` as one more sampled answer: numbered when a temperature above 0 was asked for."""
+        if not text or not body.get("temperature"):
+            return text
+        self.sampled += 1
+        return f"{text} #{self.sampled}"
+
     # ------------------------------------------------------------ chat completions
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -122,61 +133,42 @@ class OpenAIDouble:
             return accepted
         body = accepted
         tool, text = self._plan(body, body.get("messages") or [])
+        texts = [self._sample(body, text) for _ in range(int(body.get("n") or 1))]
+        finish = "tool_calls" if tool else "stop"
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
-            if tool:
-                call = {
-                    "id": "call_double_1",
-                    "type": "function",
-                    "function": {"name": tool, "arguments": TOOL_ARGUMENTS},
-                }
-                message["tool_calls"] = [call]
+            choices = [
+                {"index": index, "message": _message(tool, answer), "logprobs": None, "finish_reason": finish}
+                for index, answer in enumerate(texts)
+            ]
             completion = {
                 "id": "chatcmpl-double",
                 "object": "chat.completion",
                 "created": 1700000000,
                 "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "logprobs": None,
-                        "finish_reason": "tool_calls" if tool else "stop",
-                    }
-                ],
+                "choices": choices,
                 "usage": {
                     "prompt_tokens": PROMPT_TOKENS,
-                    "completion_tokens": 5,
-                    "total_tokens": PROMPT_TOKENS + 5,
+                    "completion_tokens": 5 * len(texts),
+                    "total_tokens": PROMPT_TOKENS + 5 * len(texts),
                     "prompt_tokens_details": {"cached_tokens": 0},
                 },
             }
             return web.json_response(completion)
-        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-        if tool:
-            deltas.append(
-                {
-                    "tool_calls": [
-                        {
-                            "index": 0,
-                            "id": "call_double_1",
-                            "type": "function",
-                            "function": {"name": tool, "arguments": ""},
-                        }
-                    ]
-                }
-            )
-            for piece in ('{"ci', 'ty": "Pa', 'ris"}'):
-                deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-        else:
-            deltas.extend({"content": word} for word in _words(text))
-        chunks = [_chunk(body, delta, None) for delta in deltas]
-        chunks.append(_chunk(body, {}, "tool_calls" if tool else "stop"))
+        deltas = [_deltas(tool, answer) for answer in texts]
+        # The choices' chunks interleave, as OpenAI sends them.
+        chunks = [
+            _chunk(body, choice[step], None, index)
+            for step in range(max(len(choice) for choice in deltas))
+            for index, choice in enumerate(deltas)
+            if step < len(choice)
+        ]
+        chunks.extend(_chunk(body, {}, finish, index) for index in range(len(texts)))
         if (body.get("stream_options") or {}).get("include_usage"):
+            produced = sum(len(choice) for choice in deltas)
             usage = {
                 "prompt_tokens": PROMPT_TOKENS,
-                "completion_tokens": len(deltas),
-                "total_tokens": PROMPT_TOKENS + len(deltas),
+                "completion_tokens": produced,
+                "total_tokens": PROMPT_TOKENS + produced,
             }
             chunks.append({**_chunk(body, {}, None), "choices": [], "usage": usage})
         payloads = [b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks]
@@ -211,6 +203,7 @@ class OpenAIDouble:
         items = body.get("input")
         messages = [{"role": "user", "content": items}] if isinstance(items, str) else list(items or [])
         tool, text = self._plan(body, messages)
+        text = self._sample(body, text)
         usage = {
             "input_tokens": PROMPT_TOKENS,
             "input_tokens_details": {"cached_tokens": 0},
@@ -319,14 +312,34 @@ def _words(text: str) -> list[str]:
     return [word + (" " if index < len(words) - 1 else "") for index, word in enumerate(words)]
 
 
-def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None, index: int = 0) -> dict[str, Any]:
     return {
         "id": "chatcmpl-double",
         "object": "chat.completion.chunk",
         "created": 1700000000,
         "model": body["model"],
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
+
+
+def _message(tool: str | None, text: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if tool:
+        call = {"id": "call_double_1", "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+        message["tool_calls"] = [call]
+    return message
+
+
+def _deltas(tool: str | None, text: str) -> list[dict[str, Any]]:
+    """The deltas of one streamed choice: the role, then the words or the call in pieces."""
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    if not tool:
+        return deltas + [{"content": word} for word in _words(text)]
+    shell = {"index": 0, "id": "call_double_1", "type": "function", "function": {"name": tool, "arguments": ""}}
+    deltas.append({"tool_calls": [shell]})
+    for piece in ('{"ci', 'ty": "Pa', 'ris"}'):
+        deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+    return deltas
 
 
 class BackgroundServer:

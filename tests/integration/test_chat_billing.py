@@ -1,7 +1,6 @@
 """Per-token billing of chat calls, read back from the ledger of a running server.
 
-Prices in the test catalog make one input token cost 1 credit, one output token 2 credits
-and one cached input token 0.1 credit, so every settlement is an exact figure:
+Prices (`tests.integration.chat_support`) make every settlement an exact figure:
 
 - the OpenAI double reports 11 prompt tokens and one completion token per chunk;
 - the Anthropic double reports 8 fresh + 3 cached input tokens and 7 output tokens (one per
@@ -11,105 +10,22 @@ and one cached input token 0.1 credit, so every settlement is an exact figure:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import orjson
 import pytest
 
 from hypereal.llm import anthropic as anthropic_codec
-from hypereal.llm import tokens
-from tests.conftest import ADMIN_HEADERS, Server
-from tests.doubles.anthropic_double import AnthropicDouble
-from tests.doubles.openai_double import BackgroundServer, OpenAIDouble
-
-PRICING = "{input_per_mtok: 1000000, output_per_mtok: 2000000, cached_input_per_mtok: 100000}"
-
-
-def _model(model_id: str, *routes: str) -> str:
-    lines = "".join(f"      - {{provider: {provider}, model: upstream-{model_id}}}\n" for provider in routes)
-    return (
-        f"  - id: {model_id}\n    category: llm\n    name: {model_id}\n    description: A billing test model.\n"
-        f"    max_output_tokens: 1000\n    pricing: {PRICING}\n    routes:\n{lines}"
-    )
-
-
-@dataclass
-class Stack:
-    server: Server
-    gpt: OpenAIDouble
-    claude: AnthropicDouble
-
-    def account(self, credits: int = 5000) -> Client:
-        made = httpx.post(
-            self.server.url + "/api/v1/admin/accounts",
-            json={"name": "billing", "credits": credits},
-            headers=ADMIN_HEADERS,
-        ).json()
-        key = httpx.post(
-            self.server.url + f"/api/v1/admin/accounts/{made['id']}/keys", json={}, headers=ADMIN_HEADERS
-        ).json()["key"]
-        return Client(self.server.url + "/api/v1", key)
-
-
-@dataclass
-class Client:
-    api: str
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}", "content-type": "application/json"}
-
-    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(self.api + path, content=orjson.dumps(body), headers=self.headers, timeout=30)
-
-    def balance(self) -> float:
-        return float(httpx.get(self.api + "/account", headers=self.headers).json()["balance"])
-
-    def chat_entries(self) -> list[dict[str, Any]]:
-        entries = httpx.get(self.api + "/account/ledger", headers=self.headers).json()["data"]
-        return [entry for entry in reversed(entries) if entry["reference"].startswith("chat_")]
-
-    def settled_cost(self, wait_seconds: float = 10.0) -> float:
-        """Credits kept by the one chat call of this account, once it is settled or refunded."""
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            entries = self.chat_entries()
-            if any(entry["kind"] in ("settle", "refund") for entry in entries) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        kinds = [entry["kind"] for entry in entries]
-        assert kinds[0] == "charge" and len(kinds) == 2, kinds
-        return round(-sum(entry["amount"] for entry in entries), 3)
+from hypereal.llm import sse, tokens
+from tests.conftest import Server
+from tests.integration.chat_support import Stack, chat_body, running_stack
 
 
 @pytest.fixture(scope="module")
 def stack(start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with BackgroundServer(OpenAIDouble()) as gpt, BackgroundServer(AnthropicDouble()) as claude:
-        catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
-        catalog.write_text(
-            "providers:\n"
-            f"  dbl-openai: {{type: openai, api_key_env: DOUBLE_OPENAI_KEY, base_url: '{gpt.url}'}}\n"
-            f"  dbl-anthropic: {{type: anthropic, api_key_env: DOUBLE_ANTHROPIC_KEY, base_url: '{claude.url}'}}\n"
-            "  slow-echo: {type: local-echo, options: {token_delay_seconds: 0.05}}\n"
-            "models:\n"
-            + _model("bill-gpt", "dbl-openai")
-            + _model("bill-claude", "dbl-anthropic")
-            + _model("bill-slow", "slow-echo")
-            + _model("bill-fallback", "dbl-openai", "slow-echo")
-        )
-        server = start_server(
-            env={"HYPEREAL_CATALOG": str(catalog), "DOUBLE_OPENAI_KEY": gpt.key, "DOUBLE_ANTHROPIC_KEY": claude.key}
-        )
-        yield Stack(server, gpt, claude)
-
-
-def chat_body(model: str, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}], **extra}
+    with running_stack(start_server, tmp_path_factory) as running:
+        yield running
 
 
 def test_forwarded_call_settles_to_reported_usage(stack: Stack) -> None:
@@ -248,3 +164,93 @@ def test_stream_cut_by_the_client_bills_part_of_the_reservation(stack: Stack) ->
     cost = client.settled_cost()
     reservation = tokens.request_tokens(anthropic_codec.decode_request(body)) + 2 * 1000
     assert 2 <= cost < reservation / 2
+
+
+# ---------------------------------------------------------------- n choices
+
+
+def test_forwarded_choices_settle_in_full_rather_than_at_one_choice(stack: Stack) -> None:
+    client = stack.account()
+    # Five output tokens is the most one choice may cost; four choices may cost four times as much.
+    answer = client.post("/chat/completions", chat_body("bill-gpt", n=4, max_tokens=5))
+    assert answer.status_code == 200
+    assert [choice["index"] for choice in answer.json()["choices"]] == [0, 1, 2, 3]
+    assert stack.gpt.requests[-1].body["n"] == 4, "the upstream makes the choices itself"
+    assert answer.json()["usage"]["completion_tokens"] == 4 * 5
+    assert client.settled_cost() == 11 + 4 * 5 * 2
+
+
+def test_choices_that_cannot_be_covered_are_402_before_any_upstream_call(stack: Stack) -> None:
+    client = stack.account(credits=300)
+    seen = len(stack.gpt.requests), len(stack.claude.requests)
+    for model in ("bill-gpt", "bill-claude"):
+        answer = client.post("/chat/completions", chat_body(model, n=4))  # 4 × 50 output tokens = 400 credits
+        assert answer.status_code == 402, model
+        assert answer.json()["error"]["type"] == "insufficient_quota"
+    assert (len(stack.gpt.requests), len(stack.claude.requests)) == seen
+    assert client.chat_entries() == []
+    assert client.post("/chat/completions", chat_body("bill-claude")).status_code == 200, "one choice is covered"
+
+
+def test_a_route_that_calls_once_per_choice_reserves_each_prompt(stack: Stack) -> None:
+    client = stack.account(credits=250)
+    body = chat_body("bill-gpt", n=3, max_tokens=10, messages=[{"role": "user", "content": "word " * 80}])
+    # one prompt of about 110 tokens and 3 × 10 output tokens: covered when the upstream makes the choices
+    assert client.post("/chat/completions", body).status_code == 200
+    seen = len(stack.claude.requests)
+    refused = client.post("/chat/completions", {**body, "model": "bill-claude"})
+    assert refused.status_code == 402, "three prompts of about 110 tokens are not"
+    assert len(stack.claude.requests) == seen
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_a_choice_refused_fails_the_whole_call_and_refunds_it(stack: Stack, stream: bool) -> None:
+    client = stack.account()
+    seen = len(stack.claude.requests)
+    stack.claude.fail_next(500)
+    answer = client.post("/chat/completions", chat_body("bill-claude", n=3, stream=stream))
+    assert answer.status_code == 502, "an error, not a partial set of choices"
+    assert answer.json()["error"]["type"] == "server_error"
+    assert len(stack.claude.requests) > seen
+    assert [entry["kind"] for entry in client.chat_entries()] == ["charge", "refund"]
+    assert client.balance() == 5000
+
+
+def test_a_choice_broken_mid_stream_ends_the_stream_and_bills_what_was_produced(stack: Stack) -> None:
+    client = stack.account()
+    stack.claude.error_after(5)  # one of the calls: message_start, ping, block start, "Hello ", "from "
+    body = chat_body("bill-claude", n=2, stream=True)
+    with httpx.stream(
+        "POST", client.api + "/chat/completions", content=orjson.dumps(body), headers=client.headers
+    ) as response:
+        assert response.status_code == 200
+        data = [event.data for event in sse.Parser().feed(response.read())]
+    assert sse.DONE not in data
+    assert orjson.loads(data[-1])["error"]["message"] == "Upstream error in stream: Overloaded"
+    cost = client.settled_cost()
+    assert [entry["kind"] for entry in client.chat_entries()] == ["charge", "settle"]
+    # the prompt of each call that started (11 tokens by message_start), and from "Hello from " of
+    # output to both answers whole, as far as the other call got before it was stopped
+    least, most = math.ceil(len("Hello from ") / 4), math.ceil(2 * len("Hello from Claude: hi") / 4)
+    assert 11 + 2 * least <= cost <= 22 + 2 * most
+
+
+def test_choices_cut_by_the_client_bill_what_was_produced(stack: Stack) -> None:
+    client = stack.account()
+    words = " ".join(f"word{index}" for index in range(400))
+    body = {
+        "model": "bill-slow",
+        "max_tokens": 500,
+        "n": 2,
+        "stream": True,
+        "messages": [{"role": "user", "content": words}],
+    }
+    with httpx.stream(
+        "POST", client.api + "/chat/completions", content=orjson.dumps(body), headers=client.headers
+    ) as response:
+        lines = (line for line in response.iter_lines() if line)
+        received = [orjson.loads(next(lines).removeprefix("data: ")) for _ in range(6)]
+    assert {chunk["choices"][0]["index"] for chunk in received} == {0, 1}
+    prompt = tokens.request_tokens(anthropic_codec.decode_request({**body, "n": 1}))
+    cost = client.settled_cost()
+    assert 2 * prompt < cost < 2 * prompt + 2 * 500, "each prompt sent, and part of the output"

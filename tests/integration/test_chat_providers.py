@@ -199,7 +199,7 @@ async def test_openai_compatible_sends_max_tokens_and_forwards_only_chat(
     monkeypatch.setenv("TEST_COMPAT_KEY", gpt.key)
     config = ProviderConfig(type="openai-compatible", api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
     provider = OpenAICompatibleProvider(config)
-    assert provider.forwards("openai-chat") and not provider.forwards("openai-responses")
+    assert provider.forwards("openai-chat", "m") and not provider.forwards("openai-responses", "m")
     codex_named = ChatRequest(model="my-codex", messages=[Message("user", [TextPart("hi")])], max_tokens=7)
     answer = await provider.complete(codex_named)
     assert answer.text() == "Hello from OpenAI: hi"
@@ -207,7 +207,7 @@ async def test_openai_compatible_sends_max_tokens_and_forwards_only_chat(
     assert sent.path == "/v1/chat/completions", "no model of a compatible server is sent to /responses by default"
     assert sent.body["max_tokens"] == 7 and "max_completion_tokens" not in sent.body
     with_responses = OpenAICompatibleProvider(config.model_copy(update={"options": {"responses": True}}))
-    assert with_responses.forwards("openai-responses")
+    assert with_responses.forwards("openai-responses", "m")
     await provider.close()
 
 

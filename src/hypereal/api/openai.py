@@ -59,6 +59,7 @@ OPENAI_CHAT = Surface(
     stream_error=_chat_stream_error,
     upstream_body=_chat_upstream_body,
     max_tokens_of=_chat_max_tokens,
+    choices_of=openai_chat.choices_of,
 )
 
 
@@ -142,10 +143,11 @@ async def responses(principal: CurrentKey, services: ServicesDep, request: Reque
     canonical: ChatRequest | None = None
     if previous is not None:
         history = await chat.responses.find(previous, principal.account_id)
+        route, provider = chat.providers.routes(spec)[0]
         if history is not None:
             canonical = openai_responses.decode_request(body)
             canonical.messages = history + canonical.messages
-        elif not chat.providers.routes(spec)[0][1].forwards("openai-responses"):
+        elif not provider.forwards("openai-responses", route.model):
             raise NotFound(f"Previous response '{previous}' not found", field="previous_response_id")
         # else an id of the upstream's own, which keeps its responses itself
     store = body.get("store") is not False

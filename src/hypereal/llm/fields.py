@@ -26,7 +26,7 @@ def string(body: dict[str, Any], name: str, *, required: bool = False) -> str | 
     return value
 
 
-def integer(body: dict[str, Any], name: str, *, minimum: int | None = None) -> int | None:
+def integer(body: dict[str, Any], name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
     value = body.get(name)
     if value is None:
         return None
@@ -34,6 +34,8 @@ def integer(body: dict[str, Any], name: str, *, minimum: int | None = None) -> i
         raise invalid(name, "an integer")
     if minimum is not None and value < minimum:
         raise invalid(name, f"an integer >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise invalid(name, f"an integer <= {maximum}")
     return value
 
 

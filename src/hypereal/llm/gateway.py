@@ -1,7 +1,9 @@
 """One billed chat call, whatever the surface: route, reserve, call, settle or refund.
 
     reserve   prompt estimate + the most output allowed, at the model's prices (402 here,
-              before any upstream call, when the balance cannot cover it)
+              before any upstream call, when the balance cannot cover it); for `n` choices
+              the output n times, and the prompt n times too when a route makes one call
+              per choice (`hypereal.llm.fanout`)
     call      each route in order; a route whose upstream speaks the surface's protocol is
               forwarded as is, the others are translated through the canonical types; an
               upstream failure before any output moves on to the next route
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
 
@@ -27,7 +30,7 @@ from hypereal.billing import new_reference
 from hypereal.catalog import ModelSpec
 from hypereal.errors import HyperealError, Unavailable, UpstreamError
 from hypereal.keys import Principal
-from hypereal.llm import pricing, sse, tokens
+from hypereal.llm import fanout, pricing, sse, tokens
 from hypereal.llm.responses_store import ResponseStore
 from hypereal.llm.settlements import Settlements
 from hypereal.llm.taps import Tap
@@ -71,6 +74,8 @@ class Surface:
     upstream_body: Callable[[dict[str, Any], str, bool], dict[str, Any]]
     """The client's body made ready to forward: (body, upstream model, stream)."""
     max_tokens_of: Callable[[dict[str, Any]], int | None]
+    choices_of: Callable[[dict[str, Any]], int] = lambda body: 1
+    """How many choices the body asks for (Chat Completions' `n`)."""
 
 
 @dataclass
@@ -97,8 +102,10 @@ class Call:
     cost: int = 0
     settled: bool = False
 
-    async def reserve(self, max_output_tokens: int) -> None:
-        self.reserved = pricing.reservation(self.spec.pricing, self.input_estimate, max_output_tokens)
+    async def reserve(self, max_output_tokens: int, choices: int = 1, prompts: int = 1) -> None:
+        self.reserved = pricing.reservation(
+            self.spec.pricing, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts
+        )
         await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, f"chat {self.spec.id}")
 
     def settle(self, usage: Usage) -> int:
@@ -155,14 +162,20 @@ class ChatGateway:
         the hot path from decoding the whole conversation.
         """
         routes = [(route.model, provider) for route, provider in self.providers.routes(spec)]
-        if canonical is None and not routes[0][1].forwards(surface.protocol):
+        if canonical is None and not routes[0][1].forwards(surface.protocol, routes[0][0]):
             canonical = surface.decode(body)
         estimate = tokens.request_tokens(canonical) if canonical else tokens.chars_to_tokens(raw_size)
         return routes, canonical, estimate
 
-    def _max_output(self, spec: ModelSpec, requested: int | None) -> int:
-        ceiling = spec.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
-        return min(requested, ceiling) if requested else ceiling
+    async def _reserve(
+        self, call: Call, surface: Surface, body: dict[str, Any], routes: list[tuple[str, ChatProvider]]
+    ) -> None:
+        """Reserve the most any route can cost: each choice's output, each upstream call's prompt."""
+        ceiling = call.spec.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        requested = surface.max_tokens_of(body)
+        choices = surface.choices_of(body)
+        fans_out = choices > 1 and any(fanout.needed(provider, model, choices) for model, provider in routes)
+        await call.reserve(min(requested, ceiling) if requested else ceiling, choices, choices if fans_out else 1)
 
     async def complete(
         self,
@@ -178,21 +191,21 @@ class ChatGateway:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
         call = Call(self.ledger, principal, spec, estimate)
-        await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
+        await self._reserve(call, surface, body, routes)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
             nonlocal canonical
-            if canonical is None and provider.forwards(surface.protocol):
+            if canonical is None and provider.forwards(surface.protocol, upstream_model):
                 upstream_body = surface.upstream_body(body, upstream_model, False)
                 answer = await provider.forward(surface.protocol, upstream_body, headers)
                 usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
                 return Completed(spec, call.settle(usage), forwarded=answer)
             canonical = canonical or surface.decode(body)
-            response = await provider.complete(replace(canonical, model=upstream_model, stream=False))
-            usage = response.usage
-            if not usage.total_tokens:
-                usage = call.counted(0, _output_chars(response))
-            return Completed(spec, call.settle(usage), response=response, request=canonical)
+            request = replace(canonical, model=upstream_model, stream=False)
+            complete_one = partial(_counted_answer, call, provider)
+            fans_out = fanout.needed(provider, upstream_model, request.n)
+            response = await (fanout.complete(complete_one, request) if fans_out else complete_one(request))
+            return Completed(spec, call.settle(response.usage), response=response, request=canonical)
 
         return await _first_route(call, spec, routes, attempt)
 
@@ -218,17 +231,19 @@ class ChatGateway:
         """
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
         call = Call(self.ledger, principal, spec, estimate)
-        await call.reserve(self._max_output(spec, surface.max_tokens_of(body)))
+        await self._reserve(call, surface, body, routes)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
             nonlocal canonical
-            if canonical is None and provider.forwards(surface.protocol):
+            if canonical is None and provider.forwards(surface.protocol, upstream_model):
                 upstream_body = surface.upstream_body(body, upstream_model, True)
                 events = provider.forward_stream(surface.protocol, upstream_body, headers)
                 first_event = await _first(events)
                 return self._relay(call, surface, surface.new_tap(body), first_event, events, epilogue)
             canonical = canonical or surface.decode(body)
-            stream = provider.stream(replace(canonical, model=upstream_model, stream=True))
+            request = replace(canonical, model=upstream_model, stream=True)
+            fans_out = fanout.needed(provider, upstream_model, request.n)
+            stream = fanout.stream(provider.stream, request) if fans_out else provider.stream(request)
             first = await _first(stream)
             encoder = make_encoder(canonical, estimate)
             return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
@@ -359,13 +374,22 @@ async def _close(stream: AsyncIterator[Any]) -> None:
             log.debug("closing an upstream stream failed", exc_info=True)
 
 
+async def _counted_answer(call: Call, provider: ChatProvider, request: ChatRequest) -> ChatResponse:
+    """The provider's answer, its usage counted when the upstream reported none."""
+    response = await provider.complete(request)
+    if not response.usage.total_tokens:
+        response.usage = call.counted(0, _output_chars(response))
+    return response
+
+
 def _output_chars(response: ChatResponse) -> int:
     total = 0
-    for part in response.content:
-        if isinstance(part, TextPart | ThinkingPart):
-            total += len(part.text)
-        elif isinstance(part, ToolUsePart):
-            total += len(part.arguments) + len(part.name)
+    for content in [response.content, *(choice.content for choice in response.extra_choices)]:
+        for part in content:
+            if isinstance(part, TextPart | ThinkingPart):
+                total += len(part.text)
+            elif isinstance(part, ToolUsePart):
+                total += len(part.arguments) + len(part.name)
     return total
 
 

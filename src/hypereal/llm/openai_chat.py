@@ -52,9 +52,17 @@ STOP_REASONS: dict[str, StopReason] = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
+MAX_CHOICES = 128
+"""OpenAI's limit on `n`, kept for upstreams that make one call per choice too."""
 
 
 # ---------------------------------------------------------------- requests
+
+
+def choices_of(body: dict[str, Any]) -> int:
+    """The `n` of a body that may be forwarded unchecked: 1 unless it is a plausible count."""
+    value = body.get("n")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
 
 
 def decode_request(body: dict[str, Any]) -> ChatRequest:
@@ -98,7 +106,7 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         temperature=fields.number(body, "temperature"),
         top_p=fields.number(body, "top_p"),
         stop=fields.stop_list(body.get("stop"), "stop"),
-        n=fields.integer(body, "n", minimum=1) or 1,
+        n=fields.integer(body, "n", minimum=1, maximum=MAX_CHOICES) or 1,
         response_format=fields.mapping(response_format, "response_format") if response_format is not None else None,
         reasoning_effort=fields.string(body, "reasoning_effort"),
         stream=fields.boolean(body, "stream"),

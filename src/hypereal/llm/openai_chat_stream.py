@@ -18,7 +18,8 @@ from hypereal.llm.openai_chat import FINISH_REASONS, STOP_REASONS, decode_usage,
 from hypereal.llm.types import (
     BlockStart,
     BlockStop,
-    SignatureDelta,
+    ChoiceEvent,
+    ChoiceStreamEvent,
     StopReason,
     StreamEnd,
     StreamEvent,
@@ -35,7 +36,11 @@ from hypereal.llm.types import (
 
 
 class StreamEncoder:
-    """Canonical events → `chat.completion.chunk` SSE bytes for a client."""
+    """Canonical events → `chat.completion.chunk` SSE bytes for a client.
+
+    Of a stream with several choices, each choice's finish chunk is held until the next
+    one's, so that `finish` still makes the stream's last chunks, as for one choice.
+    """
 
     def __init__(self, model: str, *, include_usage: bool = False, created: int | None = None) -> None:
         self.model = model
@@ -47,46 +52,67 @@ class StreamEncoder:
         usage_field = b',"usage":null' if include_usage else b""
         self._suffix = b',"logprobs":null,"finish_reason":null}]' + usage_field + b"}\n\n"
         self._set_prefix()
+        self._choices: dict[int, tuple[bytes, dict[int, int]]] = {}
+        """Chunk prefix and tool slots of each choice, when there are several."""
+        self._held_finish: bytes | None = None
 
     def _set_prefix(self) -> None:
+        self._prefix = self._choice_prefix(0)
+
+    def _choice_prefix(self, choice: int) -> bytes:
         head = orjson.dumps(
             {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
         )
-        self._prefix = b"data: " + head[:-1] + b',"choices":[{"index":0,"delta":'
+        return b"data: " + head[:-1] + b',"choices":[{"index":' + str(choice).encode() + b',"delta":'
 
-    def _delta(self, delta: dict[str, Any]) -> bytes:
-        return self._prefix + orjson.dumps(delta) + self._suffix
+    def _delta(self, delta: dict[str, Any], prefix: bytes | None = None) -> bytes:
+        return (prefix or self._prefix) + orjson.dumps(delta) + self._suffix
 
-    def encode(self, event: StreamEvent) -> bytes:
+    def encode(self, event: StreamEvent, choice: int | None = None) -> bytes:
+        """The chunks of `event`; `choice` is the number of the choice it belongs to, if several."""
+        prefix, tool_index = (self._prefix, self.tool_index) if choice is None else self._choice(choice)
         if isinstance(event, TextDelta):
-            return self._delta({"content": event.text}) if event.text else b""
+            return self._delta({"content": event.text}, prefix) if event.text else b""
         if isinstance(event, ToolInputDelta):
             if not event.partial_json:
                 return b""
-            slot = self.tool_index.get(event.index, 0)
-            return self._delta({"tool_calls": [{"index": slot, "function": {"arguments": event.partial_json}}]})
+            slot = tool_index.get(event.index, 0)
+            return self._delta({"tool_calls": [{"index": slot, "function": {"arguments": event.partial_json}}]}, prefix)
         if isinstance(event, ThinkingDelta):
-            return self._delta({"reasoning_content": event.text}) if event.text else b""
+            return self._delta({"reasoning_content": event.text}, prefix) if event.text else b""
         if isinstance(event, BlockStart):
             part = event.part
             if isinstance(part, ToolUsePart):
-                slot = self.tool_index[event.index] = len(self.tool_index)
+                slot = tool_index[event.index] = len(tool_index)
                 function = {"name": part.name, "arguments": ""}
                 call = {"index": slot, "id": part.id, "type": "function", "function": function}
-                return self._delta({"tool_calls": [call]})
+                return self._delta({"tool_calls": [call]}, prefix)
             return b""
         if isinstance(event, StreamStart):
-            return self._delta({"role": "assistant", "content": ""})
+            return self._delta({"role": "assistant", "content": ""}, prefix)
         if isinstance(event, StreamEnd):
-            return self.finish(event.stop_reason, event.usage)
-        if isinstance(event, BlockStop | SignatureDelta):
-            return b""
+            if choice is None:
+                return self.finish(event.stop_reason, event.usage)
+            held, self._held_finish = self._held_finish, self._finish_chunk(prefix, event.stop_reason)
+            return held or b""
+        if isinstance(event, ChoiceEvent):
+            return self.encode(event.event, event.choice)
         return b""
 
-    def finish(self, stop_reason: StopReason | None, usage: Usage | None) -> bytes:
+    def _choice(self, choice: int) -> tuple[bytes, dict[int, int]]:
+        found = self._choices.get(choice)
+        if found is None:
+            found = self._choices[choice] = (self._choice_prefix(choice), {})
+        return found
+
+    def _finish_chunk(self, prefix: bytes, stop_reason: StopReason | None) -> bytes:
         finish = FINISH_REASONS.get(stop_reason or "end_turn", "stop")
-        head = self._prefix + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(finish) + b"}]"
-        out = head + (b',"usage":null' if self.include_usage else b"") + b"}\n\n"
+        head = prefix + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(finish) + b"}]"
+        return head + (b',"usage":null' if self.include_usage else b"") + b"}\n\n"
+
+    def finish(self, stop_reason: StopReason | None, usage: Usage | None) -> bytes:
+        """The last chunks: the (last) finish chunk, the usage chunk if asked for, `[DONE]`."""
+        out = self._held_finish if self._held_finish is not None else self._finish_chunk(self._prefix, stop_reason)
         if self.include_usage:
             chunk = {
                 "id": self.id,
@@ -105,18 +131,18 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """`chat.completion.chunk` payloads from an upstream → canonical events."""
+    """`chat.completion.chunk` payloads from an upstream → canonical events.
 
-    def __init__(self) -> None:
+    Asked for several `choices`, it keeps each choice apart by the chunk's choice `index`
+    and wraps the events in `ChoiceEvent`s; with one, chunks of other choices are ignored.
+    """
+
+    def __init__(self, choices: int = 1) -> None:
         self.started = False
         self.ended = False
-        self.next_index = 0
-        self.open_index: int | None = None
-        self.open_kind = ""
-        self.tools: dict[int, int] = {}
-        self.stop_reason: StopReason | None = None
         self.usage: Usage | None = None
-        self.saw_finish = False
+        self.choices = [_Choice() for _ in range(choices)]
+        self.several = choices > 1
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         if data.strip() == b"[DONE]":
@@ -133,70 +159,107 @@ class StreamDecoder:
             raise UpstreamError(f"Upstream error in stream: {message}")
         out: list[StreamEvent] = []
         if not self.started:
-            self.started = True
-            out.append(StreamStart(str(chunk.get("id") or new_id("chatcmpl-")), str(chunk.get("model") or "")))
+            out.extend(self._start(str(chunk.get("id") or new_id("chatcmpl-")), str(chunk.get("model") or "")))
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out.extend(self._ensure("thinking"))
-                out.append(ThinkingDelta(self.next_index - 1, reasoning))
-            for key in ("content", "refusal"):
-                text = delta.get(key)
-                if isinstance(text, str) and text:
-                    out.extend(self._ensure("text"))
-                    out.append(TextDelta(self.next_index - 1, text))
-            for position, call in enumerate(delta.get("tool_calls") or ()):
-                slot = call.get("index", position)
-                function = call.get("function") or {}
-                if slot not in self.tools:
-                    out.extend(self._close())
-                    index = self.tools[slot] = self.next_index
-                    self.next_index += 1
-                    self.open_index, self.open_kind = index, "tool"
-                    name = str(function.get("name") or "")
-                    out.append(BlockStart(index, ToolUsePart(str(call.get("id") or new_id("call_")), name, "")))
-                arguments = function.get("arguments")
-                if isinstance(arguments, str) and arguments:
-                    out.append(ToolInputDelta(self.tools[slot], arguments))
-            finish = choice.get("finish_reason")
-            if finish:
-                self.saw_finish = True
-                self.stop_reason = STOP_REASONS.get(finish, "end_turn")
-                out.extend(self._close())
+            number = choice.get("index", 0)
+            if not self.several:
+                if number == 0:
+                    out.extend(self.choices[0].feed(choice))
+            elif isinstance(number, int) and 0 <= number < len(self.choices):
+                state = self.choices[number]
+                events = state.feed(choice)
+                if state.saw_finish and not state.ended:
+                    events += state.end()
+                out.extend(ChoiceEvent(number, event) for event in events)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = decode_usage(usage)
         return out
 
-    def _ensure(self, kind: str) -> list[StreamEvent]:
+    def _start(self, id: str, model: str) -> list[StreamEvent]:
+        self.started = True
+        if not self.several:
+            return [StreamStart(id, model)]
+        return [ChoiceEvent(number, StreamStart(id, model)) for number in range(len(self.choices))]
+
+    def finish(self, *, done: bool = False) -> list[StreamEvent]:
+        """The end of the upstream's stream: at `[DONE]`, or when the connection closed."""
+        if self.ended:
+            return []
+        if not done and not all(choice.saw_finish for choice in self.choices):
+            raise UpstreamError("Upstream stream ended before it finished")
+        self.ended = True
+        out = [] if self.started else self._start(new_id("chatcmpl-"), "")
+        first = self.choices[0]
+        if not self.several:
+            return [*out, *first.close(), StreamEnd(first.stop_reason or "end_turn", self.usage)]
+        for number, choice in enumerate(self.choices):
+            if not choice.ended:
+                out.extend(ChoiceEvent(number, event) for event in choice.end())
+        return [*out, StreamEnd(first.stop_reason or "end_turn", self.usage)]
+
+
+class _Choice:
+    """The blocks of one choice, opened and closed as its deltas arrive."""
+
+    def __init__(self) -> None:
+        self.next_index = 0
+        self.open_index: int | None = None
+        self.open_kind = ""
+        self.tools: dict[int, int] = {}
+        self.stop_reason: StopReason | None = None
+        self.saw_finish = False
+        self.ended = False
+
+    def feed(self, choice: dict[str, Any]) -> list[ChoiceStreamEvent]:
+        out: list[ChoiceStreamEvent] = []
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            out.extend(self._ensure("thinking"))
+            out.append(ThinkingDelta(self.next_index - 1, reasoning))
+        for key in ("content", "refusal"):
+            text = delta.get(key)
+            if isinstance(text, str) and text:
+                out.extend(self._ensure("text"))
+                out.append(TextDelta(self.next_index - 1, text))
+        for position, call in enumerate(delta.get("tool_calls") or ()):
+            slot = call.get("index", position)
+            function = call.get("function") or {}
+            if slot not in self.tools:
+                out.extend(self.close())
+                index = self.tools[slot] = self.next_index
+                self.next_index += 1
+                self.open_index, self.open_kind = index, "tool"
+                name = str(function.get("name") or "")
+                out.append(BlockStart(index, ToolUsePart(str(call.get("id") or new_id("call_")), name, "")))
+            arguments = function.get("arguments")
+            if isinstance(arguments, str) and arguments:
+                out.append(ToolInputDelta(self.tools[slot], arguments))
+        finish = choice.get("finish_reason")
+        if finish:
+            self.saw_finish = True
+            self.stop_reason = STOP_REASONS.get(finish, "end_turn")
+            out.extend(self.close())
+        return out
+
+    def _ensure(self, kind: str) -> list[ChoiceStreamEvent]:
         if self.open_index is not None and self.open_kind == kind:
             return []
-        out = self._close()
+        out = self.close()
         index = self.next_index
         self.next_index += 1
         self.open_index, self.open_kind = index, kind
         out.append(BlockStart(index, TextPart("") if kind == "text" else ThinkingPart("")))
         return out
 
-    def _close(self) -> list[StreamEvent]:
+    def close(self) -> list[ChoiceStreamEvent]:
         if self.open_index is None:
             return []
         index, self.open_index, self.open_kind = self.open_index, None, ""
         return [BlockStop(index)]
 
-    def finish(self, *, done: bool = False) -> list[StreamEvent]:
-        """The end of the upstream's stream: at `[DONE]`, or when the connection closed."""
-        if self.ended:
-            return []
-        if not done and not self.saw_finish:
-            raise UpstreamError("Upstream stream ended before it finished")
+    def end(self) -> list[ChoiceStreamEvent]:
+        """The end of this choice in a stream of several (whose usage comes once, for all)."""
         self.ended = True
-        out: list[StreamEvent] = []
-        if not self.started:
-            out.append(StreamStart(new_id("chatcmpl-"), ""))
-        out.extend(self._close())
-        out.append(StreamEnd(self.stop_reason or "end_turn", self.usage))
-        return out
+        return [*self.close(), StreamEnd(self.stop_reason or "end_turn")]

@@ -34,6 +34,10 @@ def cost(pricing: Pricing, usage: Usage) -> int:
     return max(MINIMUM_MILLI, token_cost(pricing, usage))
 
 
-def reservation(pricing: Pricing, input_tokens: int, max_output_tokens: int) -> int:
-    """The most a call can cost: its whole prompt uncached and every allowed output token."""
-    return cost(pricing, Usage(input_tokens=input_tokens, output_tokens=max_output_tokens))
+def reservation(
+    pricing: Pricing, input_tokens: int, max_output_tokens: int, *, choices: int = 1, prompts: int = 1
+) -> int:
+    """The most a call can cost: every allowed output token of each of its `choices`, and its
+    whole prompt uncached once per upstream call that reads it (`prompts`: one when the
+    upstream makes the choices itself, one per choice when each is a call of its own)."""
+    return cost(pricing, Usage(input_tokens=input_tokens * prompts, output_tokens=max_output_tokens * choices))

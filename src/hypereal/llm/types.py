@@ -14,6 +14,10 @@ A stream is a sequence of `StreamEvent`s: one `StreamStart`, then for each conte
 a `BlockStart`, deltas and a `BlockStop`, then one `StreamEnd` carrying the stop reason
 and the usage. An upstream failure in mid-stream is raised from the iterator as a
 `hypereal.errors.HyperealError`.
+
+A stream of several choices (Chat Completions' `n`) carries each choice's own sequence,
+from its `StreamStart` to its `StreamEnd`, wrapped in `ChoiceEvent`s and interleaved as
+they arrive, then one bare `StreamEnd` with the usage of them all.
 """
 
 from __future__ import annotations
@@ -167,6 +171,15 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
 
 @dataclass(slots=True)
 class Choice:
@@ -246,9 +259,20 @@ class StreamEnd:
     stop_sequence: str | None = None
 
 
-StreamEvent = (
+ChoiceStreamEvent = (
     StreamStart | BlockStart | TextDelta | ThinkingDelta | SignatureDelta | ToolInputDelta | BlockStop | StreamEnd
 )
+
+
+@dataclass(slots=True)
+class ChoiceEvent:
+    """An event of choice number `choice` in a stream that carries several."""
+
+    choice: int
+    event: ChoiceStreamEvent
+
+
+StreamEvent = ChoiceStreamEvent | ChoiceEvent
 
 
 class Accumulator:
@@ -264,6 +288,8 @@ class Accumulator:
         self.start_usage = Usage()
         self.output_chars = 0
         self.ended = False
+        self.choices: dict[int, Accumulator] = {}
+        """One per choice, when the stream carries several."""
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
@@ -298,17 +324,37 @@ class Accumulator:
             self.stop_sequence = event.stop_sequence
             self.usage = event.usage
             self.ended = True
+        elif isinstance(event, ChoiceEvent):
+            self._add_to_choice(event)
+
+    def _add_to_choice(self, event: ChoiceEvent) -> None:
+        choice = self.choices.get(event.choice)
+        if choice is None:
+            choice = self.choices[event.choice] = Accumulator()
+        before = choice.output_chars
+        choice.add(event.event)
+        self.output_chars += choice.output_chars - before
+        if isinstance(event.event, StreamStart):
+            self.id = self.id or event.event.id
+            self.model = self.model or event.event.model
+            self.start_usage = self.start_usage + event.event.usage
+
+    def content(self) -> list[OutputPart]:
+        return [self.blocks[index] for index in sorted(self.blocks)]
 
     def response(self) -> ChatResponse:
-        content = [self.blocks[index] for index in sorted(self.blocks)]
+        """The answer so far; of several choices, the first is the main one and the others extra."""
+        choices = [self.choices[number] for number in sorted(self.choices)] or [self]
+        main = choices[0]
         usage = self.usage or Usage(input_tokens=self.start_usage.input_tokens)
         return ChatResponse(
             id=self.id,
             model=self.model,
-            content=content,
-            stop_reason=self.stop_reason,
+            content=main.content(),
+            stop_reason=main.stop_reason,
             usage=usage,
-            stop_sequence=self.stop_sequence,
+            stop_sequence=main.stop_sequence,
+            extra_choices=[Choice(extra.content(), extra.stop_reason, extra.stop_sequence) for extra in choices[1:]],
         )
 
 

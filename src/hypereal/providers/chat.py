@@ -76,9 +76,14 @@ class ChatProvider(abc.ABC):
     ) -> AsyncIterator[sse.Event]:
         raise NotImplementedError(f"{self.type} does not forward {protocol}")
 
-    def forwards(self, protocol: Protocol) -> bool:
-        """Whether a client speaking `protocol` can be forwarded to this upstream as is."""
+    def forwards(self, protocol: Protocol, model: str) -> bool:
+        """Whether a client speaking `protocol` to `model` can be forwarded to this upstream as is."""
         return protocol in self.passthrough
+
+    def native_choices(self, model: str) -> bool:
+        """Whether one call to `model` answers with the `n` choices a request asks for, billing
+        its prompt once; when not, the gateway makes one call per choice."""
+        return False
 
     def available(self) -> bool:
         return self.config.configured

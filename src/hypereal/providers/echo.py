@@ -10,7 +10,9 @@ It answers on every surface and behaves like a real upstream in the ways clients
 - when thinking or reasoning is asked for, it thinks first, in a signed thinking block;
 - it honours `max_tokens` (stopping with `max_tokens`) and stop sequences;
 - in JSON mode it answers `{"echo": ...}`;
-- usage follows `hypereal.llm.tokens`, so callers can predict it exactly.
+- usage follows `hypereal.llm.tokens`, so callers can predict it exactly;
+- it answers one choice per call, like an upstream without `n`: the gateway asks it once
+  per choice and bills each call's prompt.
 
 Option `token_delay_seconds` slows the stream down, for testing clients that disconnect.
 """
@@ -32,7 +34,6 @@ from hypereal.llm.types import (
     BlockStop,
     ChatRequest,
     ChatResponse,
-    Choice,
     SignatureDelta,
     StopReason,
     StreamEnd,
@@ -68,11 +69,7 @@ class EchoProvider(ChatProvider):
         accumulator = Accumulator()
         async for event in self.stream(request):
             accumulator.add(event)
-        response = accumulator.response()
-        response.extra_choices = [
-            Choice(response.content, response.stop_reason, response.stop_sequence) for _ in range(request.n - 1)
-        ]
-        return response
+        return accumulator.response()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         input_tokens = tokens.request_tokens(request)

@@ -41,6 +41,14 @@ class OpenAIProvider(HttpChatProvider):
     def uses_responses(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.responses_models)
 
+    def forwards(self, protocol: Protocol, model: str) -> bool:
+        # A Chat Completions client of a model served only by the Responses API is translated.
+        return super().forwards(protocol, model) and not (protocol == "openai-chat" and self.uses_responses(model))
+
+    def native_choices(self, model: str) -> bool:
+        # The Responses API has no `n`.
+        return not self.uses_responses(model)
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         if self.uses_responses(request.model):
             body = openai_responses.encode_request(_one_shot(request))
@@ -60,7 +68,7 @@ class OpenAIProvider(HttpChatProvider):
             for decoded in responses.finish():
                 yield decoded
             return
-        chat = ChatStreamDecoder()
+        chat = ChatStreamDecoder(choices=streaming.n)
         body = openai_chat.encode_request(streaming, max_tokens_field=self.max_tokens_field)
         async for event in self.post_events(PATHS["openai-chat"], body):
             for decoded in chat.feed(event.data):

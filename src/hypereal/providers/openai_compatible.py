@@ -29,5 +29,5 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     passthrough: ClassVar[frozenset[Protocol]] = frozenset({"openai-chat"})
 
-    def forwards(self, protocol: Protocol) -> bool:
+    def forwards(self, protocol: Protocol, model: str) -> bool:
         return protocol == "openai-chat" or (protocol == "openai-responses" and self.speaks_responses)
