@@ -4,6 +4,9 @@ Traps handled: tool-call arguments arrive split across chunks (and each call is 
 only by its `index`), usage comes in a last chunk with no choices after the finish reason,
 and OpenAI-compatible servers may close the stream without `[DONE]` once they finished.
 A stream that closes before any finish reason was cut, and says so.
+
+Custom tool calls stream as `{"type": "custom", "custom": {"name", "input"}}` pieces of a
+tool call, the shape OpenAI sends though its published chunk schema lists only functions.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError
+from hypereal.llm.custom_tools import StreamUnwrapper
 from hypereal.llm.openai_chat import FINISH_REASONS, STOP_REASONS, decode_usage, encode_usage
 from hypereal.llm.types import (
     BlockStart,
@@ -43,6 +47,7 @@ class StreamEncoder:
         self.created = created or int(time.time())
         self.id = new_id("chatcmpl-")
         self.tool_index: dict[int, int] = {}
+        self.custom_blocks: set[int] = set()
         self._prefix = b""
         usage_field = b',"usage":null' if include_usage else b""
         self._suffix = b',"logprobs":null,"finish_reason":null}]' + usage_field + b"}\n\n"
@@ -64,6 +69,8 @@ class StreamEncoder:
             if not event.partial_json:
                 return b""
             slot = self.tool_index.get(event.index, 0)
+            if event.index in self.custom_blocks:
+                return self._delta({"tool_calls": [{"index": slot, "custom": {"input": event.partial_json}}]})
             return self._delta({"tool_calls": [{"index": slot, "function": {"arguments": event.partial_json}}]})
         if isinstance(event, ThinkingDelta):
             return self._delta({"reasoning_content": event.text}) if event.text else b""
@@ -71,6 +78,15 @@ class StreamEncoder:
             part = event.part
             if isinstance(part, ToolUsePart):
                 slot = self.tool_index[event.index] = len(self.tool_index)
+                if part.custom:
+                    self.custom_blocks.add(event.index)
+                    custom = {
+                        "index": slot,
+                        "id": part.id,
+                        "type": "custom",
+                        "custom": {"name": part.name, "input": ""},
+                    }
+                    return self._delta({"tool_calls": [custom]})
                 function = {"name": part.name, "arguments": ""}
                 call = {"index": slot, "id": part.id, "type": "function", "function": function}
                 return self._delta({"tool_calls": [call]})
@@ -105,9 +121,13 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """`chat.completion.chunk` payloads from an upstream → canonical events."""
+    """`chat.completion.chunk` payloads from an upstream → canonical events.
 
-    def __init__(self) -> None:
+    `custom_names` are the custom tools offered as functions, whose calls are unwrapped.
+    """
+
+    def __init__(self, custom_names: frozenset[str] = frozenset()) -> None:
+        self.unwrapper = StreamUnwrapper(custom_names)
         self.started = False
         self.ended = False
         self.next_index = 0
@@ -149,18 +169,7 @@ class StreamDecoder:
                     out.extend(self._ensure("text"))
                     out.append(TextDelta(self.next_index - 1, text))
             for position, call in enumerate(delta.get("tool_calls") or ()):
-                slot = call.get("index", position)
-                function = call.get("function") or {}
-                if slot not in self.tools:
-                    out.extend(self._close())
-                    index = self.tools[slot] = self.next_index
-                    self.next_index += 1
-                    self.open_index, self.open_kind = index, "tool"
-                    name = str(function.get("name") or "")
-                    out.append(BlockStart(index, ToolUsePart(str(call.get("id") or new_id("call_")), name, "")))
-                arguments = function.get("arguments")
-                if isinstance(arguments, str) and arguments:
-                    out.append(ToolInputDelta(self.tools[slot], arguments))
+                out.extend(self._tool_call(call.get("index", position), call))
             finish = choice.get("finish_reason")
             if finish:
                 self.saw_finish = True
@@ -169,6 +178,27 @@ class StreamDecoder:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = decode_usage(usage)
+        return out
+
+    def _tool_call(self, slot: int, call: dict[str, Any]) -> list[StreamEvent]:
+        custom = call.get("custom")
+        is_custom = call.get("type") == "custom" or (isinstance(custom, dict) and bool(custom))
+        named = (custom if is_custom else call.get("function")) or {}
+        out: list[StreamEvent] = []
+        if slot not in self.tools:
+            out.extend(self._close())
+            index = self.tools[slot] = self.next_index
+            self.next_index += 1
+            self.open_index, self.open_kind = index, "tool"
+            part = ToolUsePart(str(call.get("id") or new_id("call_")), str(named.get("name") or ""), "", is_custom)
+            out.append(BlockStart(index, self.unwrapper.start(index, part)))
+        piece = named.get("input" if is_custom else "arguments")
+        if isinstance(piece, str) and piece:
+            out.extend(
+                [ToolInputDelta(self.tools[slot], piece)]
+                if is_custom
+                else self.unwrapper.delta(self.tools[slot], piece)
+            )
         return out
 
     def _ensure(self, kind: str) -> list[StreamEvent]:
@@ -185,7 +215,7 @@ class StreamDecoder:
         if self.open_index is None:
             return []
         index, self.open_index, self.open_kind = self.open_index, None, ""
-        return [BlockStop(index)]
+        return [*self.unwrapper.stop(index), BlockStop(index)]
 
     def finish(self, *, done: bool = False) -> list[StreamEvent]:
         """The end of the upstream's stream: at `[DONE]`, or when the connection closed."""
