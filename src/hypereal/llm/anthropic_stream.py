@@ -56,6 +56,8 @@ class StreamEncoder:
         self.id = new_id("msg_")
         self.out_index: dict[int, int] = {}
         self.pending_text: set[int] = set()
+        self.custom_calls: dict[int, bool] = {}
+        """Open custom calls, sent as `{"input": "..."}` JSON: whether that JSON was begun."""
         self.next_out = 0
 
     def _open(self, index: int, block: dict[str, Any]) -> bytes:
@@ -81,7 +83,11 @@ class StreamEncoder:
         if isinstance(event, ToolInputDelta):
             if not event.partial_json:
                 return b""
-            return self._delta(event.index, {"type": "input_json_delta", "partial_json": event.partial_json})
+            piece = event.partial_json
+            if event.index in self.custom_calls:
+                piece = ("" if self.custom_calls[event.index] else '{"input":"') + orjson.dumps(piece).decode()[1:-1]
+                self.custom_calls[event.index] = True
+            return self._delta(event.index, {"type": "input_json_delta", "partial_json": piece})
         if isinstance(event, ThinkingDelta):
             return self._delta(event.index, {"type": "thinking_delta", "thinking": event.text}) if event.text else b""
         if isinstance(event, SignatureDelta):
@@ -94,6 +100,8 @@ class StreamEncoder:
             if isinstance(part, ThinkingPart):
                 return self._open(event.index, {"type": "thinking", "thinking": "", "signature": ""})
             if isinstance(part, ToolUsePart):
+                if part.custom:
+                    self.custom_calls[event.index] = False
                 return self._open(event.index, {"type": "tool_use", "id": part.id, "name": part.name, "input": {}})
             if isinstance(part, WebSearchPart):
                 return b""  # without Anthropic's encrypted results it could not be sent back
@@ -104,7 +112,11 @@ class StreamEncoder:
             out = self.out_index.get(event.index)
             if out is None:
                 return b""
-            return _event("content_block_stop", {"type": "content_block_stop", "index": out})
+            closing = b""
+            if event.index in self.custom_calls:
+                ending = '"}' if self.custom_calls.pop(event.index) else '{"input":""}'
+                closing = self._delta(event.index, {"type": "input_json_delta", "partial_json": ending})
+            return closing + _event("content_block_stop", {"type": "content_block_stop", "index": out})
         if isinstance(event, StreamStart):
             usage = event.usage if event.usage.input_tokens else Usage(input_tokens=self.input_tokens)
             message: dict[str, Any] = {

@@ -375,6 +375,8 @@ def decode_output_item(item: dict[str, Any]) -> list[OutputPart]:
         summary = item.get("summary") or []
         text = "\n\n".join(str(part.get("text") or "") for part in summary if isinstance(part, dict))
         signature = item.get("encrypted_content")
+        if not text and not isinstance(signature, str):
+            return []  # reasoning kept hidden at OpenAI: nothing to show or send back
         return [ThinkingPart(text, signature if isinstance(signature, str) else None)]
     return []
 
