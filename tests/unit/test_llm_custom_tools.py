@@ -14,6 +14,7 @@ from hypereal.llm.anthropic_stream import StreamEncoder as AnthropicEncoder
 from hypereal.llm.custom_tools import InputUnwrapper
 from hypereal.llm.openai_chat_stream import StreamDecoder as ChatDecoder
 from hypereal.llm.openai_responses_stream import StreamEncoder as ResponsesEncoder
+from hypereal.llm.responses_store import decode_conversation, encode_conversation
 from hypereal.llm.types import (
     Accumulator,
     BlockStart,
@@ -199,6 +200,16 @@ def test_a_search_cut_short_by_pause_turn_still_reaches_the_client() -> None:
     response = accumulator.response()
     assert response.content == [WebSearchPart("srvtoolu_1", "x")]
     assert response.stop_reason == "pause_turn"
+
+
+def test_stored_conversations_keep_custom_calls_and_searches() -> None:
+    conversation = [
+        Message("user", [TextPart("fix it")]),
+        Message(
+            "assistant", [WebSearchPart("ws_1", "python", failed=True), ToolUsePart("c1", "apply_patch", PATCH, True)]
+        ),
+    ]
+    assert decode_conversation(encode_conversation(conversation)) == conversation
 
 
 # ---------------------------------------------------------------- hosted tools
