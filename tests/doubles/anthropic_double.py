@@ -8,10 +8,15 @@
 Answers are deterministic: "Hello from Claude: <last user text>"; with `thinking` enabled a
 signed thinking block comes first; when tools are offered and the last user text says
 "call" (or `tool_choice` demands it) the answer is a `tool_use` of the first (or named)
-tool with `{"city": "Paris"}`, its JSON split over several deltas; after a tool result the
-text reports it. With a `temperature` above 0 a text answer varies as sampling would:
-it ends with " #k", k counting the double's answers. Usage: input 11 tokens (3 of them
-read from cache), output = deltas.
+tool with `{"city": "Paris"}`, its JSON split over several deltas; a tool whose schema is
+the one string `input` (a custom tool offered as a function) gets `{"input": PATCH}`
+instead, its JSON cut into many small pieces. When the `web_search_20250305` server tool
+is offered and the text says "search", the answer is a search as Anthropic's web search
+tool gives it: `server_tool_use`, `web_search_tool_result`, then text citing a result
+(`citations_delta` when streaming). After a tool result the text reports it. With a
+`temperature` above 0 a text answer varies as sampling would: it ends with " #k", k
+counting the double's answers. Usage: input 11 tokens (3 of them read from cache),
+output = deltas.
 
 Faults: `fail_next(status, type)`; `cut_after(n)` closes the next stream after n events;
 `error_after(n)` sends an `overloaded_error` event after n events. `requests` records bodies.
@@ -20,6 +25,7 @@ Faults: `fail_next(status, type)`; `cut_after(n)` closes the next stream after n
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import orjson
@@ -27,6 +33,29 @@ from aiohttp import web
 
 from tests.doubles.openai_double import Received
 
+PATCH = (
+    "*** Begin Patch\n*** Update File: hello.py\n@@\n-print('hi')\n"
+    '+print("héllo, \\"wörld\\"\t✓ 🌍")\n*** End Patch\n'
+)
+"""The input of every custom-tool call: quotes, a backslash, a tab, accents and a non-BMP character."""
+SEARCH_ID = "srvtoolu_double_1"
+SEARCH_RESULTS = [
+    {
+        "type": "web_search_result",
+        "url": "https://www.python.org/downloads/",
+        "title": "Download Python",
+        "encrypted_content": "EqgfCioIARgBIiQ3YTAw",
+        "page_age": "2 days ago",
+    },
+    {
+        "type": "web_search_result",
+        "url": "https://docs.python.org/3/whatsnew/",
+        "title": "What's New in Python",
+        "encrypted_content": "EqgfCioIARgBIiQ3YTAx",
+        "page_age": None,
+    },
+]
+SEARCH_ANSWER = "The latest Python release is listed on the downloads page."
 INPUT_TOKENS = 8
 CACHE_READ_TOKENS = 3
 SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
@@ -53,6 +82,36 @@ def last_user(messages: list[dict[str, Any]]) -> tuple[str, str | None]:
                 return "", text
         return " ".join(b.get("text", "") for b in content or [] if b.get("type") == "text"), None
     return "", None
+
+
+def is_custom_wrapper(tool: dict[str, Any]) -> bool:
+    """A tool whose input is one string `input`: how a gateway offers a custom (freeform) tool."""
+    schema = tool.get("input_schema") or {}
+    return list(schema.get("properties") or {}) == ["input"] and schema["properties"]["input"].get("type") == "string"
+
+
+def json_pieces(value: dict[str, Any]) -> list[str]:
+    """A tool input's JSON as the deltas that stream it: `{"city": "Paris"}` in three, anything else in many."""
+    if value == {"city": "Paris"}:
+        return ["", '{"city"', ': "Par', 'is"}']
+    text = json.dumps(value)  # ASCII, so escapes and surrogate pairs are cut too
+    return ["", *(text[start : start + 5] for start in range(0, len(text), 5))]
+
+
+def search_blocks(text: str) -> list[dict[str, Any]]:
+    citation = {
+        "type": "web_search_result_location",
+        "url": SEARCH_RESULTS[0]["url"],
+        "title": SEARCH_RESULTS[0]["title"],
+        "encrypted_index": "Eo8BCioIAhgBIiQy",
+        "cited_text": "Python 3.14.0 is the newest major release of the Python programming language.",
+    }
+    return [
+        {"type": "server_tool_use", "id": SEARCH_ID, "name": "web_search", "input": {"query": text}},
+        {"type": "web_search_tool_result", "tool_use_id": SEARCH_ID, "content": SEARCH_RESULTS},
+        {"type": "text", "text": "Based on the search results, "},
+        {"type": "text", "text": SEARCH_ANSWER, "citations": [citation]},
+    ]
 
 
 class AnthropicDouble:
@@ -119,7 +178,9 @@ class AnthropicDouble:
                     return self._error(400, "invalid_request_error", "text content blocks must be non-empty")
 
         text, tool_output = last_user(body["messages"])
-        tools = body.get("tools") or []
+        offered = body.get("tools") or []
+        tools = [tool for tool in offered if tool.get("type") in (None, "custom")]
+        searches = any(tool.get("type") == "web_search_20250305" for tool in offered)
         choice = body.get("tool_choice") or {}
         blocks: list[dict[str, Any]] = []
         if (body.get("thinking") or {}).get("type") == "enabled":
@@ -127,11 +188,15 @@ class AnthropicDouble:
         stop_reason = "end_turn"
         if tool_output is not None:
             blocks.append({"type": "text", "text": f"The tool said {tool_output}"})
+        elif searches and "search" in text.lower():
+            blocks += search_blocks(text)
         elif (
             tools and choice.get("type") != "none" and ("call" in text.lower() or choice.get("type") in ("any", "tool"))
         ):
             name = choice.get("name") if choice.get("type") == "tool" else tools[0]["name"]
-            blocks.append({"type": "tool_use", "id": "toolu_double_1", "name": name, "input": {"city": "Paris"}})
+            tool = next((tool for tool in tools if tool["name"] == name), tools[0])
+            arguments = {"input": PATCH} if is_custom_wrapper(tool) else {"city": "Paris"}
+            blocks.append({"type": "tool_use", "id": "toolu_double_1", "name": name, "input": arguments})
             stop_reason = "tool_use"
         else:
             blocks.append({"type": "text", "text": f"Hello from Claude: {text}{self._sample(body)}"})
@@ -195,10 +260,10 @@ class AnthropicDouble:
                     }
                 )
                 deltas += 1
-            elif block["type"] == "tool_use":
-                shell = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            elif block["type"] in ("tool_use", "server_tool_use"):
+                shell = {**block, "input": {}}
                 events.append({"type": "content_block_start", "index": index, "content_block": shell})
-                for piece in ("", '{"city"', ': "Par', 'is"}'):
+                for piece in json_pieces(block["input"]):
                     events.append(
                         {
                             "type": "content_block_delta",
@@ -207,10 +272,16 @@ class AnthropicDouble:
                         }
                     )
                     deltas += 1
+            elif block["type"] == "web_search_tool_result":
+                events.append({"type": "content_block_start", "index": index, "content_block": block})
             else:
-                events.append(
-                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
-                )
+                shell = {"type": "text", "text": ""}
+                if "citations" in block:
+                    shell["citations"] = []
+                events.append({"type": "content_block_start", "index": index, "content_block": shell})
+                for citation in block.get("citations", []):
+                    delta = {"type": "citations_delta", "citation": citation}
+                    events.append({"type": "content_block_delta", "index": index, "delta": delta})
                 words = block["text"].split(" ")
                 for position, word in enumerate(words):
                     piece = word + (" " if position < len(words) - 1 else "")

@@ -5,7 +5,9 @@ models: `double-gpt` on an OpenAI double, `double-claude` on an Anthropic double
 `double-compat` on an OpenAI-compatible route to the OpenAI double, beside the built-in
 `local-echo`. Each test asks one surface (Chat Completions, Responses, Messages), sync or
 async, streaming or not, for a plain answer and for a tool call, and checks the answer the
-SDK parsed. Same-protocol pairs are forwarded; every other pair is translated.
+SDK parsed. Same-protocol pairs are forwarded; every other pair is translated. Codex's
+tools close the file: its `apply_patch` custom tool and OpenAI's web search on a Claude
+model, and the hosted tools that no translated route can run.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import httpx
 import openai
 import pytest
 
+from hypereal.llm import custom_tools
 from tests.conftest import ADMIN_HEADERS, Server
+from tests.doubles import anthropic_double
 from tests.doubles.anthropic_double import AnthropicDouble
 from tests.doubles.openai_double import BackgroundServer, OpenAIDouble
 
@@ -234,3 +238,183 @@ async def test_async_text_and_tools(stack: Stack, surface: str, model: str, stre
     )
     assert plain.text == EXPECTED_TEXT[model] and plain.tool is None
     assert tooled.tool == "get_weather" and tooled.tool_input == {"city": EXPECTED_CITY[model]}
+
+
+# ---------------------------------------------------------------- Codex's tools on a Claude model
+
+APPLY_PATCH = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Use the `apply_patch` tool to edit files.",
+    "format": {
+        "type": "grammar",
+        "syntax": "lark",
+        "definition": 'start: "*** Begin Patch" LF hunk+ "*** End Patch" LF?\n%import common.LF\n',
+    },
+}
+
+
+def _responses_events(stack: Stack, **kwargs: Any) -> list[Any]:
+    client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
+    return list(client.responses.create(stream=True, **kwargs))
+
+
+def _final_output(stack: Stack, stream: bool, **kwargs: Any) -> list[Any]:
+    if not stream:
+        client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
+        return list(client.responses.create(**kwargs).output)
+    events = _responses_events(stack, **kwargs)
+    assert events[-1].type == "response.completed"
+    return list(events[-1].response.output)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_codex_apply_patch_reaches_a_claude_model_and_comes_back_as_raw_text(stack: Stack, stream: bool) -> None:
+    claude = stack.anthropic_double
+    output = _final_output(
+        stack, stream, model="double-claude", input="Please call apply_patch to fix hello.py", tools=[APPLY_PATCH]
+    )
+    assert [item.type for item in output] == ["custom_tool_call"]
+    call = output[0]
+    assert (call.name, call.input, call.status) == ("apply_patch", anthropic_double.PATCH, "completed")
+    offered = claude.requests[-1].body["tools"]
+    assert offered == [
+        {
+            "name": "apply_patch",
+            "description": "Use the `apply_patch` tool to edit files.\n\n"
+            "Put the tool's whole input, as raw text, in the string field `input`.\n\n"
+            "The input must follow this lark grammar:\n" + APPLY_PATCH["format"]["definition"],  # type: ignore[index]
+            "input_schema": custom_tools.INPUT_SCHEMA,
+        }
+    ]
+
+    second_turn = [
+        {"type": "message", "role": "user", "content": "Please call apply_patch to fix hello.py"},
+        {"type": "custom_tool_call", "call_id": call.call_id, "name": "apply_patch", "input": call.input},
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done! Updated hello.py"},
+    ]
+    answer = _final_output(stack, stream, model="double-claude", input=second_turn, tools=[APPLY_PATCH])
+    assert [item.type for item in answer] == ["message"]
+    assert answer[0].content[0].text == "The tool said Done! Updated hello.py"
+    messages = claude.requests[-1].body["messages"]
+    assert messages[1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": call.call_id,
+                    "name": "apply_patch",
+                    "input": {"input": anthropic_double.PATCH},
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": call.call_id,
+                    "content": [{"type": "text", "text": "Done! Updated hello.py"}],
+                }
+            ],
+        },
+    ]
+
+
+def test_codex_apply_patch_streams_its_input_in_pieces(stack: Stack) -> None:
+    events = _responses_events(
+        stack, model="double-claude", input="Please call apply_patch to fix hello.py", tools=[APPLY_PATCH]
+    )
+    deltas = [event.delta for event in events if event.type == "response.custom_tool_call_input.delta"]
+    assert len(deltas) > 10 and "".join(deltas) == anthropic_double.PATCH
+    (done,) = [event for event in events if event.type == "response.custom_tool_call_input.done"]
+    assert done.input == anthropic_double.PATCH
+
+
+def test_chat_completions_custom_tool_on_a_claude_model(stack: Stack) -> None:
+    client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
+    custom = {key: value for key, value in APPLY_PATCH.items() if key != "type"}
+    fmt = APPLY_PATCH["format"]
+    assert isinstance(fmt, dict)
+    custom["format"] = {"type": "grammar", "grammar": {"syntax": "lark", "definition": fmt["definition"]}}
+    kwargs: dict[str, Any] = {
+        "model": "double-claude",
+        "messages": [{"role": "user", "content": "Fix hello.py"}],
+        "tools": [{"type": "custom", "custom": custom}],
+        "tool_choice": {"type": "custom", "custom": {"name": "apply_patch"}},
+    }
+    message = client.chat.completions.create(**kwargs).choices[0].message
+    assert message.tool_calls is not None and len(message.tool_calls) == 1
+    call = message.tool_calls[0]
+    assert call.type == "custom" and (call.custom.name, call.custom.input) == ("apply_patch", anthropic_double.PATCH)
+    assert stack.anthropic_double.requests[-1].body["tool_choice"] == {"type": "tool", "name": "apply_patch"}
+
+    pieces: list[str] = []
+    for chunk in client.chat.completions.create(stream=True, **kwargs):
+        for delta in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+            assert delta.model_extra is not None
+            pieces.append(delta.model_extra["custom"]["input"])
+    assert len(pieces) > 10 and "".join(pieces) == anthropic_double.PATCH
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_web_search_on_a_claude_model_is_a_web_search_call_with_citations(stack: Stack, stream: bool) -> None:
+    output = _final_output(
+        stack,
+        stream,
+        model="double-claude",
+        input="Please search for the latest Python",
+        tools=[{"type": "web_search"}],
+    )
+    assert [item.type for item in output][:2] == ["web_search_call", "message"]
+    search = output[0]
+    assert (search.status, search.action.type, search.action.query) == (
+        "completed",
+        "search",
+        "Please search for the latest Python",
+    )
+    texts = [part for item in output[1:] for part in item.content]
+    assert "".join(part.text for part in texts) == "Based on the search results, " + anthropic_double.SEARCH_ANSWER
+    cited = texts[-1].annotations
+    assert [(a.type, a.url, a.title, a.start_index, a.end_index) for a in cited] == [
+        ("url_citation", "https://www.python.org/downloads/", "Download Python", 0, len(anthropic_double.SEARCH_ANSWER))
+    ]
+    tools = stack.anthropic_double.requests[-1].body["tools"]
+    assert tools == [{"type": "web_search_20250305", "name": "web_search"}]
+
+
+@pytest.mark.parametrize(
+    ("model", "tool", "upstream"),
+    [
+        ("double-claude", {"type": "file_search", "vector_store_ids": ["vs_1"]}, "Anthropic Messages"),
+        ("double-claude", {"type": "code_interpreter", "container": {"type": "auto"}}, "Anthropic Messages"),
+        ("double-compat", {"type": "web_search"}, "Chat Completions"),
+    ],
+)
+def test_a_hosted_tool_the_upstream_cannot_run_is_a_400_naming_it(
+    stack: Stack, model: str, tool: dict[str, Any], upstream: str
+) -> None:
+    before, calls = stack.balance(), len(stack.anthropic_double.requests) + len(stack.openai_double.requests)
+    client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=model, input="Hello gateway", tools=[WEATHER_TOOL | {"type": "function"}, tool])
+    assert refused.value.status_code == 400
+    assert refused.value.body == {
+        "message": f"Tool type '{tool['type']}' cannot run at this model's upstream ({upstream}); "
+        "leave it out or pick a model whose upstream runs it",
+        "type": "invalid_request_error",
+        "param": "tools.1",
+        "code": None,
+        "field": "tools.1",
+    }
+    assert stack.balance() == before, "refunded in full"
+    assert len(stack.anthropic_double.requests) + len(stack.openai_double.requests) == calls, "no upstream call"
+
+
+def test_hosted_tools_are_forwarded_untouched_to_openai(stack: Stack) -> None:
+    client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
+    tools: list[Any] = [{"type": "file_search", "vector_store_ids": ["vs_1"]}, {"type": "web_search_preview"}]
+    response = client.responses.create(model="double-gpt", input="Hello gateway", tools=tools)
+    assert response.output_text == f"Hello from OpenAI: {PROMPT}"
+    assert stack.openai_double.requests[-1].body["tools"] == tools

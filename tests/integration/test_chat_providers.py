@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
+from hypereal.llm import custom_tools
 from hypereal.llm.types import (
     Accumulator,
     ChatRequest,
+    HostedTool,
     Message,
     StreamEnd,
     TextPart,
@@ -209,6 +211,37 @@ async def test_openai_compatible_sends_max_tokens_and_forwards_only_chat(
     with_responses = OpenAICompatibleProvider(config.model_copy(update={"options": {"responses": True}}))
     assert with_responses.forwards("openai-responses", "m")
     await provider.close()
+
+
+async def test_openai_gets_custom_tools_natively_and_compatible_servers_as_functions(
+    openai_provider: OpenAIProvider, gpt: OpenAIDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patch = Tool("apply_patch", "Edits files", kind="custom", format={"type": "text"})
+    web_search = HostedTool({"type": "web_search"}, "tools.1")
+    await openai_provider.complete(request(tools=[patch]))
+    assert gpt.requests[-1].body["tools"] == [
+        {"type": "custom", "custom": {"name": "apply_patch", "description": "Edits files", "format": {"type": "text"}}}
+    ]
+    await openai_provider.complete(request(tools=[patch], hosted_tools=[web_search]))
+    sent = gpt.requests[-1]
+    assert sent.path == "/v1/responses", "only the Responses API runs web search"
+    assert sent.body["tools"] == [
+        {"type": "custom", "name": "apply_patch", "description": "Edits files", "format": {"type": "text"}},
+        {"type": "web_search"},
+    ]
+
+    monkeypatch.setenv("TEST_COMPAT_KEY", gpt.key)
+    compatible = OpenAICompatibleProvider(
+        ProviderConfig(type="openai-compatible", api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
+    )
+    await compatible.complete(request(tools=[patch]))
+    (offered,) = gpt.requests[-1].body["tools"]
+    assert offered["type"] == "function" and offered["function"]["parameters"] == custom_tools.INPUT_SCHEMA
+    with pytest.raises(ValidationFailed, match=r"'web_search' cannot run .*Chat Completions") as refused:
+        await compatible.complete(request(tools=[patch], hosted_tools=[web_search]))
+    assert refused.value.fields == {"field": "tools.1"}
+    await openai_provider.close()
+    await compatible.close()
 
 
 async def test_stream_cut_mid_way_raises_after_the_partial_output(

@@ -19,6 +19,11 @@ def user(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
+def answering(first: httpx.Response, output: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Responses body that continues `first` with a tool's output."""
+    return {"model": "local-echo", "previous_response_id": first.json()["id"], "input": [output], "tools": tools}
+
+
 @pytest.mark.parametrize("prefix", ["/api/v1", "/v1"])
 async def test_native_chat_answers_with_credits_used(
     client: httpx.AsyncClient, make_account: MakeAccount, prefix: str
@@ -125,18 +130,45 @@ async def test_responses_previous_response_id_continues_the_conversation(
         headers=account.headers,
     )
     call = next(item for item in first.json()["output"] if item["type"] == "function_call")
-    follow = {
-        "model": "local-echo",
-        "previous_response_id": first.json()["id"],
-        "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "42"}],
-        "tools": tools,
-    }
+    follow = answering(first, {"type": "function_call_output", "call_id": call["call_id"], "output": "42"}, tools)
     second = await client.post("/api/v1/responses", json=follow, headers=account.headers)
     assert second.status_code == 200
     assert second.json()["output"][-1]["content"][0]["text"] == "The tool returned: 42"
     stolen = await client.post("/api/v1/responses", json=follow, headers=other.headers)
     assert stolen.status_code == 404, "another account's response is not found"
     assert stolen.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_responses_custom_tool_call_continues_through_a_stored_response(
+    client: httpx.AsyncClient, make_account: MakeAccount
+) -> None:
+    account = await make_account()
+    tools = [{"type": "custom", "name": "apply_patch", "format": {"type": "text"}}, {"type": "local_shell"}]
+    prompt = 'call apply_patch with "quotes"\nand ünïcode'
+    first = await client.post(
+        "/api/v1/responses", json={"model": "local-echo", "input": prompt, "tools": tools}, headers=account.headers
+    )
+    (call,) = first.json()["output"]
+    assert call == {
+        "id": call["id"],
+        "type": "custom_tool_call",
+        "status": "completed",
+        "call_id": call["call_id"],
+        "name": "apply_patch",
+        "input": prompt,
+    }
+    output = {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "patched"}
+    second = await client.post("/api/v1/responses", json=answering(first, output, tools), headers=account.headers)
+    assert second.json()["output"][-1]["content"][0]["text"] == "The tool returned: patched"
+
+    refused = await client.post(
+        "/api/v1/responses",
+        json={"model": "local-echo", "input": "hi", "tools": [*tools, {"type": "image_generation"}]},
+        headers=account.headers,
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "tools.2"
+    assert refused.json()["error"]["message"].startswith("Tool type 'image_generation' cannot run")
 
 
 async def test_chat_completions_extras_json_mode_n_and_stop(

@@ -2,7 +2,10 @@
 
 Each case file holds the published example it was built from (`source`), the conversion
 (`kind`), the `input` and the `expected` output. Generated ids are made deterministic and
-timestamps zeroed, so the files compare exactly.
+timestamps zeroed, so the files compare exactly. A case whose answer comes from an upstream
+may say what the client asked for: `request`, the client's body (a Responses client's tools
+decide how calls come back), and `custom_tools`, the custom tools the upstream was offered
+as functions (their calls are unwrapped).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from hypereal.llm import (
     openai_chat,
     openai_chat_stream,
     openai_responses,
+    openai_responses_items,
     openai_responses_stream,
     sse,
     types,
@@ -36,6 +40,7 @@ CODEC_MODULES = (
     openai_chat,
     openai_chat_stream,
     openai_responses,
+    openai_responses_items,
     openai_responses_stream,
 )
 
@@ -69,15 +74,17 @@ def parse_sse(raw: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def upstream_events(kind: str, items: list[Any]) -> list[StreamEvent]:
+def upstream_events(kind: str, items: list[Any], custom: frozenset[str] = frozenset()) -> list[StreamEvent]:
     """Decode an upstream stream given as a list of payloads ({"event", "data"} for named events)."""
     events: list[StreamEvent] = []
     if kind == "chat":
-        chat = openai_chat_stream.StreamDecoder()
+        chat = openai_chat_stream.StreamDecoder(custom)
         for item in items:
             events += chat.feed(item.encode() if isinstance(item, str) else orjson.dumps(item))
         return events + chat.finish()
-    decoder: Any = anthropic_stream.StreamDecoder() if kind == "anthropic" else openai_responses_stream.StreamDecoder()
+    decoder: Any = (
+        anthropic_stream.StreamDecoder(custom) if kind == "anthropic" else openai_responses_stream.StreamDecoder()
+    )
     for item in items:
         events += decoder.feed(item["event"], orjson.dumps(item["data"]))
     return events + decoder.finish()
@@ -94,44 +101,66 @@ def encode_stream(kind: str, events: list[StreamEvent], request: dict[str, Any])
     return parse_sse(b"".join(encoder.encode(event) for event in events))
 
 
-CONVERSIONS: dict[str, Callable[[Any], Any]] = {
-    "chat_request_to_anthropic": lambda body: anthropic.encode_request(
-        replace(openai_chat.decode_request(body), model="upstream-model")
+def _upstream(body: dict[str, Any], decode: Callable[[dict[str, Any]], types.ChatRequest]) -> types.ChatRequest:
+    return replace(decode(body), model="upstream-model")
+
+
+Case = dict[str, Any]
+CONVERSIONS: dict[str, Callable[[Any, Case], Any]] = {
+    "chat_request_to_anthropic": lambda body, case: anthropic.encode_request(
+        _upstream(body, openai_chat.decode_request)
     ),
-    "chat_request_to_responses": lambda body: openai_responses.encode_request(
-        replace(openai_chat.decode_request(body), model="upstream-model")
+    "chat_request_to_responses": lambda body, case: openai_responses.encode_request(
+        _upstream(body, openai_chat.decode_request)
     ),
-    "anthropic_request_to_chat": lambda body: openai_chat.encode_request(
-        replace(anthropic.decode_request(body), model="upstream-model")
+    "chat_request_to_compatible": lambda body, case: openai_chat.encode_request(
+        _upstream(body, openai_chat.decode_request), native_custom=False
     ),
-    "responses_request_to_anthropic": lambda body: anthropic.encode_request(
-        replace(openai_responses.decode_request(body), model="upstream-model")
+    "anthropic_request_to_chat": lambda body, case: openai_chat.encode_request(
+        _upstream(body, anthropic.decode_request)
     ),
-    "responses_request_to_chat": lambda body: openai_chat.encode_request(
-        replace(openai_responses.decode_request(body), model="upstream-model")
+    "responses_request_to_anthropic": lambda body, case: anthropic.encode_request(
+        _upstream(body, openai_responses.decode_request)
     ),
-    "chat_response_to_anthropic": lambda body: anthropic.encode_response(
-        openai_chat.decode_response(body), "served-model"
+    "responses_request_to_chat": lambda body, case: openai_chat.encode_request(
+        _upstream(body, openai_responses.decode_request)
     ),
-    "chat_response_to_responses": lambda body: openai_responses.encode_response(
-        openai_chat.decode_response(body), "served-model", {}
+    "responses_request_to_responses": lambda body, case: openai_responses.encode_request(
+        _upstream(body, openai_responses.decode_request)
     ),
-    "anthropic_response_to_chat": lambda body: openai_chat.encode_response(
-        anthropic.decode_response(body), "served-model"
+    "chat_response_to_anthropic": lambda body, case: anthropic.encode_response(
+        openai_chat.decode_response(body, _custom(case)), "served-model"
     ),
-    "anthropic_response_to_responses": lambda body: openai_responses.encode_response(
-        anthropic.decode_response(body), "served-model", {}
+    "chat_response_to_responses": lambda body, case: openai_responses.encode_response(
+        openai_chat.decode_response(body, _custom(case)), "served-model", case.get("request", {})
     ),
-    "responses_response_to_anthropic": lambda body: anthropic.encode_response(
+    "anthropic_response_to_chat": lambda body, case: openai_chat.encode_response(
+        anthropic.decode_response(body, _custom(case)), "served-model"
+    ),
+    "anthropic_response_to_responses": lambda body, case: openai_responses.encode_response(
+        anthropic.decode_response(body, _custom(case)), "served-model", case.get("request", {})
+    ),
+    "responses_response_to_anthropic": lambda body, case: anthropic.encode_response(
         openai_responses.decode_response(body), "served-model"
     ),
-    "chat_stream_to_anthropic": lambda items: encode_stream("anthropic", upstream_events("chat", items), {}),
-    "chat_stream_to_responses": lambda items: encode_stream("responses", upstream_events("chat", items), {}),
-    "anthropic_stream_to_chat": lambda items: encode_stream("chat", upstream_events("anthropic", items), {}),
-    "anthropic_stream_to_responses": lambda items: encode_stream("responses", upstream_events("anthropic", items), {}),
-    "responses_stream_to_anthropic": lambda items: encode_stream("anthropic", upstream_events("responses", items), {}),
-    "responses_stream_to_chat": lambda items: encode_stream("chat", upstream_events("responses", items), {}),
+    "responses_response_to_chat": lambda body, case: openai_chat.encode_response(
+        openai_responses.decode_response(body), "served-model"
+    ),
+    "chat_stream_to_anthropic": lambda items, case: _restream("chat", "anthropic", items, case),
+    "chat_stream_to_responses": lambda items, case: _restream("chat", "responses", items, case),
+    "anthropic_stream_to_chat": lambda items, case: _restream("anthropic", "chat", items, case),
+    "anthropic_stream_to_responses": lambda items, case: _restream("anthropic", "responses", items, case),
+    "responses_stream_to_anthropic": lambda items, case: _restream("responses", "anthropic", items, case),
+    "responses_stream_to_chat": lambda items, case: _restream("responses", "chat", items, case),
 }
+
+
+def _custom(case: Case) -> frozenset[str]:
+    return frozenset(case.get("custom_tools", ()))
+
+
+def _restream(upstream: str, client: str, items: list[Any], case: Case) -> list[dict[str, Any]]:
+    return encode_stream(client, upstream_events(upstream, items, _custom(case)), case.get("request", {}))
 
 
 def cases(prefix: str) -> list[Any]:
@@ -141,13 +170,13 @@ def cases(prefix: str) -> list[Any]:
 def run_case(path: Path) -> tuple[Any, Any]:
     case = json.loads(path.read_text())
     assert case["source"].startswith("https://"), "each case names the published example it was built from"
-    return normalise(CONVERSIONS[case["kind"]](case["input"])), case["expected"]
+    return normalise(CONVERSIONS[case["kind"]](case["input"], case)), case["expected"]
 
 
 def write_expected(path: Path) -> None:
     """Refresh a case's expected output from the current code (review the diff before committing)."""
     case = json.loads(path.read_text())
-    case["expected"] = normalise(CONVERSIONS[case["kind"]](case["input"]))
+    case["expected"] = normalise(CONVERSIONS[case["kind"]](case["input"], case))
     path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
 
 

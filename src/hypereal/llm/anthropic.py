@@ -7,6 +7,10 @@ Traps handled here: Anthropic rejects empty text blocks and empty messages, so t
 dropped on the way out; thinking blocks are only valid with their signature, so unsigned
 reasoning from other upstreams is not sent back to Anthropic; usage counts input tokens
 apart from cache reads and writes, while the canonical form counts them all as input.
+
+Anthropic has no custom (freeform) tools: they go out wrapped as functions and their calls
+come back unwrapped (`custom_tools`), for which the decoders are told the custom tools'
+names. OpenAI's web search goes out as Anthropic's server tool (`hosted_tools`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import fields
+from hypereal.llm import custom_tools, fields, hosted_tools
 from hypereal.llm.types import (
     MIN_THINKING_BUDGET,
     ChatRequest,
@@ -34,6 +38,7 @@ from hypereal.llm.types import (
     ToolResultPart,
     ToolUsePart,
     Usage,
+    WebSearchPart,
     budget_for_effort,
     new_id,
 )
@@ -43,6 +48,7 @@ STOP_REASONS: frozenset[str] = frozenset(
     {"end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"}
 )
 JSON_INSTRUCTION = "Answer with a single JSON object and nothing else."
+UPSTREAM = "Anthropic Messages"
 
 
 # ---------------------------------------------------------------- requests
@@ -190,15 +196,13 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
         system.append({"type": "text", "text": hint})
     if system:
         body["system"] = system
-    if request.tools:
-        body["tools"] = [
-            {
-                "name": tool.name,
-                **({"description": tool.description} if tool.description else {}),
-                "input_schema": tool.parameters or {"type": "object", "properties": {}},
-            }
-            for tool in request.tools
-        ]
+    tools = [_encode_tool(tool) for tool in request.tools]
+    for hosted in request.hosted_tools:
+        if not hosted_tools.is_web_search(hosted):
+            raise hosted_tools.cannot_run(hosted, UPSTREAM)
+        tools.append(hosted_tools.anthropic_web_search(hosted))
+    if tools:
+        body["tools"] = tools
         choice = _encode_tool_choice(request.tool_choice, request.parallel_tool_calls)
         if choice is not None:
             body["tool_choice"] = choice
@@ -219,6 +223,15 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
     if request.stream:
         body["stream"] = True
     return body
+
+
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    if tool.kind == "custom":
+        description: str | None = custom_tools.wrapper_description(tool)
+        schema = custom_tools.INPUT_SCHEMA
+    else:
+        description, schema = tool.description, tool.parameters or {"type": "object", "properties": {}}
+    return {"name": tool.name, **({"description": description} if description else {}), "input_schema": schema}
 
 
 def _encode_tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
@@ -271,6 +284,8 @@ def encode_block(part: Part) -> dict[str, Any] | None:
         if not part.signature:
             return None
         return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+    if isinstance(part, WebSearchPart):
+        return None  # its results are only valid with Anthropic's encrypted content, which is not kept
     return {"type": "redacted_thinking", "data": part.data}
 
 
@@ -312,7 +327,10 @@ def decode_output_block(block: dict[str, Any]) -> OutputPart | None:
     kind = block.get("type")
     if kind == "text":
         text = block.get("text")
-        return TextPart(text) if isinstance(text, str) and text else None
+        if not isinstance(text, str) or not text:
+            return None
+        citations = [found for raw in block.get("citations") or () if (found := hosted_tools.anthropic_citation(raw))]
+        return TextPart(text, citations)
     if kind == "tool_use":
         arguments = orjson.dumps(block.get("input") or {}).decode()
         return ToolUsePart(str(block.get("id") or new_id("toolu_")), str(block.get("name") or ""), arguments)
@@ -330,11 +348,27 @@ def decode_stop_reason(value: Any) -> StopReason | None:
     return value if value in STOP_REASONS else "end_turn"
 
 
-def decode_response(body: dict[str, Any]) -> ChatResponse:
+def decode_response(body: dict[str, Any], custom_names: frozenset[str] = frozenset()) -> ChatResponse:
+    """An upstream's message; `custom_names` are the custom tools whose calls to unwrap."""
     content = body.get("content")
     if not isinstance(content, list):
         raise UpstreamError("Upstream answered without content")
-    parts = [part for block in content if isinstance(block, dict) and (part := decode_output_block(block)) is not None]
+    parts: list[OutputPart] = []
+    searches: dict[str, WebSearchPart] = {}
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "server_tool_use" and block.get("name") == hosted_tools.WEB_SEARCH_NAME:
+            search = hosted_tools.web_search_call(str(block.get("id") or ""), block.get("input") or {})
+            searches[search.id] = search
+            parts.append(search)
+        elif kind == "web_search_tool_result":
+            found = searches.get(str(block.get("tool_use_id") or ""))
+            if found is not None:
+                hosted_tools.add_results(found, block)
+        elif (part := decode_output_block(block)) is not None:
+            parts.append(custom_tools.unwrap_part(part, custom_names) if isinstance(part, ToolUsePart) else part)
     return ChatResponse(
         id=str(body.get("id") or new_id("msg_")),
         model=str(body.get("model") or ""),
@@ -352,12 +386,16 @@ def encode_output_block(part: OutputPart) -> dict[str, Any]:
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input()}
     if isinstance(part, ThinkingPart):
         return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+    assert isinstance(part, RedactedThinkingPart)
     return {"type": "redacted_thinking", "data": part.data}
 
 
 def encode_response(response: ChatResponse, model: str) -> dict[str, Any]:
+    # A search without Anthropic's encrypted results could not be sent back, so it is left out.
     content = [
-        encode_output_block(part) for part in response.content if not (isinstance(part, TextPart) and not part.text)
+        encode_output_block(part)
+        for part in response.content
+        if not (isinstance(part, TextPart) and not part.text) and not isinstance(part, WebSearchPart)
     ]
     return {
         "id": response.id if response.id.startswith("msg_") else new_id("msg_"),

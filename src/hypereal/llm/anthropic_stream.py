@@ -3,6 +3,10 @@
 The encoder never opens a text block before it has text: a block that would stay empty
 is skipped and the blocks after it are renumbered, because clients (Claude Code among
 them) store empty text blocks and send them back, and Anthropic then refuses the request.
+
+The decoder turns a web search's `server_tool_use` block and its `web_search_tool_result`
+into one `WebSearchPart`, given when the results arrive, and unwraps the calls of custom
+tools offered as functions as their JSON streams in.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError
+from hypereal.llm import hosted_tools
 from hypereal.llm.anthropic import decode_stop_reason, decode_usage, encode_usage
+from hypereal.llm.custom_tools import StreamUnwrapper
 from hypereal.llm.types import (
     BlockStart,
     BlockStop,
+    CitationDelta,
     RedactedThinkingPart,
     SignatureDelta,
     StopReason,
@@ -29,6 +36,7 @@ from hypereal.llm.types import (
     ToolInputDelta,
     ToolUsePart,
     Usage,
+    WebSearchPart,
     new_id,
 )
 
@@ -48,6 +56,8 @@ class StreamEncoder:
         self.id = new_id("msg_")
         self.out_index: dict[int, int] = {}
         self.pending_text: set[int] = set()
+        self.custom_calls: dict[int, bool] = {}
+        """Open custom calls, sent as `{"input": "..."}` JSON: whether that JSON was begun."""
         self.next_out = 0
 
     def _open(self, index: int, block: dict[str, Any]) -> bytes:
@@ -73,7 +83,11 @@ class StreamEncoder:
         if isinstance(event, ToolInputDelta):
             if not event.partial_json:
                 return b""
-            return self._delta(event.index, {"type": "input_json_delta", "partial_json": event.partial_json})
+            piece = event.partial_json
+            if event.index in self.custom_calls:
+                piece = ("" if self.custom_calls[event.index] else '{"input":"') + orjson.dumps(piece).decode()[1:-1]
+                self.custom_calls[event.index] = True
+            return self._delta(event.index, {"type": "input_json_delta", "partial_json": piece})
         if isinstance(event, ThinkingDelta):
             return self._delta(event.index, {"type": "thinking_delta", "thinking": event.text}) if event.text else b""
         if isinstance(event, SignatureDelta):
@@ -86,7 +100,11 @@ class StreamEncoder:
             if isinstance(part, ThinkingPart):
                 return self._open(event.index, {"type": "thinking", "thinking": "", "signature": ""})
             if isinstance(part, ToolUsePart):
+                if part.custom:
+                    self.custom_calls[event.index] = False
                 return self._open(event.index, {"type": "tool_use", "id": part.id, "name": part.name, "input": {}})
+            if isinstance(part, WebSearchPart):
+                return b""  # without Anthropic's encrypted results it could not be sent back
             assert isinstance(part, RedactedThinkingPart)
             return self._open(event.index, {"type": "redacted_thinking", "data": part.data})
         if isinstance(event, BlockStop):
@@ -94,7 +112,11 @@ class StreamEncoder:
             out = self.out_index.get(event.index)
             if out is None:
                 return b""
-            return _event("content_block_stop", {"type": "content_block_stop", "index": out})
+            closing = b""
+            if event.index in self.custom_calls:
+                ending = '"}' if self.custom_calls.pop(event.index) else '{"input":""}'
+                closing = self._delta(event.index, {"type": "input_json_delta", "partial_json": ending})
+            return closing + _event("content_block_stop", {"type": "content_block_stop", "index": out})
         if isinstance(event, StreamStart):
             usage = event.usage if event.usage.input_tokens else Usage(input_tokens=self.input_tokens)
             message: dict[str, Any] = {
@@ -126,9 +148,13 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """Messages SSE events from an upstream → canonical events."""
+    """Messages SSE events from an upstream → canonical events; `custom_names` are the custom tools offered."""
 
-    def __init__(self) -> None:
+    def __init__(self, custom_names: frozenset[str] = frozenset()) -> None:
+        self.unwrapper = StreamUnwrapper(custom_names)
+        self.searches: dict[str, tuple[int, str]] = {}
+        """Web searches by id, waiting for their results: (block index, input JSON so far)."""
+        self.search_ids: dict[int, str] = {}
         self.started = False
         self.ended = False
         self.stop_reason: StopReason | None = None
@@ -151,7 +177,16 @@ class StreamDecoder:
             if delta_kind == "text_delta":
                 return [TextDelta(index, str(delta.get("text") or ""))]
             if delta_kind == "input_json_delta":
-                return [ToolInputDelta(index, str(delta.get("partial_json") or ""))]
+                piece = str(delta.get("partial_json") or "")
+                search_id = self.search_ids.get(index)
+                if search_id is not None:
+                    position, so_far = self.searches[search_id]
+                    self.searches[search_id] = (position, so_far + piece)
+                    return []
+                return list(self.unwrapper.delta(index, piece))
+            if delta_kind == "citations_delta":
+                citation = hosted_tools.anthropic_citation(delta.get("citation"))
+                return [CitationDelta(index, citation)] if citation is not None else []
             if delta_kind == "thinking_delta":
                 return [ThinkingDelta(index, str(delta.get("thinking") or ""))]
             if delta_kind == "signature_delta":
@@ -161,7 +196,8 @@ class StreamDecoder:
             return self._block_start(int(payload.get("index", 0)), payload.get("content_block") or {})
         if kind == "content_block_stop":
             index = int(payload.get("index", 0))
-            return [BlockStop(index)] if self.kinds.pop(index, None) else []
+            self.search_ids.pop(index, None)
+            return [*self.unwrapper.stop(index), BlockStop(index)] if self.kinds.pop(index, None) else []
         if kind == "message_start":
             message = payload.get("message") or {}
             self.started = True
@@ -203,11 +239,25 @@ class StreamDecoder:
         if kind == "tool_use":
             self.kinds[index] = "tool_use"
             tool_id, name = str(block.get("id") or new_id("toolu_")), str(block.get("name") or "")
-            events = [BlockStart(index, ToolUsePart(tool_id, name, ""))]
+            events = [BlockStart(index, self.unwrapper.start(index, ToolUsePart(tool_id, name, "")))]
             if block.get("input"):
-                events.append(ToolInputDelta(index, orjson.dumps(block["input"]).decode()))
+                events.extend(self.unwrapper.delta(index, orjson.dumps(block["input"]).decode()))
             return events
-        return []  # server tool blocks: only Anthropic can interpret them
+        if kind == "server_tool_use" and block.get("name") == hosted_tools.WEB_SEARCH_NAME:
+            search_id = str(block.get("id") or "")
+            self.search_ids[index] = search_id
+            given = block.get("input")
+            self.searches[search_id] = (index, orjson.dumps(given).decode() if given else "")
+            return []
+        if kind == "web_search_tool_result":
+            waiting = self.searches.pop(str(block.get("tool_use_id") or ""), None)
+            if waiting is None:
+                return []
+            position, arguments = waiting
+            search = hosted_tools.web_search_call(str(block.get("tool_use_id")), arguments)
+            hosted_tools.add_results(search, block)
+            return [BlockStart(position, search), BlockStop(position)]
+        return []  # other server tool blocks: only Anthropic can interpret them
 
     def _merge_usage(self, raw: Any) -> None:
         if not isinstance(raw, dict):
@@ -227,7 +277,11 @@ class StreamDecoder:
         if not stopped and self.stop_reason is None:
             raise UpstreamError("Upstream stream ended before it finished")
         self.ended = True
-        events: list[StreamEvent] = [BlockStop(index) for index in sorted(self.kinds)]
+        events: list[StreamEvent] = []
+        for search_id, (position, arguments) in self.searches.items():  # paused before the results came
+            events += [BlockStart(position, hosted_tools.web_search_call(search_id, arguments)), BlockStop(position)]
+        for index in sorted(self.kinds):
+            events += [*self.unwrapper.stop(index), BlockStop(index)]
         self.kinds.clear()
         usage = self.usage if self.saw_usage else None
         events.append(StreamEnd(self.stop_reason or "end_turn", usage, self.stop_sequence))

@@ -6,6 +6,10 @@ Upstream side (OpenAI and compatible servers): `encode_request`, `decode_respons
 
 Thinking travels as `reasoning_content`, the field OpenAI-compatible reasoning servers use;
 OpenAI's own models never show their reasoning, so nothing is lost there.
+
+Custom (freeform) tools go to OpenAI as they are; servers that may not know them
+(`native_custom=False`) are offered them wrapped as functions, and the decoders, told
+their names, unwrap the calls. No hosted tool runs behind Chat Completions.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import fields
+from hypereal.llm import custom_tools, fields, hosted_tools
 from hypereal.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -54,6 +58,7 @@ STOP_REASONS: dict[str, StopReason] = {
 }
 MAX_CHOICES = 128
 """OpenAI's limit on `n`, kept for upstreams that make one call per choice too."""
+UPSTREAM = "Chat Completions"
 
 
 # ---------------------------------------------------------------- requests
@@ -186,9 +191,14 @@ def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
     if isinstance(refusal, str) and refusal:
         parts.append(TextPart(refusal))
     for index, call in enumerate(message.get("tool_calls") or []):
+        custom = call.get("custom") if isinstance(call, dict) else None
+        if isinstance(custom, dict) and isinstance(custom.get("name"), str):
+            call_id = str(call.get("id") or new_id("call_"))
+            parts.append(ToolUsePart(call_id, custom["name"], str(custom.get("input") or ""), custom=True))
+            continue
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise fields.invalid(f"{where}.tool_calls.{index}", "a function call with a name")
+            raise fields.invalid(f"{where}.tool_calls.{index}", "a function or custom tool call with a name")
         arguments = function.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
@@ -201,9 +211,29 @@ def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
 
 def _decode_tool(raw: Any, where: str) -> Tool | None:
     tool = fields.mapping(raw, where)
-    if tool.get("type", "function") != "function":
+    kind = tool.get("type", "function")
+    if kind == "custom":
+        return _decode_custom(tool.get("custom"), f"{where}.custom")
+    if kind != "function":
         return None
     return _decode_function(tool.get("function"), f"{where}.function")
+
+
+def _decode_custom(raw: Any, where: str) -> Tool:
+    custom = fields.mapping(raw, where)
+    name = fields.string(custom, "name", required=True)
+    assert name is not None
+    description = custom.get("description")
+    fmt = custom.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar":
+        grammar = fields.mapping(fmt.get("grammar"), f"{where}.format.grammar")
+        fmt = {"type": "grammar", "syntax": grammar.get("syntax"), "definition": grammar.get("definition")}
+    return Tool(
+        name,
+        description if isinstance(description, str) else None,
+        kind="custom",
+        format=fmt if isinstance(fmt, dict) else None,
+    )
 
 
 def _decode_function(raw: Any, where: str) -> Tool:
@@ -223,38 +253,36 @@ def decode_tool_choice(value: Any) -> ToolChoice | None:
     if value in ("auto", "none", "required"):
         return ToolChoice(value)
     if isinstance(value, dict):
-        function = value.get("function")
-        name = (function if isinstance(function, dict) else value).get("name")
+        named = value.get("custom") if value.get("type") == "custom" else value.get("function")
+        name = (named if isinstance(named, dict) else value).get("name")
         if isinstance(name, str):
             return ToolChoice("tool", name)
     raise fields.invalid("tool_choice", '"auto", "none", "required" or {"type": "function", "function": {"name"}}')
 
 
-def encode_request(request: ChatRequest, *, max_tokens_field: str = "max_completion_tokens") -> dict[str, Any]:
-    """A canonical request as a Chat Completions body for an upstream."""
+def encode_request(
+    request: ChatRequest, *, max_tokens_field: str = "max_completion_tokens", native_custom: bool = True
+) -> dict[str, Any]:
+    """A canonical request as a Chat Completions body for an upstream.
+
+    `native_custom` False offers custom tools as functions, for servers that may not know them.
+    """
+    if request.hosted_tools:
+        raise hosted_tools.cannot_run(request.hosted_tools[0], UPSTREAM)
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": "\n\n".join(part.text for part in request.system)})
     for message in request.messages:
         if message.role == "assistant":
-            messages.append(_encode_assistant(message.content))
+            messages.append(_encode_assistant(message.content, native_custom))
         else:
             messages.extend(_encode_user(message.content))
     body: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    **({"description": tool.description} if tool.description else {}),
-                    "parameters": tool.parameters,
-                },
-            }
-            for tool in request.tools
-        ]
+        body["tools"] = [_encode_tool(tool, native_custom) for tool in request.tools]
         if request.tool_choice is not None:
-            body["tool_choice"] = encode_tool_choice(request.tool_choice)
+            custom = native_custom and request.tool_choice.name in custom_tools.custom_tool_names(request)
+            body["tool_choice"] = encode_tool_choice(request.tool_choice, custom=custom)
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.max_tokens is not None:
@@ -276,19 +304,48 @@ def encode_request(request: ChatRequest, *, max_tokens_field: str = "max_complet
     return body
 
 
-def encode_tool_choice(choice: ToolChoice) -> Any:
+def _encode_tool(tool: Tool, native_custom: bool) -> dict[str, Any]:
+    if tool.kind == "custom" and native_custom:
+        custom: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            custom["description"] = tool.description
+        if tool.format:
+            custom["format"] = _encode_custom_format(tool.format)
+        return {"type": "custom", "custom": custom}
+    if tool.kind == "custom":
+        description: str | None = custom_tools.wrapper_description(tool)
+        parameters = custom_tools.INPUT_SCHEMA
+    else:
+        description, parameters = tool.description, tool.parameters
+    function = {"name": tool.name, **({"description": description} if description else {}), "parameters": parameters}
+    return {"type": "function", "function": function}
+
+
+def _encode_custom_format(fmt: dict[str, Any]) -> dict[str, Any]:
+    """The Responses API's flat grammar format in Chat Completions' nested shape."""
+    if fmt.get("type") != "grammar":
+        return fmt
+    return {"type": "grammar", "grammar": {"syntax": fmt.get("syntax"), "definition": fmt.get("definition")}}
+
+
+def encode_tool_choice(choice: ToolChoice, *, custom: bool = False) -> Any:
+    if choice.mode == "tool" and custom:
+        return {"type": "custom", "custom": {"name": choice.name}}
     if choice.mode == "tool":
         return {"type": "function", "function": {"name": choice.name}}
     return choice.mode
 
 
-def _encode_assistant(parts: list[Part]) -> dict[str, Any]:
+def encode_tool_call(part: ToolUsePart, native_custom: bool = True) -> dict[str, Any]:
+    if part.custom and native_custom:
+        return {"id": part.id, "type": "custom", "custom": {"name": part.name, "input": part.arguments}}
+    arguments = orjson.dumps(part.input()).decode() if part.custom else part.arguments or "{}"
+    return {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": arguments}}
+
+
+def _encode_assistant(parts: list[Part], native_custom: bool) -> dict[str, Any]:
     text = "".join(part.text for part in parts if isinstance(part, TextPart))
-    calls = [
-        {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": part.arguments or "{}"}}
-        for part in parts
-        if isinstance(part, ToolUsePart)
-    ]
+    calls = [encode_tool_call(part, native_custom) for part in parts if isinstance(part, ToolUsePart)]
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         message["tool_calls"] = calls
@@ -351,7 +408,7 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _decode_choice(choice: dict[str, Any]) -> Choice:
+def _decode_choice(choice: dict[str, Any], custom_names: frozenset[str]) -> Choice:
     message = choice.get("message") or {}
     content: list[OutputPart] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
@@ -364,20 +421,27 @@ def _decode_choice(choice: dict[str, Any]) -> Choice:
     if isinstance(refusal, str) and refusal:
         content.append(TextPart(refusal))
     for call in message.get("tool_calls") or []:
+        call_id = str(call.get("id") or new_id("call_"))
+        custom = call.get("custom")
+        if isinstance(custom, dict):
+            content.append(ToolUsePart(call_id, str(custom.get("name") or ""), str(custom.get("input") or ""), True))
+            continue
         function = call.get("function") or {}
         arguments = function.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
-        content.append(ToolUsePart(str(call.get("id") or new_id("call_")), str(function.get("name") or ""), arguments))
+        part = ToolUsePart(call_id, str(function.get("name") or ""), arguments)
+        content.append(custom_tools.unwrap_part(part, custom_names))
     finish = choice.get("finish_reason")
     return Choice(content, STOP_REASONS.get(finish, "end_turn") if finish else None)
 
 
-def decode_response(body: dict[str, Any]) -> ChatResponse:
+def decode_response(body: dict[str, Any], custom_names: frozenset[str] = frozenset()) -> ChatResponse:
+    """An upstream's completion; `custom_names` are the custom tools offered as functions, to unwrap."""
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
         raise UpstreamError("Upstream answered without choices")
-    decoded = [_decode_choice(choice) for choice in choices]
+    decoded = [_decode_choice(choice, custom_names) for choice in choices]
     first = decoded[0]
     return ChatResponse(
         id=str(body.get("id") or new_id("chatcmpl-")),
@@ -391,19 +455,32 @@ def decode_response(body: dict[str, Any]) -> ChatResponse:
 
 
 def _encode_message(content: list[OutputPart]) -> dict[str, Any]:
-    text = "".join(part.text for part in content if isinstance(part, TextPart))
+    texts = [part for part in content if isinstance(part, TextPart)]
+    text = "".join(part.text for part in texts)
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
     thinking = "".join(part.text for part in content if isinstance(part, ThinkingPart))
     if thinking:
         message["reasoning_content"] = thinking
-    calls = [
-        {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": part.arguments or "{}"}}
-        for part in content
-        if isinstance(part, ToolUsePart)
-    ]
+    calls = [encode_tool_call(part) for part in content if isinstance(part, ToolUsePart)]
     if calls:
         message["tool_calls"] = calls
+    annotations = _annotations(texts)
+    if annotations:
+        message["annotations"] = annotations
     return message
+
+
+def _annotations(texts: list[TextPart]) -> list[dict[str, Any]]:
+    """Citations as url_citation annotations, each spanning the text it came with in the joined content."""
+    annotations: list[dict[str, Any]] = []
+    start = 0
+    for part in texts:
+        end = start + len(part.text)
+        for citation in part.citations:
+            cited = {"start_index": start, "end_index": end, "title": citation.title, "url": citation.url}
+            annotations.append({"type": "url_citation", "url_citation": cited})
+        start = end
+    return annotations
 
 
 def encode_response(response: ChatResponse, model: str, **extra: Any) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Traps handled: tool-call arguments arrive split across chunks (and each call is 
 only by its `index`), usage comes in a last chunk with no choices after the finish reason,
 and OpenAI-compatible servers may close the stream without `[DONE]` once they finished.
 A stream that closes before any finish reason was cut, and says so.
+
+Custom tool calls stream as `{"type": "custom", "custom": {"name", "input"}}` pieces of a
+tool call, the shape OpenAI sends though its published chunk schema lists only functions.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError
+from hypereal.llm.custom_tools import StreamUnwrapper
 from hypereal.llm.openai_chat import FINISH_REASONS, STOP_REASONS, decode_usage, encode_usage
 from hypereal.llm.types import (
     BlockStart,
@@ -48,6 +52,8 @@ class StreamEncoder:
         self.created = created or int(time.time())
         self.id = new_id("chatcmpl-")
         self.tool_index: dict[int, int] = {}
+        self.custom_blocks: set[tuple[int | None, int]] = set()
+        """(choice, block index) of the custom tool calls."""
         self._prefix = b""
         usage_field = b',"usage":null' if include_usage else b""
         self._suffix = b',"logprobs":null,"finish_reason":null}]' + usage_field + b"}\n\n"
@@ -77,6 +83,8 @@ class StreamEncoder:
             if not event.partial_json:
                 return b""
             slot = tool_index.get(event.index, 0)
+            if (choice, event.index) in self.custom_blocks:
+                return self._delta({"tool_calls": [{"index": slot, "custom": {"input": event.partial_json}}]}, prefix)
             return self._delta({"tool_calls": [{"index": slot, "function": {"arguments": event.partial_json}}]}, prefix)
         if isinstance(event, ThinkingDelta):
             return self._delta({"reasoning_content": event.text}, prefix) if event.text else b""
@@ -84,6 +92,15 @@ class StreamEncoder:
             part = event.part
             if isinstance(part, ToolUsePart):
                 slot = tool_index[event.index] = len(tool_index)
+                if part.custom:
+                    self.custom_blocks.add((choice, event.index))
+                    custom = {
+                        "index": slot,
+                        "id": part.id,
+                        "type": "custom",
+                        "custom": {"name": part.name, "input": ""},
+                    }
+                    return self._delta({"tool_calls": [custom]}, prefix)
                 function = {"name": part.name, "arguments": ""}
                 call = {"index": slot, "id": part.id, "type": "function", "function": function}
                 return self._delta({"tool_calls": [call]}, prefix)
@@ -135,13 +152,14 @@ class StreamDecoder:
 
     Asked for several `choices`, it keeps each choice apart by the chunk's choice `index`
     and wraps the events in `ChoiceEvent`s; with one, chunks of other choices are ignored.
+    `custom_names` are the custom tools offered as functions, whose calls are unwrapped.
     """
 
-    def __init__(self, choices: int = 1) -> None:
+    def __init__(self, custom_names: frozenset[str] = frozenset(), choices: int = 1) -> None:
         self.started = False
         self.ended = False
         self.usage: Usage | None = None
-        self.choices = [_Choice() for _ in range(choices)]
+        self.choices = [_Choice(custom_names) for _ in range(choices)]
         self.several = choices > 1
 
     def feed(self, data: bytes) -> list[StreamEvent]:
@@ -202,7 +220,8 @@ class StreamDecoder:
 class _Choice:
     """The blocks of one choice, opened and closed as its deltas arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, custom_names: frozenset[str]) -> None:
+        self.unwrapper = StreamUnwrapper(custom_names)
         self.next_index = 0
         self.open_index: int | None = None
         self.open_kind = ""
@@ -224,23 +243,32 @@ class _Choice:
                 out.extend(self._ensure("text"))
                 out.append(TextDelta(self.next_index - 1, text))
         for position, call in enumerate(delta.get("tool_calls") or ()):
-            slot = call.get("index", position)
-            function = call.get("function") or {}
-            if slot not in self.tools:
-                out.extend(self.close())
-                index = self.tools[slot] = self.next_index
-                self.next_index += 1
-                self.open_index, self.open_kind = index, "tool"
-                name = str(function.get("name") or "")
-                out.append(BlockStart(index, ToolUsePart(str(call.get("id") or new_id("call_")), name, "")))
-            arguments = function.get("arguments")
-            if isinstance(arguments, str) and arguments:
-                out.append(ToolInputDelta(self.tools[slot], arguments))
+            out.extend(self._tool_call(call.get("index", position), call))
         finish = choice.get("finish_reason")
         if finish:
             self.saw_finish = True
             self.stop_reason = STOP_REASONS.get(finish, "end_turn")
             out.extend(self.close())
+        return out
+
+    def _tool_call(self, slot: int, call: dict[str, Any]) -> list[ChoiceStreamEvent]:
+        custom = call.get("custom")
+        is_custom = call.get("type") == "custom" or (isinstance(custom, dict) and bool(custom))
+        named = (custom if is_custom else call.get("function")) or {}
+        out: list[ChoiceStreamEvent] = []
+        if slot not in self.tools:
+            out.extend(self.close())
+            index = self.tools[slot] = self.next_index
+            self.next_index += 1
+            self.open_index, self.open_kind = index, "tool"
+            part = ToolUsePart(str(call.get("id") or new_id("call_")), str(named.get("name") or ""), "", is_custom)
+            out.append(BlockStart(index, self.unwrapper.start(index, part)))
+        piece = named.get("input" if is_custom else "arguments")
+        if isinstance(piece, str) and piece:
+            if is_custom:
+                out.append(ToolInputDelta(self.tools[slot], piece))
+            else:
+                out.extend(self.unwrapper.delta(self.tools[slot], piece))
         return out
 
     def _ensure(self, kind: str) -> list[ChoiceStreamEvent]:
@@ -257,7 +285,7 @@ class _Choice:
         if self.open_index is None:
             return []
         index, self.open_index, self.open_kind = self.open_index, None, ""
-        return [BlockStop(index)]
+        return [*self.unwrapper.stop(index), BlockStop(index)]
 
     def end(self) -> list[ChoiceStreamEvent]:
         """The end of this choice in a stream of several (whose usage comes once, for all)."""

@@ -7,6 +7,11 @@ pro models): `encode_request`, `decode_response`. Streams are in `openai_respons
 Reasoning items carry their summary as thinking text and `encrypted_content` as the
 thinking signature, so a conversation that went through an Anthropic upstream can hand
 its signed thinking back on the next turn.
+
+Codex's tools: custom tools and their `custom_tool_call(_output)` items map to custom
+tools and calls; `local_shell` to a function of that name whose arguments are the action;
+every other non-function tool is a hosted one, kept for the upstream codec to map or
+refuse. Output items are built in `openai_responses_items`.
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import fields
+from hypereal.llm import custom_tools, fields, hosted_tools
+from hypereal.llm.openai_responses_items import LOCAL_SHELL, LOCAL_SHELL_TOOL, offers_local_shell, output_items
 from hypereal.llm.types import (
     ChatRequest,
     ChatResponse,
+    Citation,
+    HostedTool,
     ImagePart,
     Message,
     OutputPart,
     Part,
-    RedactedThinkingPart,
     Role,
     StopReason,
     TextPart,
@@ -35,9 +42,12 @@ from hypereal.llm.types import (
     ToolResultPart,
     ToolUsePart,
     Usage,
+    WebSearchPart,
     effort_for_budget,
     new_id,
 )
+
+UPSTREAM = "OpenAI Responses, reached through translation"
 
 # ---------------------------------------------------------------- requests
 
@@ -62,15 +72,19 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         raise fields.invalid("input", "a string or an array of input items")
 
     tools: list[Tool] = []
+    hosted: list[HostedTool] = []
     for index, raw in enumerate(fields.array(body, "tools")):
-        tool = fields.mapping(raw, f"tools.{index}")
-        if tool.get("type") != "function":
-            continue  # hosted tools (web search, file search, shell) run at OpenAI only
-        name = fields.string(tool, "name", required=True)
-        assert name is not None
-        parameters = tool.get("parameters") or {"type": "object", "properties": {}}
-        description = tool.get("description") if isinstance(tool.get("description"), str) else None
-        tools.append(Tool(name, description, fields.mapping(parameters, f"tools.{index}.parameters")))
+        where = f"tools.{index}"
+        tool = fields.mapping(raw, where)
+        kind = tool.get("type")
+        if kind in ("function", "custom"):
+            tools.append(_decode_tool(tool, where))
+        elif kind == LOCAL_SHELL:
+            tools.append(LOCAL_SHELL_TOOL)
+        elif isinstance(kind, str) and kind:
+            hosted.append(HostedTool(tool, where))
+        else:
+            raise fields.invalid(f"{where}.type", "a tool type")
 
     reasoning = body.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
@@ -80,6 +94,7 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         messages=messages,
         system=system,
         tools=tools,
+        hosted_tools=hosted,
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=parallel if isinstance(parallel, bool) else None,
         max_tokens=fields.integer(body, "max_output_tokens", minimum=1),
@@ -90,6 +105,17 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         stream=fields.boolean(body, "stream"),
         user=body.get("user") if isinstance(body.get("user"), str) else None,
     )
+
+
+def _decode_tool(tool: dict[str, Any], where: str) -> Tool:
+    name = fields.string(tool, "name", required=True)
+    assert name is not None
+    description = tool.get("description") if isinstance(tool.get("description"), str) else None
+    if tool["type"] == "custom":
+        fmt = tool.get("format")
+        return Tool(name, description, kind="custom", format=fields.mapping(fmt, f"{where}.format") if fmt else None)
+    parameters = tool.get("parameters") or {"type": "object", "properties": {}}
+    return Tool(name, description, fields.mapping(parameters, f"{where}.parameters"))
 
 
 def _add(messages: list[Message], role: Role, parts: list[Part]) -> None:
@@ -119,21 +145,37 @@ def _decode_item(item: dict[str, Any], where: str, system: list[TextPart], messa
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
         _add(messages, "assistant", [ToolUsePart(call_id, str(item.get("name") or ""), arguments)])
-    elif kind == "function_call_output":
-        output = item.get("output")
-        result: list[TextPart | ImagePart] = []
-        if isinstance(output, str):
-            result = [TextPart(output)] if output else []
-        elif isinstance(output, list):
-            result = _content_parts(output, f"{where}.output")
-        _add(messages, "user", [ToolResultPart(str(item.get("call_id") or ""), result)])
+    elif kind == "custom_tool_call":
+        call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
+        raw_input = item.get("input")
+        if not isinstance(raw_input, str):
+            raise fields.invalid(f"{where}.input", "a string")
+        _add(messages, "assistant", [ToolUsePart(call_id, str(item.get("name") or ""), raw_input, custom=True)])
+    elif kind == "local_shell_call":
+        call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
+        action = fields.mapping(item.get("action"), f"{where}.action")
+        arguments = orjson.dumps({key: value for key, value in action.items() if key != "type"}).decode()
+        _add(messages, "assistant", [ToolUsePart(call_id, LOCAL_SHELL, arguments)])
+    elif kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
+        # A local shell call's output names the call by `id` in OpenAI's schema.
+        call_id = item.get("call_id") or (item.get("id") if kind == "local_shell_call_output" else None) or ""
+        _add(messages, "user", [ToolResultPart(str(call_id), _output_parts(item.get("output"), where))])
     elif kind == "reasoning":
         summary = item.get("summary") or []
         text = "\n\n".join(str(part.get("text") or "") for part in summary if isinstance(part, dict))
         signature = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
         if text or signature:
             _add(messages, "assistant", [ThinkingPart(text, signature)])
-    # Items of hosted tools and item references have no meaning outside OpenAI.
+    # Items of hosted tools (a past web search among them) and item references have no meaning
+    # outside OpenAI; what a search found lives on in the text after it.
+
+
+def _output_parts(output: Any, where: str) -> list[TextPart | ImagePart]:
+    if isinstance(output, str):
+        return [TextPart(output)] if output else []
+    if isinstance(output, list):
+        return _content_parts(output, f"{where}.output")
+    return []
 
 
 def _content_parts(content: Any, where: str) -> list[TextPart | ImagePart]:
@@ -170,7 +212,7 @@ def _decode_tool_choice(value: Any) -> ToolChoice | None:
         return None
     if value in ("auto", "none", "required"):
         return ToolChoice(value)
-    if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("name"), str):
+    if isinstance(value, dict) and value.get("type") in ("function", "custom") and isinstance(value.get("name"), str):
         return ToolChoice("tool", value["name"])
     if isinstance(value, dict):
         return ToolChoice("auto")  # hosted-tool choices: let the model decide among ours
@@ -190,30 +232,37 @@ def _decode_text_format(text: Any) -> dict[str, Any] | None:
 
 
 def encode_request(request: ChatRequest) -> dict[str, Any]:
-    """A canonical request as a Responses body for an upstream (stateless: nothing stored there)."""
+    """A canonical request as a Responses body for an upstream (stateless: nothing stored there).
+
+    Of the hosted tools only web search goes along: the outputs of the others could not be
+    carried back through the canonical form.
+    """
     items: list[dict[str, Any]] = []
+    custom_calls = {
+        part.id
+        for message in request.messages
+        for part in message.content
+        if isinstance(part, ToolUsePart) and part.custom
+    }
     for message in request.messages:
         if message.role == "assistant":
             _encode_assistant(message.content, items)
         else:
-            _encode_user(message.content, items)
+            _encode_user(message.content, items, custom_calls)
     body: dict[str, Any] = {"model": request.model, "input": items, "store": False}
     if request.system:
         body["instructions"] = "\n\n".join(part.text for part in request.system)
-    if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-                "strict": False,
-            }
-            for tool in request.tools
-        ]
+    tools = [_encode_tool(tool) for tool in request.tools]
+    for hosted in request.hosted_tools:
+        if not hosted_tools.is_web_search(hosted):
+            raise hosted_tools.cannot_run(hosted, UPSTREAM)
+        tools.append(hosted.spec)
+    if tools:
+        body["tools"] = tools
         if request.tool_choice is not None:
             choice = request.tool_choice
-            body["tool_choice"] = {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode
+            kind = "custom" if choice.name in custom_tools.custom_tool_names(request) else "function"
+            body["tool_choice"] = {"type": kind, "name": choice.name} if choice.mode == "tool" else choice.mode
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.max_tokens is not None:
@@ -234,17 +283,35 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    if tool.kind == "custom":
+        custom: dict[str, Any] = {"type": "custom", "name": tool.name}
+        if tool.description:
+            custom["description"] = tool.description
+        if tool.format:
+            custom["format"] = tool.format
+        return custom
+    return {
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+        "strict": False,
+    }
+
+
 def _encode_text_format(response_format: dict[str, Any]) -> dict[str, Any]:
     if response_format.get("type") == "json_schema":
         return {"type": "json_schema", **(response_format.get("json_schema") or {})}
     return {"type": str(response_format.get("type") or "text")}
 
 
-def _encode_user(parts: list[Part], items: list[dict[str, Any]]) -> None:
+def _encode_user(parts: list[Part], items: list[dict[str, Any]], custom_calls: set[str]) -> None:
     content: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, ToolResultPart):
-            items.append({"type": "function_call_output", "call_id": part.tool_use_id, "output": part.text()})
+            kind = "custom_tool_call_output" if part.tool_use_id in custom_calls else "function_call_output"
+            items.append({"type": kind, "call_id": part.tool_use_id, "output": part.text()})
         elif isinstance(part, TextPart):
             content.append({"type": "input_text", "text": part.text})
         elif isinstance(part, ImagePart):
@@ -260,6 +327,8 @@ def _encode_assistant(parts: list[Part], items: list[dict[str, Any]]) -> None:
             items.append(
                 {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": part.text}]}
             )
+        elif isinstance(part, ToolUsePart) and part.custom:
+            items.append({"type": "custom_tool_call", "call_id": part.id, "name": part.name, "input": part.arguments})
         elif isinstance(part, ToolUsePart):
             items.append(
                 {"type": "function_call", "call_id": part.id, "name": part.name, "arguments": part.arguments or "{}"}
@@ -293,16 +362,48 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
 def decode_output_item(item: dict[str, Any]) -> list[OutputPart]:
     kind = item.get("type")
     if kind == "message":
-        return [part for part in _content_parts(item.get("content"), "output") if isinstance(part, TextPart)]
-    if kind == "function_call":
+        texts = [_output_text(part) for part in item.get("content") or () if isinstance(part, dict)]
+        return [text for text in texts if text.text]
+    if kind in ("function_call", "custom_tool_call"):
         call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
+        if kind == "custom_tool_call":
+            return [ToolUsePart(call_id, str(item.get("name") or ""), str(item.get("input") or ""), custom=True)]
         return [ToolUsePart(call_id, str(item.get("name") or ""), str(item.get("arguments") or ""))]
+    if kind == "web_search_call":
+        return [web_search_of(item)]
     if kind == "reasoning":
         summary = item.get("summary") or []
         text = "\n\n".join(str(part.get("text") or "") for part in summary if isinstance(part, dict))
         signature = item.get("encrypted_content")
+        if not text and not isinstance(signature, str):
+            return []  # reasoning kept hidden at OpenAI: nothing to show or send back
         return [ThinkingPart(text, signature if isinstance(signature, str) else None)]
     return []
+
+
+def _output_text(part: dict[str, Any]) -> TextPart:
+    text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
+    return TextPart(str(text or ""), [found for raw in part.get("annotations") or () if (found := citation_of(raw))])
+
+
+def citation_of(annotation: Any) -> Citation | None:
+    if not isinstance(annotation, dict) or annotation.get("type") != "url_citation":
+        return None
+    return Citation(str(annotation.get("url") or ""), str(annotation.get("title") or ""))
+
+
+def web_search_of(item: dict[str, Any]) -> WebSearchPart:
+    action = item.get("action")
+    if not isinstance(action, dict):
+        action = {}
+    sources = [
+        Citation(str(source["url"]))
+        for source in action.get("sources") or ()
+        if isinstance(source, dict) and isinstance(source.get("url"), str)
+    ]
+    query = action.get("query")
+    failed = item.get("status") == "failed"
+    return WebSearchPart(str(item.get("id") or new_id("ws_")), query if isinstance(query, str) else "", sources, failed)
 
 
 def stop_reason_of(status: Any, incomplete: Any, content: list[OutputPart]) -> StopReason:
@@ -327,53 +428,6 @@ def decode_response(body: dict[str, Any]) -> ChatResponse:
         usage=decode_usage(body.get("usage")),
         created=int(body.get("created_at") or time.time()),
     )
-
-
-def output_items(content: list[OutputPart]) -> list[dict[str, Any]]:
-    """Output parts as Responses output items: consecutive text parts share one message item."""
-    items: list[dict[str, Any]] = []
-    for part in content:
-        if isinstance(part, TextPart):
-            if not part.text:
-                continue
-            text = {"type": "output_text", "text": part.text, "annotations": [], "logprobs": []}
-            if items and items[-1]["type"] == "message":
-                items[-1]["content"].append(text)
-            else:
-                items.append(message_item(new_id("msg_"), [text]))
-        elif isinstance(part, ToolUsePart):
-            items.append(function_call_item(new_id("fc_"), part))
-        elif isinstance(part, ThinkingPart):
-            items.append(reasoning_item(new_id("rs_"), part.text, part.signature))
-        elif isinstance(part, RedactedThinkingPart):
-            items.append(reasoning_item(new_id("rs_"), "", part.data))
-    return items
-
-
-def message_item(item_id: str, content: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
-    return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
-
-
-def function_call_item(item_id: str, part: ToolUsePart, status: str = "completed") -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "call_id": part.id,
-        "name": part.name,
-        "arguments": part.arguments,
-    }
-
-
-def reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": item_id,
-        "type": "reasoning",
-        "summary": [{"type": "summary_text", "text": text}] if text else [],
-    }
-    if signature:
-        item["encrypted_content"] = signature
-    return item
 
 
 def response_object(
@@ -428,7 +482,7 @@ def encode_response(
         model,
         request,
         status="completed",
-        output=output_items(response.content),
+        output=output_items(response.content, local_shell=offers_local_shell(request)),
         usage=response.usage,
         created_at=response.created,
         stop_reason=response.stop_reason,

@@ -1,10 +1,11 @@
 """OpenAI Responses streams ⇄ canonical events.
 
-The Responses stream is item-oriented: each output item (message, function call,
-reasoning) is added, filled by deltas and marked done, and every event carries a
-`sequence_number`. The stream ends with `response.completed` (or `.failed`); there is no
+The Responses stream is item-oriented: each output item (message, function or custom
+tool call, reasoning) is added, filled by deltas and marked done, and every event carries
+a `sequence_number`. The stream ends with `response.completed` (or `.failed`); there is no
 `[DONE]`. The encoder defers a message item until it has text, like the Anthropic
-encoder, so clients never store empty messages.
+encoder, so clients never store empty messages; a local shell call, which has no delta
+events, is added once its action is whole; a web search arrives whole and is told in one go.
 """
 
 from __future__ import annotations
@@ -16,16 +17,31 @@ import orjson
 
 from hypereal.errors import UpstreamError
 from hypereal.llm.openai_responses import (
+    citation_of,
     decode_usage,
-    function_call_item,
-    message_item,
-    reasoning_item,
     response_object,
     stop_reason_of,
+    web_search_of,
+)
+from hypereal.llm.openai_responses_items import (
+    CALL_ITEMS,
+    ITEM_PREFIXES,
+    LOCAL_SHELL,
+    call_kind,
+    custom_tool_call_item,
+    function_call_item,
+    local_shell_call_item,
+    message_item,
+    offers_local_shell,
+    reasoning_item,
+    url_citation,
+    web_search_call_item,
 )
 from hypereal.llm.types import (
     BlockStart,
     BlockStop,
+    Citation,
+    CitationDelta,
     OutputPart,
     RedactedThinkingPart,
     SignatureDelta,
@@ -40,8 +56,14 @@ from hypereal.llm.types import (
     ToolInputDelta,
     ToolUsePart,
     Usage,
+    WebSearchPart,
     new_id,
 )
+
+ARGUMENT_EVENTS = {
+    "function_call": "response.function_call_arguments",
+    "custom_tool_call": "response.custom_tool_call_input",
+}
 
 
 class _Item:
@@ -64,8 +86,10 @@ class StreamEncoder:
         self.response_id = response_id or new_id("resp_")
         self.created_at = int(time.time())
         self.sequence = 0
+        self.local_shell = offers_local_shell(request)
         self.items: dict[int, _Item] = {}
         self.pending_text: set[int] = set()
+        self.citations: dict[int, list[Citation]] = {}
         self.done_items: list[tuple[int, dict[str, Any]]] = []
         self.next_output = 0
 
@@ -91,8 +115,7 @@ class StreamEncoder:
         )
 
     def _open(self, index: int, kind: str, part: OutputPart) -> _Item:
-        prefix = {"message": "msg_", "function_call": "fc_", "reasoning": "rs_"}[kind]
-        item = self.items[index] = _Item(new_id(prefix), kind, self.next_output, part)
+        item = self.items[index] = _Item(new_id(ITEM_PREFIXES[kind]), kind, self.next_output, part)
         self.next_output += 1
         return item
 
@@ -123,10 +146,15 @@ class StreamEncoder:
             if item is None or not event.partial_json:
                 return b""
             item.text += event.partial_json
+            if item.kind == "local_shell_call":
+                return b""
             return self._emit(
-                "response.function_call_arguments.delta",
+                ARGUMENT_EVENTS[item.kind] + ".delta",
                 {"item_id": item.id, "output_index": item.output_index, "delta": event.partial_json},
             )
+        if isinstance(event, CitationDelta):
+            self.citations.setdefault(event.index, []).append(event.citation)
+            return b""
         if isinstance(event, ThinkingDelta):
             item = self.items.get(event.index)
             if item is None or not event.text:
@@ -172,9 +200,14 @@ class StreamEncoder:
             self.pending_text.add(index)
             return self.encode(TextDelta(index, part.text)) if part.text else b""
         if isinstance(part, ToolUsePart):
-            item = self._open(index, "function_call", ToolUsePart(part.id, part.name, ""))
-            shell = function_call_item(item.id, ToolUsePart(part.id, part.name, ""), status="in_progress")
-            return self._emit("response.output_item.added", {"output_index": item.output_index, "item": shell})
+            shell = ToolUsePart(part.id, part.name, "", part.custom)
+            item = self._open(index, call_kind(shell, self.local_shell), shell)
+            if item.kind == "local_shell_call":
+                return b""  # added once its action is whole
+            shell_item = CALL_ITEMS[item.kind](item.id, shell, "in_progress")
+            return self._emit("response.output_item.added", {"output_index": item.output_index, "item": shell_item})
+        if isinstance(part, WebSearchPart):
+            return self._web_search(part)
         signature = part.data if isinstance(part, RedactedThinkingPart) else None
         item = self._open(index, "reasoning", ThinkingPart("", signature))
         added = self._emit(
@@ -191,15 +224,34 @@ class StreamEncoder:
             },
         )
 
+    def _web_search(self, part: WebSearchPart) -> bytes:
+        """A search the upstream already ran: its item added, searched and done at once."""
+        item_id, output_index = new_id(ITEM_PREFIXES["web_search_call"]), self.next_output
+        self.next_output += 1
+        where = {"item_id": item_id, "output_index": output_index}
+        added = web_search_call_item(item_id, part, status="in_progress")
+        out = self._emit("response.output_item.added", {"output_index": output_index, "item": added})
+        for stage in ("in_progress", "searching", "completed"):
+            out += self._emit(f"response.web_search_call.{stage}", where)
+        full = web_search_call_item(item_id, part)
+        self.done_items.append((output_index, full))
+        return out + self._emit("response.output_item.done", {"output_index": output_index, "item": full})
+
     def _block_stop(self, index: int) -> bytes:
         item = self.items.pop(index, None)
+        citations = self.citations.pop(index, [])
         if item is None:
             return b""
         where = {"item_id": item.id, "output_index": item.output_index}
+        out = b""
         if item.kind == "message":
-            part = {"type": "output_text", "text": item.text, "annotations": [], "logprobs": []}
+            annotations = [url_citation(citation, 0, len(item.text)) for citation in citations]
+            for number, annotation in enumerate(annotations):
+                added = {**where, "content_index": 0, "annotation_index": number, "annotation": annotation}
+                out += self._emit("response.output_text.annotation.added", added)
+            part = {"type": "output_text", "text": item.text, "annotations": annotations, "logprobs": []}
             full = message_item(item.id, [part])
-            out = self._emit(
+            out += self._emit(
                 "response.output_text.done", {**where, "content_index": 0, "text": item.text, "logprobs": []}
             )
             out += self._emit("response.content_part.done", {**where, "content_index": 0, "part": part})
@@ -207,6 +259,16 @@ class StreamEncoder:
             assert isinstance(item.part, ToolUsePart)
             full = function_call_item(item.id, ToolUsePart(item.part.id, item.part.name, item.text))
             out = self._emit("response.function_call_arguments.done", {**where, "arguments": item.text})
+        elif item.kind == "custom_tool_call":
+            assert isinstance(item.part, ToolUsePart)
+            full = custom_tool_call_item(item.id, ToolUsePart(item.part.id, item.part.name, item.text, custom=True))
+            out = self._emit("response.custom_tool_call_input.done", {**where, "input": item.text})
+        elif item.kind == "local_shell_call":
+            assert isinstance(item.part, ToolUsePart)
+            call = ToolUsePart(item.part.id, LOCAL_SHELL, item.text)
+            added = local_shell_call_item(item.id, call, status="in_progress")
+            out = self._emit("response.output_item.added", {"output_index": item.output_index, "item": added})
+            full = local_shell_call_item(item.id, call)
         else:
             assert isinstance(item.part, ThinkingPart)
             full = reasoning_item(item.id, item.text, item.part.signature)
@@ -266,7 +328,7 @@ class StreamDecoder:
             if key not in self.text_blocks:
                 self.text_blocks[key], out = self._new(TextPart(""))
             return [*out, TextDelta(self.text_blocks[key], str(event.get("delta") or ""))]
-        if kind == "response.function_call_arguments.delta":
+        if kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
             index = self.by_output.get(int(event.get("output_index", 0)))
             if index is None:
                 return []
@@ -277,6 +339,11 @@ class StreamDecoder:
             return [ThinkingDelta(index, str(event.get("delta") or ""))] if index is not None else []
         if kind == "response.output_item.added":
             return self._item_added(int(event.get("output_index", 0)), event.get("item") or {})
+        if kind == "response.output_text.annotation.added":
+            key = (int(event.get("output_index", 0)), int(event.get("content_index", 0)))
+            citation = citation_of(event.get("annotation"))
+            text_index = self.text_blocks.get(key)
+            return [CitationDelta(text_index, citation)] if citation and text_index is not None else []
         if kind == "response.content_part.done":
             key = (int(event.get("output_index", 0)), int(event.get("content_index", 0)))
             return self._stop(self.text_blocks.get(key))
@@ -295,9 +362,10 @@ class StreamDecoder:
 
     def _item_added(self, output_index: int, item: dict[str, Any]) -> list[StreamEvent]:
         kind = item.get("type")
-        if kind == "function_call":
+        if kind in ("function_call", "custom_tool_call"):
             call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
-            index, out = self._new(ToolUsePart(call_id, str(item.get("name") or ""), ""))
+            part = ToolUsePart(call_id, str(item.get("name") or ""), "", custom=kind == "custom_tool_call")
+            index, out = self._new(part)
             self.by_output[output_index] = index
             return out
         if kind == "reasoning":
@@ -314,12 +382,16 @@ class StreamDecoder:
                 if position == output_index:
                     out.extend(self._stop(text_index))
             return out
+        if kind == "web_search_call":
+            index, out = self._new(web_search_of(item))
+            return out + self._stop(index)
         found = self.by_output.get(output_index)
         if found is None:
             return out
         index = found
-        if kind == "function_call" and index not in self.streamed_args and item.get("arguments"):
-            out.append(ToolInputDelta(index, str(item["arguments"])))
+        whole = item.get("input") if kind == "custom_tool_call" else item.get("arguments")
+        if kind in ("function_call", "custom_tool_call") and index not in self.streamed_args and whole:
+            out.append(ToolInputDelta(index, str(whole)))
         if kind == "reasoning" and isinstance(item.get("encrypted_content"), str):
             out.append(SignatureDelta(index, item["encrypted_content"]))
         return out + self._stop(index)

@@ -32,6 +32,7 @@ from hypereal.llm.types import (
     ThinkingPart,
     ToolResultPart,
     ToolUsePart,
+    WebSearchPart,
 )
 from hypereal.store import responses as sql
 from hypereal.store.db import Database
@@ -175,7 +176,8 @@ def _encode_part(part: Part) -> dict[str, Any]:
     if isinstance(part, ImagePart):
         return {"type": "image", "url": part.url, "detail": part.detail}
     if isinstance(part, ToolUsePart):
-        return {"type": "tool_use", "id": part.id, "name": part.name, "arguments": part.arguments}
+        stored = {"type": "tool_use", "id": part.id, "name": part.name, "arguments": part.arguments}
+        return {**stored, "custom": True} if part.custom else stored
     if isinstance(part, ToolResultPart):
         return {
             "type": "tool_result",
@@ -185,6 +187,8 @@ def _encode_part(part: Part) -> dict[str, Any]:
         }
     if isinstance(part, ThinkingPart):
         return {"type": "thinking", "text": part.text, "signature": part.signature}
+    if isinstance(part, WebSearchPart):
+        return {"type": "web_search", "id": part.id, "query": part.query, "failed": part.failed}
     return {"type": "redacted_thinking", "data": part.data}
 
 
@@ -197,7 +201,7 @@ def _decode_part(item: Any) -> Part:
     if kind == "image":
         return ImagePart(_str(item, "url"), _optional_str(item, "detail"))
     if kind == "tool_use":
-        return ToolUsePart(_str(item, "id"), _str(item, "name"), _str(item, "arguments"))
+        return ToolUsePart(_str(item, "id"), _str(item, "name"), _str(item, "arguments"), item.get("custom") is True)
     if kind == "tool_result":
         content: list[TextPart | ImagePart] = []
         for inner in _list(item, "content"):
@@ -210,6 +214,8 @@ def _decode_part(item: Any) -> Part:
         return ThinkingPart(_str(item, "text"), _optional_str(item, "signature"))
     if kind == "redacted_thinking":
         return RedactedThinkingPart(_str(item, "data"))
+    if kind == "web_search":
+        return WebSearchPart(_str(item, "id"), _str(item, "query"), failed=item.get("failed") is True)
     raise ValueError(f"stored part has an unknown type {kind!r}")
 
 

@@ -62,5 +62,5 @@ def request_tokens(request: ChatRequest) -> int:
         total += MESSAGE_OVERHEAD + sum(part_tokens(part) for part in message.content)
     for tool in request.tools:
         total += TOOL_OVERHEAD + text_tokens(tool.name) + text_tokens(tool.description or "")
-        total += text_tokens(orjson.dumps(tool.parameters).decode())
+        total += text_tokens(orjson.dumps(tool.format or tool.parameters).decode())
     return total

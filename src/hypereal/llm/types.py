@@ -8,7 +8,10 @@ conversation through it loses as little as possible:
 - a message is a role (`user` or `assistant`) and a list of parts;
 - tool results are parts of a user message; tool calls are parts of an assistant message;
 - tool-call arguments are kept as JSON text, because both streaming formats deliver them
-  as fragments of text and a half-received call is still worth passing on.
+  as fragments of text and a half-received call is still worth passing on; a call of a
+  custom (freeform) tool holds its raw input text there instead;
+- tools the upstream runs itself (OpenAI's hosted tools) travel beside the client's own
+  tools, as the client sent them, so each upstream codec decides whether it can run them.
 
 A stream is a sequence of `StreamEvent`s: one `StreamStart`, then for each content block
 a `BlockStart`, deltas and a `BlockStop`, then one `StreamEnd` carrying the stop reason
@@ -32,6 +35,7 @@ import orjson
 Role = Literal["user", "assistant"]
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
 ToolChoiceMode = Literal["auto", "none", "required", "tool"]
+ToolKind = Literal["function", "custom"]
 
 
 def new_id(prefix: str) -> str:
@@ -40,8 +44,19 @@ def new_id(prefix: str) -> str:
 
 
 @dataclass(slots=True)
+class Citation:
+    """A web page a stretch of text rests on (Anthropic's web search result location, OpenAI's url_citation)."""
+
+    url: str
+    title: str = ""
+    cited_text: str = ""
+
+
+@dataclass(slots=True)
 class TextPart:
     text: str
+    citations: list[Citation] = field(default_factory=list)
+    """Pages the whole text cites; set by upstreams that searched the web."""
 
 
 @dataclass(slots=True)
@@ -65,10 +80,18 @@ class ToolUsePart:
     id: str
     name: str
     arguments: str = ""
-    """The call's input as JSON text (possibly partial while streaming)."""
+    """The call's input as JSON text (possibly partial while streaming); for a custom call, the raw input."""
+    custom: bool = False
+    """A call of a custom (freeform) tool, whose input is text rather than JSON."""
 
     def input(self) -> dict[str, Any]:
-        """The arguments as an object; `{}` for empty or broken JSON, which upstreams reject less."""
+        """The arguments as an object; `{}` for empty or broken JSON, which upstreams reject less.
+
+        A custom call's text comes wrapped as `{"input": text}`, the shape upstreams without
+        custom tools are offered them in (see `hypereal.llm.custom_tools`).
+        """
+        if self.custom:
+            return {"input": self.arguments}
         if not self.arguments.strip():
             return {}
         try:
@@ -99,8 +122,22 @@ class RedactedThinkingPart:
     data: str
 
 
-Part = TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart | RedactedThinkingPart
-OutputPart = TextPart | ToolUsePart | ThinkingPart | RedactedThinkingPart
+@dataclass(slots=True)
+class WebSearchPart:
+    """A web search the upstream ran itself: the query and the pages it found.
+
+    Only upstreams that search on their own produce it; it is an answer's record, never
+    sent back (the text after it carries what was found, with citations).
+    """
+
+    id: str
+    query: str = ""
+    sources: list[Citation] = field(default_factory=list)
+    failed: bool = False
+
+
+Part = TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart | RedactedThinkingPart | WebSearchPart
+OutputPart = TextPart | ToolUsePart | ThinkingPart | RedactedThinkingPart | WebSearchPart
 
 
 @dataclass(slots=True)
@@ -114,6 +151,27 @@ class Tool:
     name: str
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    kind: ToolKind = "function"
+    """`custom`: a freeform tool whose calls carry raw text (Codex's apply_patch), not JSON."""
+    format: dict[str, Any] | None = None
+    """A custom tool's input format in the Responses API's shape: `{"type": "text"}` or
+    `{"type": "grammar", "syntax": "lark" | "regex", "definition": ...}`; None for free text."""
+
+
+@dataclass(slots=True)
+class HostedTool:
+    """A tool the upstream runs itself (web search, file search, code interpreter, …).
+
+    Kept as the client sent it, in the Responses API's shape: only some upstreams can run
+    one, and each upstream codec maps it or refuses it, naming `field`.
+    """
+
+    spec: dict[str, Any]
+    field: str = "tools"
+
+    @property
+    def type(self) -> str:
+        return str(self.spec.get("type") or "")
 
 
 @dataclass(slots=True)
@@ -129,6 +187,7 @@ class ChatRequest:
     messages: list[Message]
     system: list[TextPart] = field(default_factory=list)
     tools: list[Tool] = field(default_factory=list)
+    hosted_tools: list[HostedTool] = field(default_factory=list)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     max_tokens: int | None = None
@@ -244,6 +303,15 @@ class SignatureDelta:
 class ToolInputDelta:
     index: int
     partial_json: str
+    """A piece of the arguments' JSON; of the raw input text for a custom call."""
+
+
+@dataclass(slots=True)
+class CitationDelta:
+    """A citation of the text block at `index` (it covers the whole block)."""
+
+    index: int
+    citation: Citation
 
 
 @dataclass(slots=True)
@@ -260,7 +328,15 @@ class StreamEnd:
 
 
 ChoiceStreamEvent = (
-    StreamStart | BlockStart | TextDelta | ThinkingDelta | SignatureDelta | ToolInputDelta | BlockStop | StreamEnd
+    StreamStart
+    | BlockStart
+    | TextDelta
+    | ThinkingDelta
+    | SignatureDelta
+    | ToolInputDelta
+    | CitationDelta
+    | BlockStop
+    | StreamEnd
 )
 
 
@@ -311,6 +387,10 @@ class Accumulator:
             block = self.blocks.get(event.index)
             if isinstance(block, ThinkingPart):
                 block.signature = (block.signature or "") + event.signature
+        elif isinstance(event, CitationDelta):
+            block = self.blocks.get(event.index)
+            if isinstance(block, TextPart):
+                block.citations.append(event.citation)
         elif isinstance(event, BlockStart):
             self.blocks[event.index] = _copy_part(event.part)
             if isinstance(event.part, ToolUsePart):
@@ -360,11 +440,13 @@ class Accumulator:
 
 def _copy_part(part: OutputPart) -> OutputPart:
     if isinstance(part, TextPart):
-        return TextPart(part.text)
+        return TextPart(part.text, list(part.citations))
     if isinstance(part, ThinkingPart):
         return ThinkingPart(part.text, part.signature)
     if isinstance(part, ToolUsePart):
-        return ToolUsePart(part.id, part.name, part.arguments)
+        return ToolUsePart(part.id, part.name, part.arguments, part.custom)
+    if isinstance(part, WebSearchPart):
+        return WebSearchPart(part.id, part.query, list(part.sources), part.failed)
     return RedactedThinkingPart(part.data)
 
 
@@ -375,6 +457,7 @@ def events_of(response: ChatResponse) -> list[StreamEvent]:
     for index, part in enumerate(response.content):
         if isinstance(part, TextPart):
             events.append(BlockStart(index, TextPart("")))
+            events.extend(CitationDelta(index, citation) for citation in part.citations)
             if part.text:
                 events.append(TextDelta(index, part.text))
         elif isinstance(part, ThinkingPart):
@@ -384,9 +467,11 @@ def events_of(response: ChatResponse) -> list[StreamEvent]:
             if part.signature:
                 events.append(SignatureDelta(index, part.signature))
         elif isinstance(part, ToolUsePart):
-            events.append(BlockStart(index, ToolUsePart(part.id, part.name, "")))
+            events.append(BlockStart(index, ToolUsePart(part.id, part.name, "", part.custom)))
             if part.arguments:
                 events.append(ToolInputDelta(index, part.arguments))
+        elif isinstance(part, WebSearchPart):
+            events.append(BlockStart(index, _copy_part(part)))
         else:
             events.append(BlockStart(index, RedactedThinkingPart(part.data)))
         events.append(BlockStop(index))

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from hypereal.llm import anthropic, sse
 from hypereal.llm.anthropic_stream import StreamDecoder
+from hypereal.llm.custom_tools import custom_tool_names
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
 from hypereal.providers.chat import Forwarded, HttpChatProvider, Protocol
 
@@ -37,10 +38,10 @@ class AnthropicProvider(HttpChatProvider):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         answer = await self.post_json(MESSAGES_PATH, self._body(replace(request, stream=False)))
-        return anthropic.decode_response(answer.payload)
+        return anthropic.decode_response(answer.payload, custom_tool_names(request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        decoder = StreamDecoder()
+        decoder = StreamDecoder(custom_tool_names(request))
         async for event in self.post_events(MESSAGES_PATH, self._body(replace(request, stream=True))):
             for decoded in decoder.feed(event.event, event.data):
                 yield decoded

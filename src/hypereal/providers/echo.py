@@ -5,7 +5,9 @@ It answers on every surface and behaves like a real upstream in the ways clients
 - it echoes the last user message back, streamed word by word;
 - when tools are offered and the prompt names one of them or asks to "call"/"use the
   tool" (or `tool_choice` demands a call), it calls that tool (else the first) with
-  arguments made from the tool's JSON schema, and stops with `tool_use`;
+  arguments made from the tool's JSON schema (a custom tool gets the prompt as its raw
+  input), and stops with `tool_use`;
+- it runs no hosted tool (web search, file search, …) and refuses requests that offer one;
 - after a tool result, it reports what the tool returned;
 - when thinking or reasoning is asked for, it thinks first, in a signed thinking block;
 - it honours `max_tokens` (stopping with `max_tokens`) and stop sequences;
@@ -27,7 +29,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from hypereal.llm import tokens
+from hypereal.llm import hosted_tools, tokens
 from hypereal.llm.types import (
     Accumulator,
     BlockStart,
@@ -72,6 +74,8 @@ class EchoProvider(ChatProvider):
         return accumulator.response()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if request.hosted_tools:
+            raise hosted_tools.cannot_run(request.hosted_tools[0], self.type)
         input_tokens = tokens.request_tokens(request)
         yield StreamStart(new_id("echo-"), request.model, Usage(input_tokens=input_tokens))
         budget = request.max_tokens
@@ -94,8 +98,9 @@ class EchoProvider(ChatProvider):
         call = _tool_call(request)
         if call is not None:
             tool, arguments = call
-            text = orjson.dumps(arguments).decode()
-            yield BlockStart(index, ToolUsePart(new_id("toolu_echo_"), tool.name, ""))
+            custom = tool.kind == "custom"
+            text = request.last_user_text() if custom else orjson.dumps(arguments).decode()
+            yield BlockStart(index, ToolUsePart(new_id("toolu_echo_"), tool.name, "", custom))
             middle = len(text) // 2
             for piece in (text[:middle], text[middle:]):
                 await self._pause()

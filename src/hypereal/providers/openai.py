@@ -2,7 +2,8 @@
 
 Canonical requests go to Chat Completions unless the upstream model matches one of the
 `responses_models` patterns (provider option; by default the codex, pro and deep-research
-models, which OpenAI serves only through the Responses API).
+models, which OpenAI serves only through the Responses API) or they carry a hosted tool
+(web search), which only the Responses API runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 
 from hypereal.catalog.schema import ProviderConfig
 from hypereal.llm import openai_chat, openai_responses, sse
+from hypereal.llm.custom_tools import custom_tool_names
 from hypereal.llm.openai_chat_stream import StreamDecoder as ChatStreamDecoder
 from hypereal.llm.openai_responses_stream import StreamDecoder as ResponsesStreamDecoder
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
@@ -28,11 +30,15 @@ class OpenAIProvider(HttpChatProvider):
     passthrough: ClassVar[frozenset[Protocol]] = frozenset({"openai-chat", "openai-responses"})
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    knows_custom_tools: ClassVar[bool] = True
+    """The default of the option `custom_tools`: whether the upstream knows custom (freeform)
+    tools; where it does not, they are offered as functions."""
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         patterns = config.options.get("responses_models", DEFAULT_RESPONSES_MODELS)
         self.responses_models: tuple[str, ...] = tuple(str(pattern) for pattern in patterns)
+        self.native_custom_tools = bool(config.options.get("custom_tools", self.knows_custom_tools))
 
     def headers(self) -> dict[str, str]:
         key = self.config.api_key()
@@ -49,18 +55,31 @@ class OpenAIProvider(HttpChatProvider):
         # The Responses API has no `n`.
         return not self.uses_responses(model)
 
+    def _responses_for(self, request: ChatRequest) -> bool:
+        return self.uses_responses(request.model) or (
+            bool(request.hosted_tools) and self.forwards("openai-responses", request.model)
+        )
+
+    def _chat_body(self, request: ChatRequest) -> dict[str, Any]:
+        return openai_chat.encode_request(
+            request, max_tokens_field=self.max_tokens_field, native_custom=self.native_custom_tools
+        )
+
+    def _wrapped(self, request: ChatRequest) -> frozenset[str]:
+        """The custom tools offered as functions, whose calls are unwrapped."""
+        return frozenset() if self.native_custom_tools else custom_tool_names(request)
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        if self.uses_responses(request.model):
+        if self._responses_for(request):
             body = openai_responses.encode_request(_one_shot(request))
             answer = await self.post_json(PATHS["openai-responses"], body)
             return openai_responses.decode_response(answer.payload)
-        body = openai_chat.encode_request(_one_shot(request), max_tokens_field=self.max_tokens_field)
-        answer = await self.post_json(PATHS["openai-chat"], body)
-        return openai_chat.decode_response(answer.payload)
+        answer = await self.post_json(PATHS["openai-chat"], self._chat_body(_one_shot(request)))
+        return openai_chat.decode_response(answer.payload, self._wrapped(request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         streaming = _streaming(request)
-        if self.uses_responses(request.model):
+        if self._responses_for(request):
             responses = ResponsesStreamDecoder()
             async for event in self.post_events(PATHS["openai-responses"], openai_responses.encode_request(streaming)):
                 for decoded in responses.feed(event.event, event.data):
@@ -68,9 +87,8 @@ class OpenAIProvider(HttpChatProvider):
             for decoded in responses.finish():
                 yield decoded
             return
-        chat = ChatStreamDecoder(choices=streaming.n)
-        body = openai_chat.encode_request(streaming, max_tokens_field=self.max_tokens_field)
-        async for event in self.post_events(PATHS["openai-chat"], body):
+        chat = ChatStreamDecoder(self._wrapped(request), choices=streaming.n)
+        async for event in self.post_events(PATHS["openai-chat"], self._chat_body(streaming)):
             for decoded in chat.feed(event.data):
                 yield decoded
         for decoded in chat.finish():

@@ -4,7 +4,8 @@ Configured in an operator's catalog with its `base_url` (ending where `/chat/com
 is appended, usually `/v1`) and, when it needs one, `api_key_env`. Such servers take
 `max_tokens` rather than OpenAI's newer `max_completion_tokens`, and few implement the
 Responses API, so Responses clients are translated unless the option `responses: true`
-says the server has it.
+says the server has it. Few know custom (freeform) tools either: they are offered as
+functions unless the option `custom_tools: true` says the server has them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     type: ClassVar[str] = "openai-compatible"
     default_base_url: ClassVar[str] = ""
     max_tokens_field: ClassVar[str] = "max_tokens"
+    knows_custom_tools: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         options = dict(config.options)
