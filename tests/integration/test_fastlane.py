@@ -91,3 +91,34 @@ async def test_other_methods_and_paths_still_go_through_fastapi(
 async def test_the_openapi_document_still_lists_the_lane_routes(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "post" in paths["/api/v1/chat/completions"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error_of"),
+    [
+        ("/v1/chat", {"messages": [{"role": "user", "content": "hi"}]}, lambda body: body["error"]),
+        (
+            "/v1/messages",
+            {"model": "local-echo", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+            lambda body: body["error"]["message"],
+        ),
+        ("/v1/responses", {"model": "local-echo", "input": "hi"}, lambda body: body["error"]["message"]),
+    ],
+)
+async def test_every_chat_surface_takes_the_lane_with_its_own_errors(
+    client: httpx.AsyncClient,
+    make_account: Any,
+    lane_calls: list[str],
+    path: str,
+    body: dict[str, Any],
+    error_of: Any,
+) -> None:
+    account: TestAccount = await make_account()
+
+    answer = await client.post(path, json=body, headers=account.headers)
+    broken = await client.post(path, content=b"{not json", headers=account.headers)
+
+    assert lane_calls == [path, path]
+    assert answer.status_code == 200, answer.text
+    assert broken.status_code == 400
+    assert error_of(broken.json()) == "Request body is not valid JSON"

@@ -13,7 +13,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
+from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep, current_principal, get_services, json_object
+from hypereal.api.fastlane import fast
 from hypereal.api.openai import event_stream
 from hypereal.api.responses import JsonResponse
 from hypereal.llm import anthropic, fields, tokens
@@ -53,8 +54,12 @@ def _forwarded_headers(request: Request) -> dict[str, str]:
 
 
 @router.post("/messages")
-async def messages(principal: CurrentKey, services: ServicesDep, request: Request, body: JsonBody) -> Response:
+@fast
+async def messages(request: Request) -> Response:
     """Anthropic Messages, streaming or not, with tools and extended thinking; billed per token."""
+    principal = await current_principal(request)
+    services = get_services(request)
+    body = await json_object(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
     spec = services.catalog.get(model, ("llm",))

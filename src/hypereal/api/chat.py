@@ -14,7 +14,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
+from hypereal.api.deps import current_principal, get_services, json_object
+from hypereal.api.fastlane import fast
 from hypereal.api.openai import OPENAI_CHAT, event_stream
 from hypereal.api.responses import JsonResponse
 from hypereal.llm import fields, openai_chat, sse
@@ -91,8 +92,12 @@ class _Tap(OpenAIChatTap):
 
 
 @router.post("/chat")
-async def chat(principal: CurrentKey, services: ServicesDep, request: Request, body: JsonBody) -> Response:
+@fast
+async def chat(request: Request) -> Response:
     """Chat with any catalog model; SSE when `stream` is true. Billed per token, 2 credits minimum."""
+    principal = await current_principal(request)
+    services = get_services(request)
+    body = await json_object(request)
     gateway_ = gateway(services)
     model = fields.string(body, "model")
     spec = services.catalog.get(model, ("llm",)) if model else gateway_.default_model()

@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep, current_principal, get_services, json_object
+from hypereal.api.deps import ServicesDep, current_principal, get_services, json_object
 from hypereal.api.fastlane import fast
 from hypereal.api.models import model_list
 from hypereal.api.responses import JsonResponse
@@ -131,8 +131,12 @@ async def chat_models(services: ServicesDep) -> JsonResponse:
 
 
 @router.post("/responses")
-async def responses(principal: CurrentKey, services: ServicesDep, request: Request, body: JsonBody) -> Response:
+@fast
+async def responses(request: Request) -> Response:
     """OpenAI Responses API as Codex CLI uses it, streaming or not."""
+    principal = await current_principal(request)
+    services = get_services(request)
+    body = await json_object(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
     spec = services.catalog.get(model, ("llm",))
