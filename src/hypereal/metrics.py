@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -12,6 +13,8 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        # `labels()` takes a lock and builds its key on every call: a few percent of a small request.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "hypereal_http_requests",
             "HTTP requests by route and status",
@@ -35,6 +38,18 @@ class Metrics:
         self.webhook_attempts = Counter(
             "hypereal_webhook_attempts", "Webhook delivery attempts by outcome", ["outcome"], registry=self.registry
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request; the labelled series are looked up once per label set."""
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

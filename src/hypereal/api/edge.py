@@ -76,9 +76,7 @@ class Edge:
             # Routers are shared by /api/v1 and /v1; the route knows only its own part of the path.
             path: str = scope.get("path", "")
             template = next((p for p in ("/api/v1", "/v1") if path.startswith(p + "/")), "") + template
-        method = scope.get("method", "")
-        self.metrics.requests.labels(method, template, str(status)).inc()
-        self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+        self.metrics.observe_request(scope.get("method", ""), template, status, time.perf_counter() - started)
 
 
 async def _reject_too_large(send: Send, limit: int) -> None:
