@@ -168,10 +168,12 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             raise ConnectionFailed("Upstream closed the connection")
         waiter = self._waiter = self.loop.create_future()
+        # A bare timer on the waiter: asyncio.timeout() cost as much as the rest of the wait.
+        timer = self.loop.call_later(idle_seconds, _expire, waiter)
         try:
-            async with asyncio.timeout(idle_seconds):
-                await waiter
+            await waiter
         finally:
+            timer.cancel()
             self._waiter = None
         if self._error is not None:
             raise self._error
@@ -199,6 +201,11 @@ class _Connection(asyncio.Protocol):
         self._error = error
         self.close()
         self._wake()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no bytes from the upstream within the read timeout"))
 
 
 class Http1Pool:
