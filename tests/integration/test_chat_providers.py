@@ -141,9 +141,8 @@ async def test_forwarding_returns_the_upstream_bytes(anthropic_provider: Anthrop
     answer = await anthropic_provider.forward("anthropic-messages", body, {"anthropic-beta": "b1"})
     assert answer.payload["content"][0]["text"] == "Hello from Claude: hi"
     assert b"Hello from Claude" in answer.body
-    events = [
-        event async for event in anthropic_provider.forward_stream("anthropic-messages", {**body, "stream": True}, {})
-    ]
+    batches = anthropic_provider.forward_stream("anthropic-messages", {**body, "stream": True}, {})
+    events = [event async for batch in batches for event in batch]
     assert events[0].event == "message_start" and events[-1].event == "message_stop"
     await anthropic_provider.close()
 

@@ -237,9 +237,9 @@ class ChatGateway:
             nonlocal canonical
             if canonical is None and provider.forwards(surface.protocol, upstream_model):
                 upstream_body = surface.upstream_body(body, upstream_model, True)
-                events = provider.forward_stream(surface.protocol, upstream_body, headers)
-                first_event = await _first(events)
-                return self._relay(call, surface, surface.new_tap(body), first_event, events, epilogue)
+                batches = provider.forward_stream(surface.protocol, upstream_body, headers)
+                first_batch = await _first(batches)
+                return self._relay(call, surface, surface.new_tap(body), first_batch, batches, epilogue)
             canonical = canonical or surface.decode(body)
             request = replace(canonical, model=upstream_model, stream=True)
             fans_out = fanout.needed(provider, upstream_model, request.n)
@@ -255,14 +255,15 @@ class ChatGateway:
         call: Call,
         surface: Surface,
         tap: Tap,
-        first: sse.Event,
-        events: AsyncIterator[sse.Event],
+        first: list[sse.Event],
+        batches: AsyncIterator[list[sse.Event]],
         epilogue: Callable[[int], bytes] | None,
     ) -> AsyncIterator[bytes]:
         failed = False
         try:
-            async for event in _chain(first, events):
-                out = tap.observe(event)
+            async for batch in _chain(first, batches):
+                # One write for what one read from the upstream brought, however many events.
+                out = b"".join([piece for piece in map(tap.observe, batch) if piece])
                 if out:
                     yield out
             failed = tap.failed
@@ -278,7 +279,7 @@ class ChatGateway:
             yield surface.stream_error(surface.error_body(exc))
         finally:
             with anyio.CancelScope(shield=True):
-                await _close(events)
+                await _close(batches)
                 if tap.usage is not None:
                     call.settle(tap.usage)
                 elif failed and tap.output_chars == 0:

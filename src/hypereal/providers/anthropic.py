@@ -51,11 +51,10 @@ class AnthropicProvider(HttpChatProvider):
     async def forward(self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]) -> Forwarded:
         return await self.post_json(MESSAGES_PATH, body, _beta(headers))
 
-    async def forward_stream(
+    def forward_stream(
         self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]
-    ) -> AsyncIterator[sse.Event]:
-        async for event in self.post_events(MESSAGES_PATH, body, _beta(headers)):
-            yield event
+    ) -> AsyncIterator[list[sse.Event]]:
+        return self.post_event_batches(MESSAGES_PATH, body, _beta(headers))
 
 
 def _beta(headers: dict[str, str]) -> dict[str, str]:

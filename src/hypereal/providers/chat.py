@@ -73,7 +73,8 @@ class ChatProvider(abc.ABC):
 
     def forward_stream(
         self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]
-    ) -> AsyncIterator[sse.Event]:
+    ) -> AsyncIterator[list[sse.Event]]:
+        """The upstream's events in the batches they arrived in: a relay writes each batch at once."""
         raise NotImplementedError(f"{self.type} does not forward {protocol}")
 
     def forwards(self, protocol: Protocol, model: str) -> bool:
@@ -168,16 +169,26 @@ class HttpChatProvider(ChatProvider):
         self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> AsyncIterator[sse.Event]:
         """The upstream's SSE events as they arrive; errors before the first one raise as usual."""
+        async for batch in self.post_event_batches(path, body, headers):
+            for event in batch:
+                yield event
+
+    async def post_event_batches(
+        self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> AsyncIterator[list[sse.Event]]:
+        """`post_events`, the events of each piece read from the upstream together."""
         parser = sse.Parser()
         try:
             async with self.pool().open("POST", path, self._headers(headers), orjson.dumps(body)) as answer:
                 if answer.status >= 400:
                     raise upstream_status_error(answer.status, await answer.read())
                 async for chunk in answer.chunks():
-                    for event in parser.feed(chunk):
-                        yield event
-                for event in parser.close():
-                    yield event
+                    batch = list(parser.feed(chunk))
+                    if batch:
+                        yield batch
+                rest = list(parser.close())
+                if rest:
+                    yield rest
         except TimeoutError as exc:
             raise UpstreamTimeout("Upstream stopped sending before the answer was complete") from exc
         except ConnectionFailed as exc:

@@ -97,11 +97,10 @@ class OpenAIProvider(HttpChatProvider):
     async def forward(self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]) -> Forwarded:
         return await self.post_json(PATHS[protocol], body)
 
-    async def forward_stream(
+    def forward_stream(
         self, protocol: Protocol, body: dict[str, Any], headers: dict[str, str]
-    ) -> AsyncIterator[sse.Event]:
-        async for event in self.post_events(PATHS[protocol], body):
-            yield event
+    ) -> AsyncIterator[list[sse.Event]]:
+        return self.post_event_batches(PATHS[protocol], body)
 
 
 def _one_shot(request: ChatRequest) -> ChatRequest:
