@@ -13,7 +13,12 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep, current_principal, get_services, json_object
+from hypereal.api.deps import (
+    CurrentKey,
+    JsonBody,
+    ServicesDep,
+    authorized_body,
+)
 from hypereal.api.fastlane import fast
 from hypereal.api.openai import event_stream
 from hypereal.api.responses import JsonResponse
@@ -57,9 +62,7 @@ def _forwarded_headers(request: Request) -> dict[str, str]:
 @fast
 async def messages(request: Request) -> Response:
     """Anthropic Messages, streaming or not, with tools and extended thinking; billed per token."""
-    principal = await current_principal(request)
-    services = get_services(request)
-    body = await json_object(request)
+    principal, services, body = await authorized_body(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
     spec = services.catalog.get(model, ("llm",))

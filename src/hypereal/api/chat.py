@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from hypereal.api.deps import current_principal, get_services, json_object
+from hypereal.api.deps import authorized_body
 from hypereal.api.fastlane import fast
 from hypereal.api.openai import OPENAI_CHAT, event_stream
 from hypereal.api.responses import JsonResponse
@@ -95,9 +95,7 @@ class _Tap(OpenAIChatTap):
 @fast
 async def chat(request: Request) -> Response:
     """Chat with any catalog model; SSE when `stream` is true. Billed per token, 2 credits minimum."""
-    principal = await current_principal(request)
-    services = get_services(request)
-    body = await json_object(request)
+    principal, services, body = await authorized_body(request)
     gateway_ = gateway(services)
     model = fields.string(body, "model")
     spec = services.catalog.get(model, ("llm",)) if model else gateway_.default_model()

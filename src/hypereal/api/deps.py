@@ -77,6 +77,13 @@ async def json_object(request: Request) -> dict[str, Any]:
 JsonBody = Annotated[dict[str, Any], Depends(json_object)]
 
 
+async def authorized_body(request: Request) -> tuple[Principal, Services, dict[str, Any]]:
+    """For fast-lane endpoints: the key (rate-limited), the services and the JSON body, in the
+    order FastAPI resolves `CurrentKey`, `ServicesDep` and `JsonBody` for the other routes."""
+    principal = await current_principal(request)
+    return principal, get_services(request), await json_object(request)
+
+
 def parsed(model: type[Model]) -> Any:
     """A dependency that validates the JSON body against `model`, whatever the Content-Type says."""
 

@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from hypereal.api.deps import ServicesDep, current_principal, get_services, json_object
+from hypereal.api.deps import ServicesDep, authorized_body
 from hypereal.api.fastlane import fast
 from hypereal.api.models import model_list
 from hypereal.api.responses import JsonResponse
@@ -99,11 +99,7 @@ def event_stream(chunks: Any) -> StreamingResponse:
 @fast
 async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions, streaming or not, billed per token."""
-    # The busiest route resolves its dependencies itself, in the order the annotated ones run
-    # elsewhere (key and rate limit, then the body), and is served by the fast lane.
-    principal = await current_principal(request)
-    services = get_services(request)
-    body = await json_object(request)
+    principal, services, body = await authorized_body(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
     spec = services.catalog.get(model, ("llm",))
@@ -134,9 +130,7 @@ async def chat_models(services: ServicesDep) -> JsonResponse:
 @fast
 async def responses(request: Request) -> Response:
     """OpenAI Responses API as Codex CLI uses it, streaming or not."""
-    principal = await current_principal(request)
-    services = get_services(request)
-    body = await json_object(request)
+    principal, services, body = await authorized_body(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
     spec = services.catalog.get(model, ("llm",))

@@ -313,26 +313,25 @@ class Exchange:
         pool = self._pool
         connection, reused = await pool._acquire()
         try:
-            connection.send(self._request)
-            await connection.headers_ready(pool.read_timeout)
+            await self._send_on(connection)
         except ConnectionFailed:
-            pool._release(connection)
             if not reused or connection.received_any:
                 raise
             # The server closed this idle connection as the request went out: once more, anew.
             connection, _ = await pool._acquire(fresh=True)
-            try:
-                connection.send(self._request)
-                await connection.headers_ready(pool.read_timeout)
-            except BaseException:
-                pool._release(connection)
-                raise
-        except BaseException:
-            pool._release(connection)
-            raise
+            await self._send_on(connection)
         self._connection = connection
         self.status, self.headers = connection.status, connection.headers
         return self
+
+    async def _send_on(self, connection: _Connection) -> None:
+        """The request, and the answer's head; the connection goes back to the pool if that fails."""
+        try:
+            connection.send(self._request)
+            await connection.headers_ready(self._pool.read_timeout)
+        except BaseException:
+            self._pool._release(connection)
+            raise
 
     async def read(self) -> bytes:
         assert self._connection is not None
