@@ -181,3 +181,18 @@ def test_serve_refuses_bad_settings_before_listening(tmp_path: Path, variable: s
     if variable == "HYPEREAL_ADMIN_KEY":
         assert value not in result.stderr
     assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+def test_serving_freezes_the_start_up_heap_and_collects_young_objects_less_often() -> None:
+    import gc
+
+    from hypereal import cli
+
+    before = gc.get_threshold()
+    try:
+        cli._settle_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == cli.YOUNG_COLLECTION_ALLOCATIONS > before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from hypereal.errors import RateLimited
-from hypereal.ratelimit import RateLimiter, Window
+from hypereal.ratelimit import MovingWindowMemory, RateLimiter, Window
 from tests.conftest import TestAccount
 
 
@@ -94,12 +94,9 @@ async def test_refused_callers_do_not_use_up_a_limit(client: httpx.AsyncClient, 
 
 
 async def test_the_window_moves_instead_of_resetting_on_the_hour(monkeypatch: pytest.MonkeyPatch) -> None:
-    import limits.storage.memory
-
     import hypereal.ratelimit
 
     clock = FakeClock(1000.0)
-    monkeypatch.setattr(limits.storage.memory, "time", clock)
     monkeypatch.setattr(hypereal.ratelimit, "time", clock)
     limiter = RateLimiter()
 
@@ -122,6 +119,30 @@ async def test_the_window_moves_instead_of_resetting_on_the_hour(monkeypatch: py
     assert (await limiter.hit("key_a", 3)).remaining == 0
     with pytest.raises(RateLimited):
         await limiter.hit("key_a", 3)
+
+
+async def test_memory_keeps_only_the_hits_inside_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hypereal.ratelimit
+
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(hypereal.ratelimit, "time", clock)
+    storage = MovingWindowMemory()
+    for second in range(10):
+        clock.now = 1000.0 + second
+        assert storage.acquire_entry("busy", 100, 5)
+    # Hits older than the window leave the key's record as the window moves past them.
+    assert storage.get_moving_window("busy", 100, 5) == (1005.0, 5)
+    assert list(storage.hits["busy"]) == [1005.0, 1006.0, 1007.0, 1008.0, 1009.0]
+
+    assert storage.acquire_entry("bulk", 10, 5, amount=7)
+    assert not storage.acquire_entry("bulk", 10, 5, amount=4)
+    assert storage.get_moving_window("bulk", 10, 5) == (1009.0, 7)
+    assert storage.acquire_entry("bulk", 10, 5, amount=3)
+
+    # A key nobody hits again is forgotten by the next sweep, not kept for the process's life.
+    clock.now = 1009.0 + MovingWindowMemory.SWEEP_EVERY_SECONDS + 1
+    assert storage.acquire_entry("other", 1, 5)
+    assert set(storage.hits) == {"other"}
 
 
 @pytest.mark.redis

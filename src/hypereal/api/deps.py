@@ -30,13 +30,23 @@ async def services_dependency(request: Request) -> Services:
 
 
 def presented_key(request: Request) -> str | None:
-    """The key from `Authorization: Bearer` or `x-api-key` (Anthropic clients send the latter)."""
-    authorization = request.headers.get("authorization")
+    """The key from `Authorization: Bearer` or `x-api-key` (Anthropic clients send the latter).
+
+    Read from the raw header list in one pass: on every authenticated call, building
+    Starlette's header mapping and scanning it once per name cost more than the key lookup.
+    """
+    authorization: bytes | None = None
+    api_key: bytes | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            authorization = authorization or value
+        elif name == b"x-api-key":
+            api_key = api_key or value
     if authorization:
-        scheme, _, token = authorization.partition(" ")
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return request.headers.get("x-api-key")
+    return api_key.decode("latin-1") if api_key is not None else None
 
 
 async def current_principal(request: Request) -> Principal:
