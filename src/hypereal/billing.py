@@ -7,6 +7,7 @@ transaction, or in the caller's when the charge must commit together with other 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,6 +42,16 @@ class Billing:
 
     async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
         return self._returned(await ledger.settle_now(self.db, account_id, reference, actual))
+
+    def settle_soon(self, account_id: str, reference: str, actual: int) -> asyncio.Future[Entry | None]:
+        """`settle` without waiting for it: the future is done once it is committed."""
+        settled = ledger.settle_soon(self.db, account_id, reference, actual)
+        settled.add_done_callback(self._count_settled)
+        return settled
+
+    def _count_settled(self, settled: asyncio.Future[Entry | None]) -> None:
+        if not settled.cancelled() and settled.exception() is None:
+            self._returned(settled.result())
 
     async def settle_in(self, conn: AsyncConnection, account_id: str, reference: str, actual: int) -> Entry | None:
         return self._returned(await ledger.settle(conn, account_id, reference, actual))

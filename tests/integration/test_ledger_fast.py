@@ -215,3 +215,111 @@ async def test_the_log_of_fast_commits_is_checkpointed_off_the_loop(
     # SQLite starts writing the log from its beginning again.
     assert (await anyio.Path(wal).stat()).st_size < 4 * 1024 * 1024
     assert (await balance_and_total(services.db, account.id))[0] == to_milli(100_000) - 2000
+
+
+def counted_commits(db: Database) -> list[str]:
+    """The COMMITs the event loop's own SQLite connection sends from now on."""
+    statements: list[str] = []
+    db._inline_connection().set_trace_callback(statements.append)
+    return statements
+
+
+async def test_settlements_made_in_one_turn_share_one_commit_on_both_databases(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=100)
+    db = services.db
+    for n in range(20):
+        await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}")
+    statements = counted_commits(db) if db.is_sqlite else []
+
+    settled = await asyncio.gather(*(ledger.settle_soon(db, account.id, f"chat_{n}", to_milli(2)) for n in range(20)))
+
+    assert all(entry is not None and entry.new and entry.amount == to_milli(3) for entry in settled)
+    if db.is_sqlite:
+        assert statements.count("COMMIT") == 1
+    assert (await balance_and_total(db, account.id)) == (to_milli(100 - 20 * 2),) * 2
+
+
+async def test_a_failing_queued_write_undoes_only_its_own_writes(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("queued writes sharing a commit are SQLite's")
+    account = await make_account(credits=100)
+    db = services.db
+    await ledger.charge_now(db, account.id, to_milli(5), "chat_kept")
+
+    def half_then_fail(connection: sqlite3.Connection) -> None:
+        connection.execute("UPDATE accounts SET balance = 0 WHERE id = ?", (account.id,))
+        raise RuntimeError("the second statement failed")
+
+    kept = ledger.settle_soon(db, account.id, "chat_kept", to_milli(1))
+    failed = db.write_soon(half_then_fail)
+    settled = await kept
+    with pytest.raises(RuntimeError, match="second statement"):
+        await failed
+
+    assert settled is not None and settled.amount == to_milli(4)
+    assert (await balance_and_total(db, account.id)) == (to_milli(99),) * 2
+
+
+async def test_a_queued_settlement_commits_before_a_refund_that_follows_it(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("on PostgreSQL a settlement is a task of its own; Settlements orders it before a refund")
+    account = await make_account(credits=100)
+    db = services.db
+    await ledger.charge_now(db, account.id, to_milli(10), "chat_order")
+
+    settling = ledger.settle_soon(db, account.id, "chat_order", to_milli(4))
+    refunded = await ledger.refund_now(db, account.id, "chat_order")
+
+    # The refund saw the settlement: it returns only what the settlement kept.
+    assert refunded is not None and refunded.amount == to_milli(4)
+    assert (settled := await settling) is not None and settled.amount == to_milli(6)
+    assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
+
+
+async def test_queued_writes_wait_for_another_process_holding_the_sqlite_write_lock(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("the write lock of a database file is SQLite's")
+    account = await make_account(credits=10)
+    await ledger.charge_now(services.db, account.id, PRICE, "chat_queued")
+    other = sqlite3.connect(services.db._database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        settling = ledger.settle_soon(services.db, account.id, "chat_queued", to_milli(1))
+        await asyncio.sleep(0.3)
+        assert not settling.done()  # waiting on the file lock, off the event loop
+        other.execute("COMMIT")
+        settled = await asyncio.wait_for(settling, 10)
+    finally:
+        other.close()
+    assert settled is not None and settled.new and settled.amount == PRICE - to_milli(1)
+    assert (await balance_and_total(services.db, account.id)) == (to_milli(9),) * 2
+
+
+async def test_queued_writes_are_committed_when_the_database_closes(
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_account: Callable[..., Awaitable[TestAccount]],
+) -> None:
+    settings = make_settings()
+    first = await make_services(settings)
+    if not first.db.is_sqlite:
+        pytest.skip("queued writes are SQLite's")
+    account = await make_account(credits=10, services=first)
+    await ledger.charge_now(first.db, account.id, PRICE, "chat_closing")
+    settling = ledger.settle_soon(first.db, account.id, "chat_closing", 0)
+    await first.db.close()
+    assert settling.done() and settling.result() is not None
+
+    reopened = Database(settings.effective_database_url)
+    try:
+        assert (await balance_and_total(reopened, account.id)) == (to_milli(10),) * 2
+    finally:
+        await reopened.close()

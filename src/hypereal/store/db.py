@@ -10,11 +10,13 @@ and never wait for writers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
 from sqlalchemy import event, make_url, text
@@ -26,6 +28,7 @@ _READ_ONLY = "hypereal_read_only"
 CHECKPOINT_EVERY_COMMITS = 500
 """About SQLite's own automatic checkpoint interval of 1000 pages, for ledger-sized commits."""
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -37,6 +40,8 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._inline: sqlite3.Connection | None = None
         self._inline_commits = 0
+        self._queued: list[_Queued] = []
+        self._flush_scheduled = False
         self._checkpoint: asyncio.Task[None] | None = None
         if self.is_sqlite:
             database = make_url(url).database or ":memory:"
@@ -70,24 +75,85 @@ class Database:
         than handing the work to a thread and back. When another process is writing, that
         connection gives up at once (no busy timeout, so the loop never waits on the file
         lock) and the transaction goes to the thread connection, which waits its turn. Both
-        queue behind the same in-process lock as `write()`; an exception from `work` rolls
-        the transaction back and is raised here.
+        queue behind the same in-process lock as `write()`; an exception from `work` undoes
+        its writes and is raised here. Whatever `write_soon` queued commits in the same
+        transaction, before `work`.
         """
         if self._write_lock is None:
             raise RuntimeError("write_now is for SQLite databases")
         async with self._write_lock:
-            inline = self._inline_connection()
+            batch, self._queued = self._queued, []
             try:
-                inline.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                    raise
-            else:
-                outcome = _finish(inline, work)
-                self._after_inline_commit()
-                return outcome
+                inline = self._inline_connection()
+                if _begin(inline):
+                    outcome = _run_batch(inline, batch, work)
+                    self._after_inline_commit()
+                else:
+                    outcome = await self._on_writer_thread(batch, work)
+            except asyncio.CancelledError:
+                raise  # the thread's transaction goes on, and resolves the queued writes itself
+            except BaseException as exc:
+                _fail(batch, exc)  # the queued writes did not happen either
+                raise
+        return outcome.result()
+
+    async def _on_writer_thread(self, batch: list[_Queued], work: Callable[[sqlite3.Connection], _T]) -> _Outcome[_T]:
+        """The transaction on the thread connection. A caller cancelled meanwhile does not stop
+        it there; the queued writes still learn how it ended."""
+        try:
             writer = await self._thread_connection()
-            return await _on_thread(writer, partial(_transaction, writer._conn, work))
+        except asyncio.CancelledError:
+            self._queue(batch, first=True)  # not begun: the next transaction takes them
+            raise
+        running = asyncio.ensure_future(_on_thread(writer, partial(_batch_transaction, writer._conn, batch, work)))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            running.add_done_callback(partial(_settle_queued, batch))
+            raise
+
+    def write_soon(self, work: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
+        """SQLite: `work(connection)` in the next write transaction, for writes nobody waits on.
+
+        Writes queued in one turn of the event loop, and any made before the next
+        `write_now`, commit together: one commit instead of one each, which is most of the
+        cost of a small write. Each runs in a savepoint of its own, so one that fails undoes
+        only its own writes; the future holds its result or its exception once committed.
+        """
+        if self._write_lock is None:
+            raise RuntimeError("write_soon is for SQLite databases")
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._queue([_Queued(work, future)])
+        return future
+
+    def _queue(self, writes: list[_Queued], *, first: bool = False) -> None:
+        self._queued = [*writes, *self._queued] if first else [*self._queued, *writes]
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_queued)
+
+    def _flush_queued(self) -> None:
+        """Commit what `write_soon` queued: at once when nothing holds the write lock, else in turn."""
+        self._flush_scheduled = False
+        if not self._queued:
+            return
+        assert self._write_lock is not None
+        if not self._write_lock.locked():
+            # Nothing can take the lock between this check and the commit: no await comes between.
+            inline = self._inline_connection()
+            batch, self._queued = self._queued, []
+            try:
+                began = _begin(inline)
+            except Exception as exc:
+                _fail(batch, exc)
+                return
+            if began:
+                _run_batch(inline, batch, _nothing).result()
+                self._after_inline_commit()
+                return
+            self._queued = [*batch, *self._queued]
+        task = asyncio.get_running_loop().create_task(self.write_now(_nothing), name="sqlite-queued-writes")
+        task.add_done_callback(_log_failure)
 
     def _inline_connection(self) -> sqlite3.Connection:
         if self._inline is None:
@@ -138,6 +204,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._queued:
+            await self.write_now(_nothing)
         if self._checkpoint is not None:
             with suppress(Exception):
                 await self._checkpoint
@@ -150,20 +218,118 @@ class Database:
         await self.engine.dispose()
 
 
-def _transaction(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]) -> _T:
-    connection.execute("BEGIN IMMEDIATE")
-    return _finish(connection, work)
+@dataclass(slots=True)
+class _Queued:
+    work: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
 
 
-def _finish(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]) -> _T:
-    """`work` in the transaction just begun, then COMMIT; ROLLBACK if it raises."""
+@dataclass(slots=True)
+class _Outcome(Generic[_T]):
+    """What a transaction's own work returned or raised, and what each queued write did."""
+
+    value: _T | None = None
+    error: BaseException | None = None
+    queued: list[tuple[_Queued, Any, BaseException | None]] = field(default_factory=list)
+
+    def result(self) -> _T:
+        """Resolve the queued writes' futures (on the loop), then return or raise the work's own outcome."""
+        for queued, value, error in self.queued:
+            if queued.future.done():
+                continue
+            if error is None:
+                queued.future.set_result(value)
+            else:
+                queued.future.set_exception(error)
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+def _begin(connection: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE; False when another connection holds the write lock (no busy wait here)."""
     try:
-        outcome = work(connection)
-    except BaseException:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    return True
+
+
+def _batch_transaction(
+    connection: sqlite3.Connection, batch: list[_Queued], work: Callable[[sqlite3.Connection], _T]
+) -> _Outcome[_T]:
+    connection.execute("BEGIN IMMEDIATE")
+    return _run_batch(connection, batch, work)
+
+
+def _run_batch(
+    connection: sqlite3.Connection, batch: list[_Queued], work: Callable[[sqlite3.Connection], _T]
+) -> _Outcome[_T]:
+    """The queued writes and then `work`, in the transaction just begun, then COMMIT.
+
+    Alone, `work` runs bare and its failure rolls the transaction back; with others, each
+    runs in a savepoint so that a failure undoes only its own writes. A failed COMMIT fails
+    them all.
+    """
+    outcome: _Outcome[_T] = _Outcome()
+    try:
+        if not batch:
+            outcome.value = work(connection)
+        else:
+            for queued in batch:
+                value, error = _in_savepoint(connection, queued.work)
+                outcome.queued.append((queued, value, error))
+            if work is not _nothing:
+                outcome.value, outcome.error = _in_savepoint(connection, work)
+        connection.execute("COMMIT")
+    except BaseException as exc:
         connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
+        if not batch:
+            raise
+        outcome.queued = [(queued, None, exc) for queued in batch]
+        outcome.value, outcome.error = None, exc
     return outcome
+
+
+def _in_savepoint(
+    connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]
+) -> tuple[Any, Exception | None]:
+    connection.execute("SAVEPOINT queued")
+    try:
+        value = work(connection)
+    except Exception as exc:
+        connection.execute("ROLLBACK TO queued")
+        connection.execute("RELEASE queued")
+        return None, exc
+    connection.execute("RELEASE queued")
+    return value, None
+
+
+def _fail(batch: list[_Queued], error: BaseException) -> None:
+    for queued in batch:
+        if not queued.future.done():
+            queued.future.set_exception(error)
+
+
+def _settle_queued(batch: list[_Queued], running: asyncio.Future[_Outcome[Any]]) -> None:
+    if running.cancelled():
+        _fail(batch, asyncio.CancelledError())
+    elif running.exception() is not None:
+        _fail(batch, running.exception())  # type: ignore[arg-type]
+    else:
+        with suppress(BaseException):
+            running.result().result()
+
+
+def _nothing(connection: sqlite3.Connection) -> None:
+    return None
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("queued SQLite writes failed", exc_info=task.exception())
 
 
 def _prepare_sqlite(dbapi_conn: Any) -> None:

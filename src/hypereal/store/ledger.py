@@ -14,6 +14,7 @@ chat hot path: on SQLite the whole transaction is one function run on a raw conn
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -331,6 +332,16 @@ async def settle_now(db: Database, account_id: str, reference: str, actual: int)
         )
     async with db.write() as conn:
         return await settle(conn, account_id, reference, actual)
+
+
+def settle_soon(db: Database, account_id: str, reference: str, actual: int) -> asyncio.Future[Entry | None]:
+    """`settle` for a caller that does not wait: on SQLite in the next shared commit
+    (`Database.write_soon`), on PostgreSQL a transaction of its own in a task."""
+    if db.is_sqlite:
+        return db.write_soon(
+            lambda connection: _after_charge_sqlite(connection, account_id, reference, SETTLE, actual, None)
+        )
+    return asyncio.ensure_future(settle_now(db, account_id, reference, actual))
 
 
 async def refund_now(db: Database, account_id: str, reference: str, note: str | None = None) -> Entry | None:
