@@ -335,6 +335,8 @@ class Figures:
     p50_ms: float
     p99_ms: float
     failures: int
+    cpu_us_per_request: float | None = None
+    """CPU time the target's processes spent per request: steadier than req/s on a busy machine."""
 
 
 def run_wrk(target: Target, stream: bool, connections: int, seconds: float, directory: Path) -> Figures:
@@ -345,7 +347,9 @@ def run_wrk(target: Target, stream: bool, connections: int, seconds: float, dire
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
         "-s", str(LUA_SCRIPT), target.url(stream),
     ]  # fmt: skip
+    cpu_before = session_cpu_seconds(target.pid)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    cpu_after = session_cpu_seconds(target.pid)
     drain(target, stream)
     line = next((line for line in done.stdout.splitlines() if line.startswith("BENCH ")), None)
     if line is None:
@@ -361,7 +365,26 @@ def run_wrk(target: Target, stream: bool, connections: int, seconds: float, dire
         figures["p50_us"] / 1000,
         figures["p99_us"] / 1000,
         figures["non_2xx"] + figures["socket_errors"],
+        (cpu_after - cpu_before) / figures["requests"] * 1e6
+        if cpu_before is not None and cpu_after is not None and figures["requests"]
+        else None,
     )
+
+
+def session_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of every live process in the session `pid` leads (Linux)."""
+    if pid is None or not Path("/proc/self/stat").exists():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pid:  # the session id, after the state, ppid and pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 async def _time_to_first_token(target: Target, connections: int, seconds: float) -> Figures:
@@ -517,6 +540,7 @@ def _progress(figures: Figures) -> None:
     print(
         f"  {figures.target:<9} {figures.mode:<4} c={figures.connections:<3} {figures.requests_per_second:>9.1f} req/s"
         f"  p50 {figures.p50_ms:7.2f} ms  p99 {figures.p99_ms:7.2f} ms"
+        + (f"  cpu {figures.cpu_us_per_request:.0f} us/req" if figures.cpu_us_per_request is not None else "")
         + (f"  {figures.failures} failed" if figures.failures else ""),
         flush=True,
     )
@@ -533,7 +557,7 @@ def report(results: list[Figures], notes: list[str]) -> None:
     print("added = target minus upstream at the same mode and concurrency")
     print()
     header = f"{'target':<9} {'mode':<4} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-    header += f" {'+p50 ms':>8} {'+p99 ms':>8} {'failed':>6}"
+    header += f" {'+p50 ms':>8} {'+p99 ms':>8} {'failed':>6} {'cpu us/req':>10}"
     print(header)
     print("-" * len(header))
     for mode in ("json", "sse", "ttft"):
@@ -544,9 +568,10 @@ def report(results: list[Figures], notes: list[str]) -> None:
                 if base is not None and figures.target != "upstream"
                 else f"{'':>8} {'':>8}"
             )
+            cpu = f"{figures.cpu_us_per_request:>10.0f}" if figures.cpu_us_per_request is not None else ""
             print(
                 f"{figures.target:<9} {mode:<4} {figures.connections:>4} {figures.requests_per_second:>9.1f}"
-                f" {figures.p50_ms:>8.2f} {figures.p99_ms:>8.2f} {added} {figures.failures:>6}"
+                f" {figures.p50_ms:>8.2f} {figures.p99_ms:>8.2f} {added} {figures.failures:>6} {cpu}"
             )
         print()
     verdict(results)

@@ -32,6 +32,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from hypereal.app import create_app
+    from hypereal.http_server import HttpProtocol
 
     services = Services.build(settings)
     await services.start()
@@ -46,7 +47,12 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             )
         app = create_app(settings, services=services)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            http=HttpProtocol,
         )
         _settle_heap()
         await uvicorn.Server(config).serve()
