@@ -19,8 +19,8 @@ from hypereal.api.deps import (
     ServicesDep,
     authorized_body,
 )
+from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
-from hypereal.api.openai import event_stream
 from hypereal.api.responses import JsonResponse
 from hypereal.llm import anthropic, fields, tokens
 from hypereal.llm.anthropic_stream import StreamEncoder
@@ -75,7 +75,7 @@ async def messages(request: Request) -> Response:
             return StreamEncoder(model, input_tokens=estimate)
 
         chunks = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw_size=raw_size, headers=headers)
-        return event_stream(chunks)
+        return EventStream(chunks)
     done = await chat.complete(principal, spec, ANTHROPIC, body, raw_size=raw_size, headers=headers)
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from hypereal.api.deps import authorized_body
+from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
-from hypereal.api.openai import OPENAI_CHAT, event_stream
+from hypereal.api.openai import OPENAI_CHAT
 from hypereal.api.responses import JsonResponse
 from hypereal.llm import fields, openai_chat, sse
 from hypereal.llm.gateway import gateway
@@ -108,7 +109,7 @@ async def chat(request: Request) -> Response:
         chunks = await gateway_.open_stream(
             principal, spec, surface, body, native.encoder, raw_size=raw_size, headers={}, epilogue=native.closing
         )
-        return event_stream(chunks)
+        return EventStream(chunks)
     done = await gateway_.complete(principal, spec, OPENAI_CHAT, body, raw_size=raw_size, headers={})
     credits = to_credits(done.cost)
     if done.forwarded is not None:

@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from hypereal.api.deps import ServicesDep, authorized_body
+from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
 from hypereal.api.models import model_list
 from hypereal.api.responses import JsonResponse
@@ -27,7 +28,6 @@ from hypereal.llm.taps import OpenAIChatTap, ResponsesTap
 from hypereal.llm.types import ChatRequest, ChatResponse, Message, new_id
 
 router = APIRouter(tags=["openai"])
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _chat_upstream_body(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
@@ -91,10 +91,6 @@ OPENAI_RESPONSES = Surface(
 )
 
 
-def event_stream(chunks: Any) -> StreamingResponse:
-    return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
-
-
 @router.post("/chat/completions")
 @fast
 async def chat_completions(request: Request) -> Response:
@@ -112,7 +108,7 @@ async def chat_completions(request: Request) -> Response:
             return ChatStreamEncoder(model, include_usage=include_usage)
 
         chunks = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw_size=raw_size, headers={})
-        return event_stream(chunks)
+        return EventStream(chunks)
     done = await chat.complete(principal, spec, OPENAI_CHAT, body, raw_size=raw_size, headers={})
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
@@ -173,7 +169,7 @@ async def responses(request: Request) -> Response:
             canonical=canonical,
             on_response=remember,
         )
-        return event_stream(chunks)
+        return EventStream(chunks)
     done = await chat.complete(
         principal, spec, OPENAI_RESPONSES, body, raw_size=raw_size, headers={}, canonical=canonical
     )
