@@ -265,18 +265,7 @@ class OpenAIDouble:
                 "role": "assistant",
                 "content": content,
             }
-        response = {
-            "id": "resp_double",
-            "object": "response",
-            "created_at": 1700000000,
-            "status": "completed",
-            "model": body["model"],
-            "output": [item],
-            "parallel_tool_calls": True,
-            "tool_choice": body.get("tool_choice", "auto"),
-            "tools": body.get("tools") or [],
-            "usage": usage,
-        }
+        response = _response(body, [item], usage)
         if not body.get("stream"):
             return web.json_response(response)
         sequence = iter(range(1000))
@@ -353,16 +342,7 @@ class OpenAIDouble:
         part = {"type": "output_text", "text": text, "annotations": [annotation]}
         message = {"id": "msg_double", "type": "message", "status": "completed", "role": "assistant", "content": [part]}
         usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": 5, "total_tokens": PROMPT_TOKENS + 5}
-        response = {
-            "id": "resp_double",
-            "object": "response",
-            "created_at": 1700000000,
-            "status": "completed",
-            "model": body["model"],
-            "output": [search, message],
-            "tools": body.get("tools") or [],
-            "usage": usage,
-        }
+        response = _response(body, [search, message], usage)
         if not body.get("stream"):
             return web.json_response(response)
         where = {"item_id": "msg_double", "output_index": 1, "content_index": 0}
@@ -395,6 +375,21 @@ class OpenAIDouble:
             for number, (name, data) in enumerate(events)
         ]
         return await self._stream(request, payloads, b"")
+
+
+def _response(body: dict[str, Any], output: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "resp_double",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": "completed",
+        "model": body["model"],
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "usage": usage,
+    }
 
 
 def _chat_annotation(text: str) -> dict[str, Any]:

@@ -268,11 +268,9 @@ def decode_tool_choice(value: Any) -> ToolChoice | None:
 
 def refusal(request: ChatRequest, *, searches: bool = False) -> ValidationFailed | None:
     """Why the request's hosted tools cannot run here (`searches`: at a search model); None when they can."""
-    try:
-        hosted_tools.chat_web_search_options(request.hosted_tools, UPSTREAM, searches=searches)
-    except ValidationFailed as exc:
-        return exc
-    return None
+    return hosted_tools.refusal(
+        request.hosted_tools, lambda tool: hosted_tools.chat_web_search_options([tool], UPSTREAM, searches=searches)
+    )
 
 
 def encode_request(
