@@ -12,6 +12,14 @@ counting the double's answers. Chat Completions honours `n`, each choice streame
 `index`. Usage is `prompt_tokens = 11` (once, whatever `n`) and `completion_tokens` = 5 per
 choice, or the number of chunks of all choices when streaming.
 
+Web search, when the last user text says "search": the Responses API, offered a
+`web_search` tool, answers with a `web_search_call` item (its `action.sources` listed when
+`include` asks for them) and a message whose text cites one page (`url_citation`,
+`response.output_text.annotation.added` when streaming); Chat Completions takes
+`web_search_options` only for a search model (a model named `…-search-preview` or
+`…-search-api`), whose message carries the citation in `annotations` (one delta of
+`annotations` after the text when streaming), and refuses it for any other model with a 400.
+
 Faults: `fail_next(status, body)` answers the next request with an error; `cut_after(n)`
 closes the next stream after n chunks without finishing; `error_after(n)` sends an error
 event after n chunks; `omit_done` leaves `[DONE]` out. `requests` records each body.
@@ -22,6 +30,7 @@ event after n chunks; `omit_done` leaves `[DONE]` out. `requests` records each b
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +41,9 @@ from aiohttp import web
 
 PROMPT_TOKENS = 11
 TOOL_ARGUMENTS = '{"city": "Paris"}'
+SEARCH_ANSWER = "Python 3.14 is the newest release."
+SEARCH_PAGE = {"url": "https://www.python.org/downloads/", "title": "Download Python"}
+SEARCH_SOURCES = [SEARCH_PAGE["url"], "https://docs.python.org/3/whatsnew/"]
 
 
 @dataclass
@@ -125,6 +137,12 @@ class OpenAIDouble:
         self.sampled += 1
         return f"{text} #{self.sampled}"
 
+    @staticmethod
+    def _searches(messages: list[dict[str, Any]], offered: bool) -> bool:
+        """Whether this answer is a web search: one was offered and the last user text asks for it."""
+        text, tool_output = last_user_text(messages)
+        return offered and tool_output is None and "search" in text.lower()
+
     # ------------------------------------------------------------ chat completions
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -132,12 +150,24 @@ class OpenAIDouble:
         if isinstance(accepted, web.Response):
             return accepted
         body = accepted
+        searching = body.get("web_search_options") is not None
+        if searching and not re.search(r"-search-(preview|api)", str(body["model"])):
+            error = {
+                "message": "web_search_options is only supported by the search models",
+                "type": "invalid_request_error",
+                "param": "web_search_options",
+                "code": None,
+            }
+            return web.json_response({"error": error}, status=400)
         tool, text = self._plan(body, body.get("messages") or [])
+        cites = self._searches(body.get("messages") or [], searching)
+        if cites:
+            tool, text = None, SEARCH_ANSWER
         texts = [self._sample(body, text) for _ in range(int(body.get("n") or 1))]
         finish = "tool_calls" if tool else "stop"
         if not body.get("stream"):
             choices = [
-                {"index": index, "message": _message(tool, answer), "logprobs": None, "finish_reason": finish}
+                {"index": index, "message": _message(tool, answer, cites), "logprobs": None, "finish_reason": finish}
                 for index, answer in enumerate(texts)
             ]
             completion = {
@@ -155,6 +185,9 @@ class OpenAIDouble:
             }
             return web.json_response(completion)
         deltas = [_deltas(tool, answer) for answer in texts]
+        if cites:  # the annotations follow the text in a delta of their own
+            for choice, answer in zip(deltas, texts, strict=True):
+                choice.append({"annotations": [_chat_annotation(answer)]})
         # The choices' chunks interleave, as OpenAI sends them.
         chunks = [
             _chunk(body, choice[step], None, index)
@@ -202,6 +235,9 @@ class OpenAIDouble:
         body = accepted
         items = body.get("input")
         messages = [{"role": "user", "content": items}] if isinstance(items, str) else list(items or [])
+        offered = any(str(tool.get("type", "")).startswith("web_search") for tool in body.get("tools") or [])
+        if self._searches(messages, offered):
+            return await self._search_response(request, body, last_user_text(messages)[0])
         tool, text = self._plan(body, messages)
         text = self._sample(body, text)
         usage = {
@@ -229,18 +265,7 @@ class OpenAIDouble:
                 "role": "assistant",
                 "content": content,
             }
-        response = {
-            "id": "resp_double",
-            "object": "response",
-            "created_at": 1700000000,
-            "status": "completed",
-            "model": body["model"],
-            "output": [item],
-            "parallel_tool_calls": True,
-            "tool_choice": body.get("tool_choice", "auto"),
-            "tools": body.get("tools") or [],
-            "usage": usage,
-        }
+        response = _response(body, [item], usage)
         if not body.get("stream"):
             return web.json_response(response)
         sequence = iter(range(1000))
@@ -306,6 +331,70 @@ class OpenAIDouble:
         error = b"event: error\ndata: " + orjson.dumps(failure) + b"\n\n"
         return await self._stream(request, payloads, error)
 
+    async def _search_response(self, request: web.Request, body: dict[str, Any], query: str) -> web.StreamResponse:
+        """A web search, then a message citing one page of it."""
+        text = self._sample(body, SEARCH_ANSWER)
+        action: dict[str, Any] = {"type": "search", "query": query}
+        if "web_search_call.action.sources" in (body.get("include") or []):
+            action["sources"] = [{"type": "url", "url": url} for url in SEARCH_SOURCES]
+        search = {"id": "ws_double", "type": "web_search_call", "status": "completed", "action": action}
+        annotation = {"type": "url_citation", "start_index": 0, "end_index": len(text), **SEARCH_PAGE}
+        part = {"type": "output_text", "text": text, "annotations": [annotation]}
+        message = {"id": "msg_double", "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": 5, "total_tokens": PROMPT_TOKENS + 5}
+        response = _response(body, [search, message], usage)
+        if not body.get("stream"):
+            return web.json_response(response)
+        where = {"item_id": "msg_double", "output_index": 1, "content_index": 0}
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("response.created", {"response": {**response, "status": "in_progress", "output": [], "usage": None}}),
+            ("response.output_item.added", {"output_index": 0, "item": {**search, "status": "in_progress"}}),
+            *[
+                (f"response.web_search_call.{stage}", {"item_id": "ws_double", "output_index": 0})
+                for stage in ("in_progress", "searching", "completed")
+            ],
+            ("response.output_item.done", {"output_index": 0, "item": search}),
+            (
+                "response.output_item.added",
+                {"output_index": 1, "item": {**message, "content": [], "status": "in_progress"}},
+            ),
+            ("response.content_part.added", {**where, "part": {**part, "text": "", "annotations": []}}),
+            *[("response.output_text.delta", {**where, "delta": word}) for word in _words(text)],
+            ("response.output_text.annotation.added", {**where, "annotation_index": 0, "annotation": annotation}),
+            ("response.output_text.done", {**where, "text": text}),
+            ("response.content_part.done", {**where, "part": part}),
+            ("response.output_item.done", {"output_index": 1, "item": message}),
+            ("response.completed", {"response": response}),
+        ]
+        payloads = [
+            b"event: "
+            + name.encode()
+            + b"\ndata: "
+            + orjson.dumps({"type": name, "sequence_number": number, **data})
+            + b"\n\n"
+            for number, (name, data) in enumerate(events)
+        ]
+        return await self._stream(request, payloads, b"")
+
+
+def _response(body: dict[str, Any], output: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "resp_double",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": "completed",
+        "model": body["model"],
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "usage": usage,
+    }
+
+
+def _chat_annotation(text: str) -> dict[str, Any]:
+    return {"type": "url_citation", "url_citation": {"start_index": 0, "end_index": len(text), **SEARCH_PAGE}}
+
 
 def _words(text: str) -> list[str]:
     words = text.split(" ")
@@ -322,8 +411,10 @@ def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None, inde
     }
 
 
-def _message(tool: str | None, text: str) -> dict[str, Any]:
+def _message(tool: str | None, text: str, cites: bool = False) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if cites:
+        message["annotations"] = [_chat_annotation(text)]
     if tool:
         call = {"id": "call_double_1", "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
         message["tool_calls"] = [call]

@@ -3,11 +3,14 @@
 The server (`hypereal serve` in a subprocess) has an operator catalog that adds three
 models: `double-gpt` on an OpenAI double, `double-claude` on an Anthropic double and
 `double-compat` on an OpenAI-compatible route to the OpenAI double, beside the built-in
-`local-echo`. Each test asks one surface (Chat Completions, Responses, Messages), sync or
-async, streaming or not, for a plain answer and for a tool call, and checks the answer the
-SDK parsed. Same-protocol pairs are forwarded; every other pair is translated. Codex's
-tools close the file: its `apply_patch` custom tool and OpenAI's web search on a Claude
-model, and the hosted tools that no translated route can run.
+`local-echo` (and `double-search`, the OpenAI double's search model, for web search behind
+Chat Completions). Each test asks one surface (Chat Completions, Responses, Messages), sync
+or async, streaming or not, for a plain answer and for a tool call, and checks the answer
+the SDK parsed. Same-protocol pairs are forwarded; every other pair is translated. Codex's
+tools follow: its `apply_patch` custom tool and OpenAI's web search on a Claude model, and
+the hosted tools that no translated route can run. Claude Code's close the file: Anthropic's
+web search, bash and text editor on OpenAI models, and web search citations in Chat
+Completions streams.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ import httpx
 import openai
 import pytest
 
-from hypereal.llm import custom_tools
+from hypereal.llm import anthropic_tools, custom_tools
 from tests.conftest import ADMIN_HEADERS, Server
-from tests.doubles import anthropic_double
+from tests.doubles import anthropic_double, openai_double
 from tests.doubles.anthropic_double import AnthropicDouble
 from tests.doubles.openai_double import BackgroundServer, OpenAIDouble
 
@@ -44,6 +47,7 @@ EXPECTED_TEXT = {
 }
 EXPECTED_CITY = {"local-echo": TOOL_PROMPT, "double-gpt": "Paris", "double-compat": "Paris", "double-claude": "Paris"}
 MODELS = list(EXPECTED_TEXT)
+SEARCH_MODEL = "gpt-4o-search-preview"
 
 
 def _catalog(openai_url: str, anthropic_url: str) -> str:
@@ -62,6 +66,7 @@ def _catalog(openai_url: str, anthropic_url: str) -> str:
         + model.format(id="double-gpt", provider="dbl-openai")
         + model.format(id="double-claude", provider="dbl-anthropic")
         + model.format(id="double-compat", provider="dbl-compat")
+        + model.format(id="double-search", provider="dbl-openai").replace("upstream-double-search", SEARCH_MODEL)
     )
 
 
@@ -418,3 +423,121 @@ def test_hosted_tools_are_forwarded_untouched_to_openai(stack: Stack) -> None:
     response = client.responses.create(model="double-gpt", input="Hello gateway", tools=tools)
     assert response.output_text == f"Hello from OpenAI: {PROMPT}"
     assert stack.openai_double.requests[-1].body["tools"] == tools
+
+
+# ---------------------------------------------------------------- Claude Code's tools on OpenAI models
+
+SEARCH_PROMPT = "Please search for the latest Python"
+ANTHROPIC_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+BASH = {"type": "bash_20250124", "name": "bash"}
+EDITOR = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+
+
+def _claude_message(stack: Stack, stream: bool, **kwargs: Any) -> Any:
+    claude = anthropic.Anthropic(base_url=stack.server.url + "/api", api_key=stack.key, max_retries=0)
+    if not stream:
+        return claude.messages.create(max_tokens=200, **kwargs)
+    with claude.messages.stream(max_tokens=200, **kwargs) as events:
+        return events.get_final_message()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_claude_code_s_web_search_on_an_openai_model_comes_back_as_anthropic_s_search(
+    stack: Stack, stream: bool
+) -> None:
+    message = _claude_message(
+        stack,
+        stream,
+        model="double-gpt",
+        messages=[{"role": "user", "content": SEARCH_PROMPT}],
+        tools=[ANTHROPIC_SEARCH, BASH],
+    )
+    call, result, text = message.content
+    assert (call.type, call.name, call.input) == ("server_tool_use", "web_search", {"query": SEARCH_PROMPT})
+    assert result.type == "web_search_tool_result" and result.tool_use_id == call.id
+    assert [page.url for page in result.content] == openai_double.SEARCH_SOURCES
+    assert text.type == "text" and text.text == openai_double.SEARCH_ANSWER
+    assert [(cited.type, cited.url, cited.title) for cited in text.citations or []] == [
+        ("web_search_result_location", openai_double.SEARCH_PAGE["url"], openai_double.SEARCH_PAGE["title"])
+    ]
+    sent = stack.openai_double.requests[-1]
+    assert sent.path == "/v1/responses", "OpenAI searches in its Responses API"
+    assert [tool["type"] for tool in sent.body["tools"]] == ["function", "web_search"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_claude_code_s_bash_and_text_editor_reach_an_openai_model_as_functions(stack: Stack, stream: bool) -> None:
+    first = [{"role": "user", "content": "Please call bash to list the files"}]
+    message = _claude_message(stack, stream, model="double-gpt", messages=first, tools=[BASH, EDITOR])
+    (call,) = message.content
+    assert (call.type, call.name, message.stop_reason) == ("tool_use", "bash", "tool_use")
+    offered = stack.openai_double.requests[-1].body["tools"]
+    assert [(tool["function"]["name"], tool["function"]["parameters"]) for tool in offered] == [
+        ("bash", anthropic_tools.BASH_SCHEMA),
+        ("str_replace_based_edit_tool", anthropic_tools.text_editor_schema(undo=False)),
+    ]
+
+    result = {"type": "tool_result", "tool_use_id": call.id, "content": "hello.py"}
+    turns = [*first, {"role": "assistant", "content": message.content}, {"role": "user", "content": [result]}]
+    answer = _claude_message(stack, stream, model="double-gpt", messages=turns, tools=[BASH, EDITOR])
+    assert [block.text for block in answer.content] == ["The tool said hello.py"]
+
+
+def test_a_tool_only_anthropic_runs_is_refused_in_anthropic_s_shape_naming_it(stack: Stack) -> None:
+    before, calls = stack.balance(), len(stack.openai_double.requests)
+    computer = {"type": "computer_20250124", "name": "computer", "display_width_px": 1024, "display_height_px": 768}
+    claude = anthropic.Anthropic(base_url=stack.server.url + "/api", api_key=stack.key, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(
+            model="double-gpt", max_tokens=100, messages=[{"role": "user", "content": "hi"}], tools=[BASH, computer]
+        )
+    assert refused.value.body == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "Tool type 'computer_20250124' cannot run at this model's upstream "
+            "(OpenAI Responses, reached through translation); leave it out or pick a model whose upstream runs it",
+        },
+    }
+    assert stack.balance() == before and len(stack.openai_double.requests) == calls
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_an_anthropic_client_reads_the_citations_of_an_openai_search_model(stack: Stack, stream: bool) -> None:
+    message = _claude_message(
+        stack,
+        stream,
+        model="double-search",
+        messages=[{"role": "user", "content": SEARCH_PROMPT}],
+        tools=[ANTHROPIC_SEARCH],
+    )
+    (text,) = message.content
+    assert text.text == openai_double.SEARCH_ANSWER
+    assert [cited.url for cited in text.citations or []] == [openai_double.SEARCH_PAGE["url"]]
+    sent = stack.openai_double.requests[-1]
+    assert (sent.path, sent.body["model"]) == ("/v1/chat/completions", SEARCH_MODEL)
+    assert sent.body["web_search_options"] == {}, "a search model searches behind Chat Completions"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_chat_completions_carries_the_citations_of_a_claude_search_streamed_or_not(stack: Stack, stream: bool) -> None:
+    client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
+    kwargs: dict[str, Any] = {
+        "model": "double-claude",
+        "messages": [{"role": "user", "content": SEARCH_PROMPT}],
+        "web_search_options": {},
+    }
+    if stream:
+        with client.chat.completions.stream(**kwargs) as events:
+            message = events.get_final_completion().choices[0].message
+    else:
+        message = client.chat.completions.create(**kwargs).choices[0].message
+    assert message.content == "Based on the search results, " + anthropic_double.SEARCH_ANSWER
+    (cited,) = message.annotations or []
+    span = cited.url_citation
+    assert (span.url, span.title) == (
+        anthropic_double.SEARCH_RESULTS[0]["url"],
+        anthropic_double.SEARCH_RESULTS[0]["title"],
+    )
+    assert message.content[span.start_index : span.end_index] == anthropic_double.SEARCH_ANSWER
+    assert stack.anthropic_double.requests[-1].body["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]

@@ -10,6 +10,8 @@ one cached input token 0.1 credit, so every settlement is an exact figure. The m
     bill-slow       local-echo, one word each 50 ms
     bill-fallback   the OpenAI double, then the slow local-echo
     bill-mixed      the Anthropic double, then the OpenAI double
+    bill-echo-claude  the slow local-echo, which runs no hosted tool, then the Anthropic double
+    bill-echo-gpt     the slow local-echo, then the OpenAI double
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ def running_stack(start_server: Callable[..., Server], tmp_path_factory: pytest.
             + _model("bill-fallback", "dbl-openai", "slow-echo")
             + _model("bill-codex", "dbl-openai")
             + _model("bill-mixed", "dbl-anthropic", "dbl-openai")
+            + _model("bill-echo-claude", "slow-echo", "dbl-anthropic")
+            + _model("bill-echo-gpt", "slow-echo", "dbl-openai")
         )
         server = start_server(
             env={"HYPEREAL_CATALOG": str(catalog), "DOUBLE_OPENAI_KEY": gpt.key, "DOUBLE_ANTHROPIC_KEY": claude.key}

@@ -24,6 +24,7 @@ import pytest
 
 from hypereal.llm import sse
 from tests.conftest import Server
+from tests.doubles import openai_double
 from tests.integration.chat_support import Client, Stack, running_stack
 
 PROMPT = "Hello gateway"
@@ -192,3 +193,34 @@ def test_the_native_stream_of_choices_closes_with_the_settled_credits(stack: Sta
     assert [chunk for chunk in chunks if "creditsUsed" in chunk] == chunks[-1:]
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop", "the last finish chunk carries them"
     assert chunks[-1]["creditsUsed"] == pytest.approx(account.settled_cost())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+def test_choices_of_a_web_search_on_an_openai_chat_model_take_one_responses_call_each(
+    stack: Stack, stream: bool
+) -> None:
+    account, before = stack.account(), len(stack.gpt.requests)
+    search = [{"role": "user", "content": "Please search for the latest Python"}]
+    body = ask("bill-gpt", 2, messages=search, web_search_options={})
+    sdk = openai.OpenAI(base_url=account.api, api_key=account.key, max_retries=0)
+    if stream:
+        with sdk.chat.completions.stream(**body, stream_options={"include_usage": True}) as events:
+            completion = events.get_final_completion()
+    else:
+        completion = sdk.chat.completions.create(**body)
+    answer = from_completion(completion)
+    assert answer.indexes == [0, 1]
+    assert answer.sampled(openai_double.SEARCH_ANSWER), answer.texts
+    for choice, text in zip(completion.choices, answer.texts, strict=True):
+        (cited,) = choice.message.annotations or []
+        assert (cited.url_citation.url, cited.url_citation.start_index, cited.url_citation.end_index) == (
+            openai_double.SEARCH_PAGE["url"],
+            0,
+            len(text),
+        )
+    sent = stack.gpt.requests[before:]
+    assert [request.path for request in sent] == ["/v1/responses"] * 2, "the Responses API runs the search"
+    assert all(request.body["tools"] == [{"type": "web_search"}] and "n" not in request.body for request in sent)
+    # 11 input and 5 output tokens a call, each call billed
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (22, 10)
+    assert account.settled_cost() == 22 + 2 * 10

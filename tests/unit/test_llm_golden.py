@@ -119,6 +119,12 @@ CONVERSIONS: dict[str, Callable[[Any, Case], Any]] = {
     "anthropic_request_to_chat": lambda body, case: openai_chat.encode_request(
         _upstream(body, anthropic.decode_request)
     ),
+    "anthropic_request_to_responses": lambda body, case: openai_responses.encode_request(
+        _upstream(body, anthropic.decode_request)
+    ),
+    "anthropic_request_to_search_chat": lambda body, case: openai_chat.encode_request(
+        _upstream(body, anthropic.decode_request), searches=True
+    ),
     "responses_request_to_anthropic": lambda body, case: anthropic.encode_request(
         _upstream(body, openai_responses.decode_request)
     ),

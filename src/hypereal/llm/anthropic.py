@@ -10,7 +10,9 @@ apart from cache reads and writes, while the canonical form counts them all as i
 
 Anthropic has no custom (freeform) tools: they go out wrapped as functions and their calls
 come back unwrapped (`custom_tools`), for which the decoders are told the custom tools'
-names. OpenAI's web search goes out as Anthropic's server tool (`hosted_tools`).
+names. OpenAI's web search goes out as Anthropic's server tool, and a search comes back to
+a client as Anthropic gives it (`hosted_tools`). The tools Anthropic defines, server tools
+among them, are read in `anthropic_tools` and go back to Anthropic as the client declared them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import custom_tools, fields, hosted_tools
+from hypereal.llm import anthropic_tools, custom_tools, fields, hosted_tools
 from hypereal.llm.types import (
     MIN_THINKING_BUDGET,
     ChatRequest,
@@ -66,16 +68,7 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
             raise ValidationFailed(f"Invalid value for 'messages.{position}.role': {role!r}", field="messages")
         parts = decode_blocks(message.get("content"), f"messages.{position}.content")
         messages.append(Message(role, parts))
-    tools: list[Tool] = []
-    for index, raw in enumerate(fields.array(body, "tools")):
-        tool = fields.mapping(raw, f"tools.{index}")
-        if tool.get("type") not in (None, "custom"):
-            continue  # server tools (web search, code execution) run at Anthropic only
-        name = fields.string(tool, "name", required=True)
-        assert name is not None
-        schema = tool.get("input_schema") or {"type": "object", "properties": {}}
-        description = tool.get("description") if isinstance(tool.get("description"), str) else None
-        tools.append(Tool(name, description, fields.mapping(schema, "input_schema")))
+    tools, hosted = anthropic_tools.decode_tools(fields.array(body, "tools"))
     tool_choice, parallel = _decode_tool_choice(body.get("tool_choice"))
     thinking = body.get("thinking")
     budget: int | None = None
@@ -92,6 +85,7 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         messages=messages,
         system=_decode_system(body.get("system")),
         tools=tools,
+        hosted_tools=hosted,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         max_tokens=fields.integer(body, "max_tokens", minimum=1),
@@ -197,10 +191,7 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
     if system:
         body["system"] = system
     tools = [_encode_tool(tool) for tool in request.tools]
-    for hosted in request.hosted_tools:
-        if not hosted_tools.is_web_search(hosted):
-            raise hosted_tools.cannot_run(hosted, UPSTREAM)
-        tools.append(hosted_tools.anthropic_web_search(hosted))
+    tools += [hosted_tools.for_anthropic(hosted, UPSTREAM) for hosted in request.hosted_tools]
     if tools:
         body["tools"] = tools
         choice = _encode_tool_choice(request.tool_choice, request.parallel_tool_calls)
@@ -225,7 +216,14 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
     return body
 
 
+def refusal(request: ChatRequest) -> ValidationFailed | None:
+    """Why the request's vendor-defined tools cannot run here; None when they all can."""
+    return hosted_tools.refusal(request.hosted_tools, lambda tool: hosted_tools.for_anthropic(tool, UPSTREAM))
+
+
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    if tool.anthropic is not None:
+        return tool.anthropic
     if tool.kind == "custom":
         description: str | None = custom_tools.wrapper_description(tool)
         schema = custom_tools.INPUT_SCHEMA
@@ -381,7 +379,10 @@ def decode_response(body: dict[str, Any], custom_names: frozenset[str] = frozens
 
 def encode_output_block(part: OutputPart) -> dict[str, Any]:
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
+        if not part.citations:
+            return {"type": "text", "text": part.text}
+        citations = [hosted_tools.anthropic_citation_block(citation) for citation in part.citations]
+        return {"type": "text", "text": part.text, "citations": citations}
     if isinstance(part, ToolUsePart):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input()}
     if isinstance(part, ThinkingPart):
@@ -391,12 +392,12 @@ def encode_output_block(part: OutputPart) -> dict[str, Any]:
 
 
 def encode_response(response: ChatResponse, model: str) -> dict[str, Any]:
-    # A search without Anthropic's encrypted results could not be sent back, so it is left out.
-    content = [
-        encode_output_block(part)
-        for part in response.content
-        if not (isinstance(part, TextPart) and not part.text) and not isinstance(part, WebSearchPart)
-    ]
+    content: list[dict[str, Any]] = []
+    for part in response.content:
+        if isinstance(part, WebSearchPart):
+            content.extend(hosted_tools.anthropic_search_blocks(part))
+        elif not isinstance(part, TextPart) or part.text:
+            content.append(encode_output_block(part))
     return {
         "id": response.id if response.id.startswith("msg_") else new_id("msg_"),
         "type": "message",

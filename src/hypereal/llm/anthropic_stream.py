@@ -3,6 +3,9 @@
 The encoder never opens a text block before it has text: a block that would stay empty
 is skipped and the blocks after it are renumbered, because clients (Claude Code among
 them) store empty text blocks and send them back, and Anthropic then refuses the request.
+A text block's citations wait for it to open. A web search another upstream ran is told as
+Anthropic tells its own: a `server_tool_use` block whose input streams as JSON, then the
+`web_search_tool_result` block whole.
 
 The decoder turns a web search's `server_tool_use` block and its `web_search_tool_result`
 into one `WebSearchPart`, given when the results arrive, and unwraps the calls of custom
@@ -22,6 +25,7 @@ from hypereal.llm.custom_tools import StreamUnwrapper
 from hypereal.llm.types import (
     BlockStart,
     BlockStop,
+    Citation,
     CitationDelta,
     RedactedThinkingPart,
     SignatureDelta,
@@ -47,6 +51,14 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+def _start(index: int, block: dict[str, Any]) -> bytes:
+    return _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _stop(index: int) -> bytes:
+    return _event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
 class StreamEncoder:
     """Canonical events → Messages SSE bytes for a client."""
 
@@ -58,12 +70,14 @@ class StreamEncoder:
         self.pending_text: set[int] = set()
         self.custom_calls: dict[int, bool] = {}
         """Open custom calls, sent as `{"input": "..."}` JSON: whether that JSON was begun."""
+        self.pending_citations: dict[int, list[Citation]] = {}
+        """Citations of text blocks not opened yet."""
         self.next_out = 0
 
     def _open(self, index: int, block: dict[str, Any]) -> bytes:
         out = self.out_index[index] = self.next_out
         self.next_out += 1
-        return _event("content_block_start", {"type": "content_block_start", "index": out, "content_block": block})
+        return _start(out, block)
 
     def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
         out = self.out_index.get(index)
@@ -79,7 +93,14 @@ class StreamEncoder:
             if event.index in self.pending_text:
                 self.pending_text.discard(event.index)
                 opened = self._open(event.index, {"type": "text", "text": ""})
+                for citation in self.pending_citations.pop(event.index, ()):
+                    opened += self._citation(event.index, citation)
             return opened + self._delta(event.index, {"type": "text_delta", "text": event.text})
+        if isinstance(event, CitationDelta):
+            if event.index in self.pending_text:
+                self.pending_citations.setdefault(event.index, []).append(event.citation)
+                return b""
+            return self._citation(event.index, event.citation)
         if isinstance(event, ToolInputDelta):
             if not event.partial_json:
                 return b""
@@ -104,11 +125,12 @@ class StreamEncoder:
                     self.custom_calls[event.index] = False
                 return self._open(event.index, {"type": "tool_use", "id": part.id, "name": part.name, "input": {}})
             if isinstance(part, WebSearchPart):
-                return b""  # without Anthropic's encrypted results it could not be sent back
+                return self._web_search(part)
             assert isinstance(part, RedactedThinkingPart)
             return self._open(event.index, {"type": "redacted_thinking", "data": part.data})
         if isinstance(event, BlockStop):
             self.pending_text.discard(event.index)
+            self.pending_citations.pop(event.index, None)
             out = self.out_index.get(event.index)
             if out is None:
                 return b""
@@ -116,7 +138,7 @@ class StreamEncoder:
             if event.index in self.custom_calls:
                 ending = '"}' if self.custom_calls.pop(event.index) else '{"input":""}'
                 closing = self._delta(event.index, {"type": "input_json_delta", "partial_json": ending})
-            return closing + _event("content_block_stop", {"type": "content_block_stop", "index": out})
+            return closing + _stop(out)
         if isinstance(event, StreamStart):
             usage = event.usage if event.usage.input_tokens else Usage(input_tokens=self.input_tokens)
             message: dict[str, Any] = {
@@ -133,6 +155,24 @@ class StreamEncoder:
         if isinstance(event, StreamEnd):
             return self.finish(event.stop_reason, event.usage, event.stop_sequence)
         return b""
+
+    def _citation(self, index: int, citation: Citation) -> bytes:
+        block = hosted_tools.anthropic_citation_block(citation)
+        return self._delta(index, {"type": "citations_delta", "citation": block})
+
+    def _web_search(self, search: WebSearchPart) -> bytes:
+        """A finished search as its two blocks, each opened and closed at once."""
+        call, result = hosted_tools.anthropic_search_blocks(search)
+        first, second = self.next_out, self.next_out + 1
+        self.next_out += 2
+        query = {"type": "input_json_delta", "partial_json": orjson.dumps(call["input"]).decode()}
+        return (
+            _start(first, {**call, "input": {}})
+            + _event("content_block_delta", {"type": "content_block_delta", "index": first, "delta": query})
+            + _stop(first)
+            + _start(second, result)
+            + _stop(second)
+        )
 
     def finish(self, stop_reason: StopReason | None, usage: Usage | None, stop_sequence: str | None = None) -> bytes:
         usage = usage or Usage(input_tokens=self.input_tokens)

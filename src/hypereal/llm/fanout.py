@@ -37,9 +37,9 @@ from hypereal.providers.chat import ChatProvider
 _T = TypeVar("_T")
 
 
-def needed(provider: ChatProvider, model: str, choices: int) -> bool:
-    """Whether `choices` choices of `model` take one call each at `provider`."""
-    return choices > 1 and not provider.native_choices(model)
+def needed(provider: ChatProvider, model: str, choices: int, hosted_tools: bool = False) -> bool:
+    """Whether `choices` choices of `model` (with hosted tools or not) take one call each at `provider`."""
+    return choices > 1 and not provider.native_choices(model, hosted_tools)
 
 
 async def complete(one: Callable[[ChatRequest], Awaitable[ChatResponse]], request: ChatRequest) -> ChatResponse:

@@ -4,6 +4,9 @@
               before any upstream call, when the balance cannot cover it); for `n` choices
               the output n times, and the prompt n times too when a route makes one call
               per choice (`hypereal.llm.fanout`)
+    route     a translated request with hosted tools (web search, …) goes only to the
+              routes whose upstream runs them all; when none does, the first one's refusal
+              is the answer (a 400), before anything is reserved
     call      each route in order; a route whose upstream speaks the surface's protocol is
               forwarded as is, the others are translated through the canonical types; an
               upstream failure before any output moves on to the next route
@@ -159,22 +162,41 @@ class ChatGateway:
         """Routes, the decoded request (None while it can be forwarded as is) and the prompt estimate.
 
         Forwarded requests are validated by the upstream; sizing them from the raw body keeps
-        the hot path from decoding the whole conversation.
+        the hot path from decoding the whole conversation. A decoded request with hosted tools
+        keeps only the routes that run them (`_running`), and is forwarded after all when the
+        first of those can take the body as is.
         """
         routes = [(route.model, provider) for route, provider in self.providers.routes(spec)]
-        if canonical is None and not routes[0][1].forwards(surface.protocol, routes[0][0]):
-            canonical = surface.decode(body)
-        estimate = tokens.request_tokens(canonical) if canonical else tokens.chars_to_tokens(raw_size)
-        return routes, canonical, estimate
+        decoded = canonical
+        if decoded is None and not routes[0][1].forwards(surface.protocol, routes[0][0], body):
+            decoded = surface.decode(body)
+        estimate = tokens.request_tokens(decoded) if decoded else tokens.chars_to_tokens(raw_size)
+        if decoded is not None and decoded.hosted_tools:
+            routes = _running(routes, decoded, surface, body, forwardable=canonical is None)
+            if canonical is None and routes[0][1].forwards(surface.protocol, routes[0][0], body):
+                decoded = None
+        return routes, decoded, estimate
 
     async def _reserve(
-        self, call: Call, surface: Surface, body: dict[str, Any], routes: list[tuple[str, ChatProvider]]
+        self,
+        call: Call,
+        surface: Surface,
+        body: dict[str, Any],
+        routes: list[tuple[str, ChatProvider]],
+        request: ChatRequest | None,
     ) -> None:
         """Reserve the most any route can cost: each choice's output, each upstream call's prompt."""
         ceiling = call.spec.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
         requested = surface.max_tokens_of(body)
         choices = surface.choices_of(body)
-        fans_out = choices > 1 and any(fanout.needed(provider, model, choices) for model, provider in routes)
+
+        def calls_per_choice(model: str, provider: ChatProvider) -> bool:
+            if request is None and provider.forwards(surface.protocol, model, body):
+                return False  # the upstream makes the choices
+            # Not decoded yet: count hosted tools in, which can only mean more calls.
+            return fanout.needed(provider, model, choices, request is None or bool(request.hosted_tools))
+
+        fans_out = choices > 1 and any(calls_per_choice(model, provider) for model, provider in routes)
         await call.reserve(min(requested, ceiling) if requested else ceiling, choices, choices if fans_out else 1)
 
     async def complete(
@@ -191,11 +213,11 @@ class ChatGateway:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
         call = Call(self.ledger, principal, spec, estimate)
-        await self._reserve(call, surface, body, routes)
+        await self._reserve(call, surface, body, routes, canonical)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
             nonlocal canonical
-            if canonical is None and provider.forwards(surface.protocol, upstream_model):
+            if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
                 upstream_body = surface.upstream_body(body, upstream_model, False)
                 answer = await provider.forward(surface.protocol, upstream_body, headers)
                 usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
@@ -203,7 +225,7 @@ class ChatGateway:
             canonical = canonical or surface.decode(body)
             request = replace(canonical, model=upstream_model, stream=False)
             complete_one = partial(_counted_answer, call, provider)
-            fans_out = fanout.needed(provider, upstream_model, request.n)
+            fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             response = await (fanout.complete(complete_one, request) if fans_out else complete_one(request))
             return Completed(spec, call.settle(response.usage), response=response, request=canonical)
 
@@ -231,18 +253,18 @@ class ChatGateway:
         """
         routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
         call = Call(self.ledger, principal, spec, estimate)
-        await self._reserve(call, surface, body, routes)
+        await self._reserve(call, surface, body, routes, canonical)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
             nonlocal canonical
-            if canonical is None and provider.forwards(surface.protocol, upstream_model):
+            if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
                 upstream_body = surface.upstream_body(body, upstream_model, True)
                 batches = provider.forward_stream(surface.protocol, upstream_body, headers)
                 first_batch = await _first(batches)
                 return self._relay(call, surface, surface.new_tap(body), first_batch, batches, epilogue)
             canonical = canonical or surface.decode(body)
             request = replace(canonical, model=upstream_model, stream=True)
-            fans_out = fanout.needed(provider, upstream_model, request.n)
+            fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             stream = fanout.stream(provider.stream, request) if fans_out else provider.stream(request)
             first = await _first(stream)
             encoder = make_encoder(canonical, estimate)
@@ -327,6 +349,30 @@ class ChatGateway:
                 else:
                     counted = call.counted(accumulator.start_usage.input_tokens, accumulator.output_chars)
                     call.settle(counted)
+
+
+def _running(
+    routes: list[tuple[str, ChatProvider]],
+    request: ChatRequest,
+    surface: Surface,
+    body: dict[str, Any],
+    *,
+    forwardable: bool,
+) -> list[tuple[str, ChatProvider]]:
+    """The routes that run every hosted tool of `request`, or the first route's refusal raised.
+
+    A route that takes the body as is (`forwardable`: no caller asked for translation) runs
+    whatever its upstream runs. When the first route left is translated, so are those after
+    it (`ChatGateway.complete`), and those only run what they run translated.
+    """
+    forwarded = [forwardable and provider.forwards(surface.protocol, model, body) for model, provider in routes]
+    refusals = [provider.refusal(replace(request, model=model)) for model, provider in routes]
+    able = [index for index in range(len(routes)) if forwarded[index] or refusals[index] is None]
+    if not able:
+        raise next(refusal for refusal in refusals if refusal is not None)
+    if not forwarded[able[0]]:
+        able = [index for index in able if refusals[index] is None]
+    return [routes[index] for index in able]
 
 
 async def _first_route(

@@ -9,7 +9,10 @@ OpenAI's own models never show their reasoning, so nothing is lost there.
 
 Custom (freeform) tools go to OpenAI as they are; servers that may not know them
 (`native_custom=False`) are offered them wrapped as functions, and the decoders, told
-their names, unwrap the calls. No hosted tool runs behind Chat Completions.
+their names, unwrap the calls. Web search is `web_search_options`, which a client's
+request carries as OpenAI's web search tool and only search models take (`searches=True`);
+no other hosted tool runs behind Chat Completions. A searched answer's `url_citation`
+annotations are its text's citations.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from hypereal.llm.types import (
     ChatRequest,
     ChatResponse,
     Choice,
+    Citation,
     ImagePart,
     Message,
     OutputPart,
@@ -100,11 +104,13 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         body, "max_tokens", minimum=1
     )
     response_format = body.get("response_format")
+    search = body.get("web_search_options")
     return ChatRequest(
         model=model,
         messages=messages,
         system=system,
         tools=tools,
+        hosted_tools=[hosted_tools.from_chat_web_search_options(search)] if search is not None else [],
         tool_choice=decode_tool_choice(body.get("tool_choice", body.get("function_call"))),
         parallel_tool_calls=parallel if isinstance(parallel := body.get("parallel_tool_calls"), bool) else None,
         max_tokens=max_tokens,
@@ -260,15 +266,26 @@ def decode_tool_choice(value: Any) -> ToolChoice | None:
     raise fields.invalid("tool_choice", '"auto", "none", "required" or {"type": "function", "function": {"name"}}')
 
 
+def refusal(request: ChatRequest, *, searches: bool = False) -> ValidationFailed | None:
+    """Why the request's hosted tools cannot run here (`searches`: at a search model); None when they can."""
+    return hosted_tools.refusal(
+        request.hosted_tools, lambda tool: hosted_tools.chat_web_search_options([tool], UPSTREAM, searches=searches)
+    )
+
+
 def encode_request(
-    request: ChatRequest, *, max_tokens_field: str = "max_completion_tokens", native_custom: bool = True
+    request: ChatRequest,
+    *,
+    max_tokens_field: str = "max_completion_tokens",
+    native_custom: bool = True,
+    searches: bool = False,
 ) -> dict[str, Any]:
     """A canonical request as a Chat Completions body for an upstream.
 
-    `native_custom` False offers custom tools as functions, for servers that may not know them.
+    `native_custom` False offers custom tools as functions, for servers that may not know them;
+    `searches` True says the model is a search model, which takes `web_search_options`.
     """
-    if request.hosted_tools:
-        raise hosted_tools.cannot_run(request.hosted_tools[0], UPSTREAM)
+    search = hosted_tools.chat_web_search_options(request.hosted_tools, UPSTREAM, searches=searches)
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": "\n\n".join(part.text for part in request.system)})
@@ -298,6 +315,8 @@ def encode_request(
     effort = request.reasoning_effort or effort_for_budget(request.thinking_budget)
     if effort:
         body["reasoning_effort"] = effort
+    if request.hosted_tools:
+        body["web_search_options"] = search
     if request.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -416,10 +435,10 @@ def _decode_choice(choice: dict[str, Any], custom_names: frozenset[str]) -> Choi
         content.append(ThinkingPart(reasoning))
     text = message.get("content")
     if isinstance(text, str) and text:
-        content.append(TextPart(text))
-    refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal:
-        content.append(TextPart(refusal))
+        content.append(TextPart(text, citations_of(message.get("annotations"))))
+    refused = message.get("refusal")
+    if isinstance(refused, str) and refused:
+        content.append(TextPart(refused))
     for call in message.get("tool_calls") or []:
         call_id = str(call.get("id") or new_id("call_"))
         custom = call.get("custom")
@@ -434,6 +453,18 @@ def _decode_choice(choice: dict[str, Any], custom_names: frozenset[str]) -> Choi
         content.append(custom_tools.unwrap_part(part, custom_names))
     finish = choice.get("finish_reason")
     return Choice(content, STOP_REASONS.get(finish, "end_turn") if finish else None)
+
+
+def citations_of(annotations: Any) -> list[Citation]:
+    """The pages `url_citation` annotations name; where in the text they are is not kept."""
+    citations: list[Citation] = []
+    for annotation in annotations if isinstance(annotations, list) else ():
+        if not isinstance(annotation, dict) or annotation.get("type") != "url_citation":
+            continue
+        cited = annotation.get("url_citation")
+        if isinstance(cited, dict) and isinstance(cited.get("url"), str):
+            citations.append(Citation(cited["url"], str(cited.get("title") or "")))
+    return citations
 
 
 def decode_response(body: dict[str, Any], custom_names: frozenset[str] = frozenset()) -> ChatResponse:
@@ -476,11 +507,14 @@ def _annotations(texts: list[TextPart]) -> list[dict[str, Any]]:
     start = 0
     for part in texts:
         end = start + len(part.text)
-        for citation in part.citations:
-            cited = {"start_index": start, "end_index": end, "title": citation.title, "url": citation.url}
-            annotations.append({"type": "url_citation", "url_citation": cited})
+        annotations.extend(url_citation(citation, start, end) for citation in part.citations)
         start = end
     return annotations
+
+
+def url_citation(citation: Citation, start: int, end: int) -> dict[str, Any]:
+    cited = {"start_index": start, "end_index": end, "title": citation.title, "url": citation.url}
+    return {"type": "url_citation", "url_citation": cited}
 
 
 def encode_response(response: ChatResponse, model: str, **extra: Any) -> dict[str, Any]:

@@ -7,6 +7,11 @@ A stream that closes before any finish reason was cut, and says so.
 
 Custom tool calls stream as `{"type": "custom", "custom": {"name", "input"}}` pieces of a
 tool call, the shape OpenAI sends though its published chunk schema lists only functions.
+
+Citations stream as OpenAI's search models send them, though the published chunk schema
+does not list them either: a delta of `annotations` (`url_citation`s spanning the content
+sent so far). The SDK's stream helper merges a choice's deltas into one message and fails
+on a second list of annotations, so the encoder sends each choice's once, before its finish.
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ import orjson
 
 from hypereal.errors import UpstreamError
 from hypereal.llm.custom_tools import StreamUnwrapper
-from hypereal.llm.openai_chat import FINISH_REASONS, STOP_REASONS, decode_usage, encode_usage
+from hypereal.llm.openai_chat import (
+    FINISH_REASONS,
+    STOP_REASONS,
+    citations_of,
+    decode_usage,
+    encode_usage,
+    url_citation,
+)
 from hypereal.llm.types import (
     BlockStart,
     BlockStop,
     ChoiceEvent,
     ChoiceStreamEvent,
+    Citation,
+    CitationDelta,
     StopReason,
     StreamEnd,
     StreamEvent,
@@ -37,6 +51,30 @@ from hypereal.llm.types import (
     Usage,
     new_id,
 )
+
+
+class _Citing:
+    """The content one choice sent so far, where each of its text blocks began, and their citations."""
+
+    __slots__ = ("annotations", "citations", "sent", "starts")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.starts: dict[int, int] = {}
+        self.citations: dict[int, list[Citation]] = {}
+        self.annotations: list[dict[str, Any]] = []
+
+    def stop(self, index: int) -> None:
+        """A text block ended: its citations span it."""
+        start = self.starts.pop(index, None)
+        found = self.citations.pop(index, None)
+        if found and start is not None:
+            self.annotations.extend(url_citation(citation, start, self.sent) for citation in found)
+
+    def end(self) -> list[dict[str, Any]]:
+        for index in list(self.starts):
+            self.stop(index)
+        return self.annotations
 
 
 class StreamEncoder:
@@ -58,8 +96,9 @@ class StreamEncoder:
         usage_field = b',"usage":null' if include_usage else b""
         self._suffix = b',"logprobs":null,"finish_reason":null}]' + usage_field + b"}\n\n"
         self._set_prefix()
-        self._choices: dict[int, tuple[bytes, dict[int, int]]] = {}
-        """Chunk prefix and tool slots of each choice, when there are several."""
+        self.citing = _Citing()
+        self._choices: dict[int, tuple[bytes, dict[int, int], _Citing]] = {}
+        """Chunk prefix, tool slots and citations of each choice, when there are several."""
         self._held_finish: bytes | None = None
 
     def _set_prefix(self) -> None:
@@ -76,9 +115,14 @@ class StreamEncoder:
 
     def encode(self, event: StreamEvent, choice: int | None = None) -> bytes:
         """The chunks of `event`; `choice` is the number of the choice it belongs to, if several."""
-        prefix, tool_index = (self._prefix, self.tool_index) if choice is None else self._choice(choice)
+        prefix, tool_index, citing = (
+            (self._prefix, self.tool_index, self.citing) if choice is None else self._choice(choice)
+        )
         if isinstance(event, TextDelta):
-            return self._delta({"content": event.text}, prefix) if event.text else b""
+            if not event.text:
+                return b""
+            citing.sent += len(event.text)
+            return self._delta({"content": event.text}, prefix)
         if isinstance(event, ToolInputDelta):
             if not event.partial_json:
                 return b""
@@ -104,6 +148,14 @@ class StreamEncoder:
                 function = {"name": part.name, "arguments": ""}
                 call = {"index": slot, "id": part.id, "type": "function", "function": function}
                 return self._delta({"tool_calls": [call]}, prefix)
+            if isinstance(part, TextPart):
+                citing.starts[event.index] = citing.sent
+            return b""
+        if isinstance(event, CitationDelta):
+            citing.citations.setdefault(event.index, []).append(event.citation)
+            return b""
+        if isinstance(event, BlockStop):
+            citing.stop(event.index)
             return b""
         if isinstance(event, StreamStart):
             return self._delta({"role": "assistant", "content": ""}, prefix)
@@ -111,16 +163,20 @@ class StreamEncoder:
             if choice is None:
                 return self.finish(event.stop_reason, event.usage)
             held, self._held_finish = self._held_finish, self._finish_chunk(prefix, event.stop_reason)
-            return held or b""
+            return self._annotations(citing, prefix) + (held or b"")
         if isinstance(event, ChoiceEvent):
             return self.encode(event.event, event.choice)
         return b""
 
-    def _choice(self, choice: int) -> tuple[bytes, dict[int, int]]:
+    def _choice(self, choice: int) -> tuple[bytes, dict[int, int], _Citing]:
         found = self._choices.get(choice)
         if found is None:
-            found = self._choices[choice] = (self._choice_prefix(choice), {})
+            found = self._choices[choice] = (self._choice_prefix(choice), {}, _Citing())
         return found
+
+    def _annotations(self, citing: _Citing, prefix: bytes) -> bytes:
+        annotations = citing.end()
+        return self._delta({"annotations": annotations}, prefix) if annotations else b""
 
     def _finish_chunk(self, prefix: bytes, stop_reason: StopReason | None) -> bytes:
         finish = FINISH_REASONS.get(stop_reason or "end_turn", "stop")
@@ -128,8 +184,11 @@ class StreamEncoder:
         return head + (b',"usage":null' if self.include_usage else b"") + b"}\n\n"
 
     def finish(self, stop_reason: StopReason | None, usage: Usage | None) -> bytes:
-        """The last chunks: the (last) finish chunk, the usage chunk if asked for, `[DONE]`."""
-        out = self._held_finish if self._held_finish is not None else self._finish_chunk(self._prefix, stop_reason)
+        """The last chunks: the annotations, the (last) finish chunk, the usage chunk if asked for, `[DONE]`."""
+        if self._held_finish is not None:
+            out = self._held_finish
+        else:
+            out = self._annotations(self.citing, self._prefix) + self._finish_chunk(self._prefix, stop_reason)
         if self.include_usage:
             chunk = {
                 "id": self.id,
@@ -242,6 +301,10 @@ class _Choice:
             if isinstance(text, str) and text:
                 out.extend(self._ensure("text"))
                 out.append(TextDelta(self.next_index - 1, text))
+        citations = citations_of(delta.get("annotations"))
+        if citations:
+            out.extend(self._ensure("text"))
+            out.extend(CitationDelta(self.next_index - 1, citation) for citation in citations)
         for position, call in enumerate(delta.get("tool_calls") or ()):
             out.extend(self._tool_call(call.get("index", position), call))
         finish = choice.get("finish_reason")

@@ -48,6 +48,7 @@ from hypereal.llm.types import (
 )
 
 UPSTREAM = "OpenAI Responses, reached through translation"
+WEB_SEARCH_SOURCES = "web_search_call.action.sources"
 
 # ---------------------------------------------------------------- requests
 
@@ -235,7 +236,8 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     """A canonical request as a Responses body for an upstream (stateless: nothing stored there).
 
     Of the hosted tools only web search goes along: the outputs of the others could not be
-    carried back through the canonical form.
+    carried back through the canonical form. A search's answer lists the pages it found only
+    when asked to, and other wire formats show them (Anthropic's search results), so it is asked.
     """
     items: list[dict[str, Any]] = []
     custom_calls = {
@@ -253,10 +255,9 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     if request.system:
         body["instructions"] = "\n\n".join(part.text for part in request.system)
     tools = [_encode_tool(tool) for tool in request.tools]
-    for hosted in request.hosted_tools:
-        if not hosted_tools.is_web_search(hosted):
-            raise hosted_tools.cannot_run(hosted, UPSTREAM)
-        tools.append(hosted.spec)
+    tools += [hosted_tools.for_responses(hosted, UPSTREAM) for hosted in request.hosted_tools]
+    if request.hosted_tools:
+        body["include"] = [WEB_SEARCH_SOURCES]
     if tools:
         body["tools"] = tools
         if request.tool_choice is not None:
@@ -281,6 +282,11 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     if request.stream:
         body["stream"] = True
     return body
+
+
+def refusal(request: ChatRequest) -> ValidationFailed | None:
+    """Why the request's hosted tools cannot run through translation; None when they all can."""
+    return hosted_tools.refusal(request.hosted_tools, lambda tool: hosted_tools.for_responses(tool, UPSTREAM))
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:

@@ -10,8 +10,9 @@ conversation through it loses as little as possible:
 - tool-call arguments are kept as JSON text, because both streaming formats deliver them
   as fragments of text and a half-received call is still worth passing on; a call of a
   custom (freeform) tool holds its raw input text there instead;
-- tools the upstream runs itself (OpenAI's hosted tools) travel beside the client's own
-  tools, as the client sent them, so each upstream codec decides whether it can run them.
+- tools a vendor defines (OpenAI's hosted tools, Anthropic's server tools and the tools
+  Anthropic's models are trained on) travel beside the client's own tools, as the client
+  sent them, so each upstream codec decides whether it can run them.
 
 A stream is a sequence of `StreamEvent`s: one `StreamStart`, then for each content block
 a `BlockStart`, deltas and a `BlockStop`, then one `StreamEnd` carrying the stop reason
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import orjson
 
 Role = Literal["user", "assistant"]
+Vendor = Literal["openai", "anthropic"]
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
 ToolChoiceMode = Literal["auto", "none", "required", "tool"]
 ToolKind = Literal["function", "custom"]
@@ -156,18 +158,24 @@ class Tool:
     format: dict[str, Any] | None = None
     """A custom tool's input format in the Responses API's shape: `{"type": "text"}` or
     `{"type": "grammar", "syntax": "lark" | "regex", "definition": ...}`; None for free text."""
+    anthropic: dict[str, Any] | None = None
+    """The Anthropic-defined tool this function stands for (bash, the text editor), as the
+    client declared it: Anthropic gets that, other upstreams the function and its published schema."""
 
 
 @dataclass(slots=True)
 class HostedTool:
-    """A tool the upstream runs itself (web search, file search, code interpreter, …).
+    """A tool a vendor defines: one its upstream runs itself (web search, file search, code
+    execution, …) or one only its models know (Anthropic's computer use).
 
-    Kept as the client sent it, in the Responses API's shape: only some upstreams can run
-    one, and each upstream codec maps it or refuses it, naming `field`.
+    Kept as the client sent it, in `vendor`'s shape (OpenAI's Responses API or Anthropic's
+    Messages API): only some upstreams can run one, and each upstream codec maps it or
+    refuses it, naming `field`.
     """
 
     spec: dict[str, Any]
     field: str = "tools"
+    vendor: Vendor = "openai"
 
     @property
     def type(self) -> str:

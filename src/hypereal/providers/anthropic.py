@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from hypereal.errors import ValidationFailed
 from hypereal.llm import anthropic, sse
 from hypereal.llm.anthropic_stream import StreamDecoder
 from hypereal.llm.custom_tools import custom_tool_names
@@ -31,6 +32,9 @@ class AnthropicProvider(HttpChatProvider):
         if key:
             headers["x-api-key"] = key
         return headers
+
+    def refusal(self, request: ChatRequest) -> ValidationFailed | None:
+        return anthropic.refusal(request)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         default = int(self.config.options.get("default_max_tokens", anthropic.DEFAULT_MAX_TOKENS))

@@ -4,7 +4,9 @@ A chat provider answers canonical requests (`complete`, `stream`). One whose ups
 speaks a surface's wire format natively also lists that protocol in `passthrough`, and
 then the surface forwards the client's body and the upstream's bytes (`forward`,
 `forward_stream`) with only the parsing billing needs: the hot path of a gateway whose
-clients mostly call a model in its own protocol.
+clients mostly call a model in its own protocol. A translated request may carry tools a
+vendor defines (`HostedTool`); `refusal` tells, before any call, whether this upstream runs
+them, so that the gateway can pick a route that does.
 
 Upstream failures are translated here, once:
 
@@ -29,8 +31,9 @@ import orjson
 
 from hypereal.catalog import Catalog, ModelSpec, Route
 from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
 from hypereal.llm import sse
+from hypereal.llm.hosted_tools import cannot_run
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
 from hypereal.providers.http1 import ConnectionFailed, Http1Pool
 from hypereal.providers.registry import CHAT_TYPES, can_serve, load_class
@@ -77,14 +80,20 @@ class ChatProvider(abc.ABC):
         """The upstream's events in the batches they arrived in: a relay writes each batch at once."""
         raise NotImplementedError(f"{self.type} does not forward {protocol}")
 
-    def forwards(self, protocol: Protocol, model: str) -> bool:
-        """Whether a client speaking `protocol` to `model` can be forwarded to this upstream as is."""
+    def forwards(self, protocol: Protocol, model: str, body: dict[str, Any] | None = None) -> bool:
+        """Whether a client speaking `protocol` to `model` (with `body`, when known) can be
+        forwarded to this upstream as is."""
         return protocol in self.passthrough
 
-    def native_choices(self, model: str) -> bool:
-        """Whether one call to `model` answers with the `n` choices a request asks for, billing
-        its prompt once; when not, the gateway makes one call per choice."""
+    def native_choices(self, model: str, hosted_tools: bool = False) -> bool:
+        """Whether one call to `model` (with hosted tools or not) answers with the `n` choices a
+        request asks for, billing its prompt once; when not, the gateway makes one call per choice."""
         return False
+
+    def refusal(self, request: ChatRequest) -> ValidationFailed | None:
+        """Why this upstream cannot run the hosted tools of `request` (whose `model` is the
+        upstream's), as the 400 the request would get; None when it runs them all."""
+        return cannot_run(request.hosted_tools[0], self.type) if request.hosted_tools else None
 
     def available(self) -> bool:
         return self.config.configured

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from hypereal.llm import hosted_tools, tokens
+from hypereal.llm import tokens
 from hypereal.llm.types import (
     Accumulator,
     BlockStart,
@@ -74,8 +74,9 @@ class EchoProvider(ChatProvider):
         return accumulator.response()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        if request.hosted_tools:
-            raise hosted_tools.cannot_run(request.hosted_tools[0], self.type)
+        refused = self.refusal(request)
+        if refused is not None:
+            raise refused
         input_tokens = tokens.request_tokens(request)
         yield StreamStart(new_id("echo-"), request.model, Usage(input_tokens=input_tokens))
         budget = request.max_tokens

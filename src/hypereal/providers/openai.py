@@ -2,8 +2,14 @@
 
 Canonical requests go to Chat Completions unless the upstream model matches one of the
 `responses_models` patterns (provider option; by default the codex, pro and deep-research
-models, which OpenAI serves only through the Responses API) or they carry a hosted tool
-(web search), which only the Responses API runs.
+models, which OpenAI serves only through the Responses API) or they carry a hosted tool,
+which only the Responses API runs. The exception is web search on a search model (option
+`search_models`; by default the `*-search-preview` and `*-search-api` models), which OpenAI
+serves only through Chat Completions, where it takes `web_search_options`.
+
+For the same reason a Chat Completions client that asks any other model for a web search
+(`web_search_options`) is translated to the Responses API rather than forwarded; that API
+has no `n`, so several choices there take one call each.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from hypereal.catalog.schema import ProviderConfig
+from hypereal.errors import ValidationFailed
 from hypereal.llm import openai_chat, openai_responses, sse
 from hypereal.llm.custom_tools import custom_tool_names
 from hypereal.llm.openai_chat_stream import StreamDecoder as ChatStreamDecoder
@@ -22,6 +29,7 @@ from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
 from hypereal.providers.chat import Forwarded, HttpChatProvider, Protocol
 
 DEFAULT_RESPONSES_MODELS = ("*codex*", "*-pro", "*-pro-*", "*deep-research*")
+DEFAULT_SEARCH_MODELS = ("*-search-preview", "*-search-preview-*", "*-search-api", "*-search-api-*")
 PATHS: dict[str, str] = {"openai-chat": "/chat/completions", "openai-responses": "/responses"}
 
 
@@ -38,6 +46,8 @@ class OpenAIProvider(HttpChatProvider):
         super().__init__(config)
         patterns = config.options.get("responses_models", DEFAULT_RESPONSES_MODELS)
         self.responses_models: tuple[str, ...] = tuple(str(pattern) for pattern in patterns)
+        searching = config.options.get("search_models", DEFAULT_SEARCH_MODELS)
+        self.search_models: tuple[str, ...] = tuple(str(pattern) for pattern in searching)
         self.native_custom_tools = bool(config.options.get("custom_tools", self.knows_custom_tools))
 
     def headers(self) -> dict[str, str]:
@@ -47,22 +57,43 @@ class OpenAIProvider(HttpChatProvider):
     def uses_responses(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.responses_models)
 
-    def forwards(self, protocol: Protocol, model: str) -> bool:
-        # A Chat Completions client of a model served only by the Responses API is translated.
-        return super().forwards(protocol, model) and not (protocol == "openai-chat" and self.uses_responses(model))
+    def searches_in_chat(self, model: str) -> bool:
+        """Whether `model` is a search model, which searches behind Chat Completions."""
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.search_models)
 
-    def native_choices(self, model: str) -> bool:
+    def _on_responses(self, model: str, hosted_tools: bool) -> bool:
+        """Whether a request for `model` (with hosted tools or not) goes to the Responses API."""
+        if self.uses_responses(model):
+            return True
+        return hosted_tools and not self.searches_in_chat(model) and self.forwards("openai-responses", model)
+
+    def forwards(self, protocol: Protocol, model: str, body: dict[str, Any] | None = None) -> bool:
+        if not super().forwards(protocol, model):
+            return False
+        # A Chat Completions body goes to the Responses API, translated, when that API is what runs it.
+        searches = body is not None and body.get("web_search_options") is not None
+        return protocol != "openai-chat" or not self._on_responses(model, searches)
+
+    def native_choices(self, model: str, hosted_tools: bool = False) -> bool:
         # The Responses API has no `n`.
-        return not self.uses_responses(model)
+        return not self._on_responses(model, hosted_tools)
+
+    def refusal(self, request: ChatRequest) -> ValidationFailed | None:
+        if not request.hosted_tools:
+            return None
+        if self._on_responses(request.model, True):
+            return openai_responses.refusal(request)
+        return openai_chat.refusal(request, searches=self.searches_in_chat(request.model))
 
     def _responses_for(self, request: ChatRequest) -> bool:
-        return self.uses_responses(request.model) or (
-            bool(request.hosted_tools) and self.forwards("openai-responses", request.model)
-        )
+        return self._on_responses(request.model, bool(request.hosted_tools))
 
     def _chat_body(self, request: ChatRequest) -> dict[str, Any]:
         return openai_chat.encode_request(
-            request, max_tokens_field=self.max_tokens_field, native_custom=self.native_custom_tools
+            request,
+            max_tokens_field=self.max_tokens_field,
+            native_custom=self.native_custom_tools,
+            searches=self.searches_in_chat(request.model),
         )
 
     def _wrapped(self, request: ChatRequest) -> frozenset[str]:

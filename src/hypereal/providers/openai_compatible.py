@@ -5,12 +5,14 @@ is appended, usually `/v1`) and, when it needs one, `api_key_env`. Such servers 
 `max_tokens` rather than OpenAI's newer `max_completion_tokens`, and few implement the
 Responses API, so Responses clients are translated unless the option `responses: true`
 says the server has it. Few know custom (freeform) tools either: they are offered as
-functions unless the option `custom_tools: true` says the server has them.
+functions unless the option `custom_tools: true` says the server has them. None is taken
+for a search model unless named in the option `search_models`; a Chat Completions body is
+always forwarded as it came, `web_search_options` included, for the server to judge.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hypereal.catalog.schema import ProviderConfig
 from hypereal.providers.chat import Protocol
@@ -26,10 +28,11 @@ class OpenAICompatibleProvider(OpenAIProvider):
     def __init__(self, config: ProviderConfig) -> None:
         options = dict(config.options)
         options.setdefault("responses_models", ())
+        options.setdefault("search_models", ())
         super().__init__(config.model_copy(update={"options": options}))
         self.speaks_responses = bool(options.get("responses", False))
 
     passthrough: ClassVar[frozenset[Protocol]] = frozenset({"openai-chat"})
 
-    def forwards(self, protocol: Protocol, model: str) -> bool:
+    def forwards(self, protocol: Protocol, model: str, body: dict[str, Any] | None = None) -> bool:
         return protocol == "openai-chat" or (protocol == "openai-responses" and self.speaks_responses)
