@@ -53,6 +53,9 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             log_level=settings.log_level,
             access_log=False,
             http=HttpProtocol,
+            # Nothing here reads the client's address or scheme (URLs come from the public
+            # URL setting), so a proxy's X-Forwarded-* headers need no parsing per request.
+            proxy_headers=False,
         )
         _settle_heap()
         await uvicorn.Server(config).serve()
