@@ -323,3 +323,27 @@ async def test_queued_writes_are_committed_when_the_database_closes(
         assert (await balance_and_total(reopened, account.id)) == (to_milli(10),) * 2
     finally:
         await reopened.close()
+
+
+async def test_queued_writes_fail_together_when_the_database_fails(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("queued writes are SQLite's")
+    account = await make_account(credits=10)
+    await ledger.charge_now(services.db, account.id, PRICE, "chat_io")
+
+    def broken(connection: sqlite3.Connection) -> bool:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(db_module, "_begin", broken)
+    first = ledger.settle_soon(services.db, account.id, "chat_io", 0)
+    second = ledger.settle_soon(services.db, account.id, "chat_io", 0)
+    for settling in (first, second):
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+            await asyncio.wait_for(settling, 5)
+
+    monkeypatch.undo()
+    # Nothing was written: the charge is still whole, and settles once the database is back.
+    settled = await ledger.settle_now(services.db, account.id, "chat_io", 0)
+    assert settled is not None and settled.amount == PRICE

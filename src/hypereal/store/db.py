@@ -143,13 +143,12 @@ class Database:
             inline = self._inline_connection()
             batch, self._queued = self._queued, []
             try:
-                began = _begin(inline)
-            except Exception as exc:
+                if _begin(inline):
+                    _run_batch(inline, batch, _nothing).result()
+                    self._after_inline_commit()
+                    return
+            except Exception as exc:  # the database itself failed (disk full, I/O): so did every write
                 _fail(batch, exc)
-                return
-            if began:
-                _run_batch(inline, batch, _nothing).result()
-                self._after_inline_commit()
                 return
             self._queued = [*batch, *self._queued]
         task = asyncio.get_running_loop().create_task(self.write_now(_nothing), name="sqlite-queued-writes")
@@ -285,7 +284,8 @@ def _run_batch(
                 outcome.value, outcome.error = _in_savepoint(connection, work)
         connection.execute("COMMIT")
     except BaseException as exc:
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # a failed COMMIT may have ended it already
+            connection.execute("ROLLBACK")
         if not batch:
             raise
         outcome.queued = [(queued, None, exc) for queued in batch]
