@@ -135,15 +135,41 @@ async def test_a_refused_request_is_replayed_as_refused(stack: Stack) -> None:
     assert await charges(stack, account) == 0
 
 
+async def test_a_retry_taking_over_after_a_crash_gets_the_job_already_made_and_charged_once(stack: Stack) -> None:
+    from sqlalchemy import update
+
+    from hypereal.store.tables import idempotency_keys
+
+    account = await stack.account(credits=100)
+    first = await post_video(stack, account, "crashed")
+    assert first.status_code == 202, first.text
+    # As a process leaves it when it dies after committing the job but before storing the answer.
+    async with stack.services.db.write() as conn:
+        await conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.account_id == account.id, idempotency_keys.c.key == "crashed")
+            .values(status_code=None, response=None, created_at=1.0)
+        )
+
+    retried = await post_video(stack, account, "crashed")
+
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["jobId"] == first.json()["jobId"]
+    assert "idempotent-replayed" not in retried.headers  # answered afresh, from the job itself
+    assert len(await all_jobs(stack.services)) == 1
+    assert await charges(stack, account) == 1
+    assert await stack.balance(account) == credits(100 - VIDEO_PRICE)
+    # And the answer is stored this time.
+    assert (await post_video(stack, account, "crashed")).headers["idempotent-replayed"] == "true"
+
+
 async def test_a_key_left_in_progress_by_a_dead_process_is_taken_over(stack: Stack) -> None:
     from hypereal.store.tables import idempotency_keys
 
     account = await stack.account(credits=100)
     async with stack.services.db.write() as conn:
         await conn.execute(
-            idempotency_keys.insert().values(
-                account_id=account.id, key="orphan", request_hash="0" * 64, created_at=1.0
-            )
+            idempotency_keys.insert().values(account_id=account.id, key="orphan", request_hash="0" * 64, created_at=1.0)
         )
     retried = await post_video(stack, account, "orphan")
     assert retried.status_code == 202, retried.text
@@ -152,9 +178,7 @@ async def test_a_key_left_in_progress_by_a_dead_process_is_taken_over(stack: Sta
     # A key in progress for a short while is still refused: its request may yet finish.
     async with stack.services.db.write() as conn:
         await conn.execute(
-            idempotency_keys.insert().values(
-                account_id=account.id, key="busy", request_hash="0" * 64, created_at=9e12
-            )
+            idempotency_keys.insert().values(account_id=account.id, key="busy", request_hash="0" * 64, created_at=9e12)
         )
     busy = await post_video(stack, account, "busy")
     assert busy.status_code == 409

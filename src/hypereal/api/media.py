@@ -134,10 +134,10 @@ async def _run(
 async def generate_image(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Generate or edit an image; answers with the image URL when done (synchronous)."""
 
-    async def handle() -> Response:
+    async def handle(job_id: str | None) -> Response:
         spec = _model(services, body, ("image", "image-edit"))
         given = {k: v for k, v in body.items() if k not in ("model", "mode", "webhook_url")}
-        submission = Submission(spec, validate_params(spec, given), _mode(body), _webhook(body))
+        submission = Submission(spec, validate_params(spec, given), _mode(body), _webhook(body), job_id)
 
         def render(job: Job) -> Response:
             return JsonResponse(
@@ -160,10 +160,10 @@ async def generate_image(request: Request, body: JsonBody, principal: CurrentKey
 async def generate_video(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Start a video generation; poll `pollUrl` or receive the result at `webhook_url`."""
 
-    async def handle() -> Response:
+    async def handle(job_id: str | None) -> Response:
         spec = _model(services, body, ("video",))
         webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook)
+        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
         job = await services.jobs.submit(principal, submission)
         message = (
             "Generation started. Result will be sent to your webhook URL."
@@ -179,10 +179,10 @@ async def generate_video(request: Request, body: JsonBody, principal: CurrentKey
 async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Speech, voice cloning or transcription; asynchronous when `webhook_url` is given."""
 
-    async def handle() -> Response:
+    async def handle(job_id: str | None) -> Response:
         spec = _model(services, body, ("audio",))
         webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook)
+        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
 
         def render(job: Job) -> Response:
             extra = job.extra or {}
@@ -210,10 +210,10 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
 async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Image or multiview to a GLB model; asynchronous when `webhook_url` is given."""
 
-    async def handle() -> Response:
+    async def handle(job_id: str | None) -> Response:
         spec = _model(services, body, ("3d",))
         webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook)
+        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
 
         def render(job: Job) -> Response:
             urls = output_urls(job)

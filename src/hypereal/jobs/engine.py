@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,7 +18,7 @@ import orjson
 
 from hypereal.billing import Billing
 from hypereal.catalog import Catalog, ModelSpec
-from hypereal.errors import Conflict, HyperealError
+from hypereal.errors import Conflict, HyperealError, NotFound
 from hypereal.jobs.inputs import PrefetchingFetcher
 from hypereal.jobs.signals import Signals
 from hypereal.jobs.validation import input_urls, price, settled_price, stand_in_params
@@ -49,6 +50,8 @@ class Submission:
     params: dict[str, Any]
     mode: str
     webhook_url: str | None
+    job_id: str | None = None
+    """The id the job must take (an idempotent request's); a job already under it is the answer."""
 
 
 class JobEngine:
@@ -94,7 +97,7 @@ class JobEngine:
             await self.inputs.check(inputs)
         cost = price(choice.spec, params, choice.fast)
         now = time.time()
-        job_id = new_job_id()
+        job_id = request.job_id or new_job_id()
         values: dict[str, Any] = {
             "id": job_id,
             "account_id": principal.account_id,
@@ -125,6 +128,9 @@ class JobEngine:
             "completed_at": None,
         }
         async with self.db.write() as conn:
+            if request.job_id is not None:
+                with suppress(NotFound):
+                    return await store.get(conn, job_id, principal.account_id)  # made before a crash
             await self.billing.charge_in(conn, principal.account_id, cost, job_id, note=f"{request.model.id}")
             await store.insert(conn, values)
         await self.signals.job_submitted()

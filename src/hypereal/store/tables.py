@@ -145,6 +145,9 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=True),
     Column("response", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+    # The job the request creates, chosen with the claim: a retry that takes over a claim its
+    # process abandoned finds that job, if it was made, instead of making and charging another.
+    Column("job_id", String(40), nullable=True),
 )
 
 stored_responses = Table(
