@@ -385,7 +385,7 @@ def encode_output_block(part: OutputPart) -> dict[str, Any]:
     if isinstance(part, ToolUsePart):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input()}
     if isinstance(part, ThinkingPart):
-        signature = continuity.for_client(part.signature or "", part.origin, "anthropic")
+        signature = continuity.for_client(part.signature, part.origin, "anthropic")
         return {"type": "thinking", "thinking": part.text, "signature": signature}
     assert isinstance(part, RedactedThinkingPart)
     return {"type": "redacted_thinking", "data": part.data}

@@ -76,8 +76,8 @@ class StreamEncoder:
         self.pending_citations: dict[int, list[Citation]] = {}
         """Citations of text blocks not opened yet."""
         self.next_out = 0
-        self.signed: set[int] = set()
-        """Thinking blocks whose signature has begun (a tag goes before the first piece only)."""
+        self.unsigned: set[int] = set()
+        """Open thinking blocks without a signature yet (a tag goes before the first piece only)."""
 
     def _open(self, index: int, block: dict[str, Any]) -> bytes:
         out = self.out_index[index] = self.next_out
@@ -118,8 +118,8 @@ class StreamEncoder:
             return self._delta(event.index, {"type": "thinking_delta", "thinking": event.text}) if event.text else b""
         if isinstance(event, SignatureDelta):
             signature = event.signature
-            if event.index not in self.signed:
-                self.signed.add(event.index)
+            if event.index in self.unsigned:
+                self.unsigned.discard(event.index)
                 signature = continuity.for_client(signature, event.origin, "anthropic")
             return self._delta(event.index, {"type": "signature_delta", "signature": signature})
         if isinstance(event, BlockStart):
@@ -128,6 +128,7 @@ class StreamEncoder:
                 self.pending_text.add(event.index)
                 return self.encode(TextDelta(event.index, part.text)) if part.text else b""
             if isinstance(part, ThinkingPart):
+                self.unsigned.add(event.index)
                 return self._open(event.index, {"type": "thinking", "thinking": "", "signature": ""})
             if isinstance(part, ToolUsePart):
                 if part.custom:
@@ -144,6 +145,10 @@ class StreamEncoder:
             if out is None:
                 return b""
             closing = b""
+            if event.index in self.unsigned:
+                # Anthropic's SDKs expect a signature on every thinking block.
+                self.unsigned.discard(event.index)
+                closing = self._delta(event.index, {"type": "signature_delta", "signature": continuity.UNSIGNED})
             if event.index in self.custom_calls:
                 ending = '"}' if self.custom_calls.pop(event.index) else '{"input":""}'
                 closing = self._delta(event.index, {"type": "input_json_delta", "partial_json": ending})

@@ -8,7 +8,8 @@ conversation that changes models keeps each token for its own vendor:
     read from a client or upstream   the wire format's vendor's token, unless it carries
                                      our tag for another: `hypereal.<vendor>.<token>`
     written to a client              its own vendor's as is, another's tagged, so that a
-                                     client keeping the history sends it back unchanged
+                                     client keeping the history sends it back unchanged;
+                                     reasoning without a vendor's token gets `UNSIGNED`
     written to an upstream           its vendor's untagged; another's is not sent (the
                                      thinking block or the reasoning item is left out)
 
@@ -31,6 +32,9 @@ from hypereal.llm.types import ThinkingPart, Vendor
 VENDORS: tuple[Vendor, ...] = ("anthropic", "openai")
 MARKER = b'"hypereal.'
 """What the raw bytes of a body carrying a tagged token hold: the tag opening a JSON string."""
+UNSIGNED = "hypereal.unsigned"
+"""The token of reasoning no vendor signed (from a Chat Completions upstream or a local
+model), which clients keep and send back like any other: no upstream takes it."""
 REDACTED = "redacted."
 """Before the data of Anthropic's redacted thinking, carried as a reasoning item's token."""
 FOREIGN_SEARCH = "hypereal.openai."
@@ -54,20 +58,30 @@ def read(token: str, vendor: Vendor) -> tuple[str, Vendor]:
 
 def thinking(text: str, token: Any, vendor: Vendor) -> ThinkingPart:
     """A thinking part with the token a client or upstream of `vendor` sent beside it, if a string."""
-    if not isinstance(token, str):
+    if not isinstance(token, str) or token == UNSIGNED:
         return ThinkingPart(text)
     signature, origin = read(token, vendor)
     return ThinkingPart(text, signature, origin)
 
 
-def for_client(token: str, origin: Vendor | None, vendor: Vendor) -> str:
+def for_client(token: str | None, origin: Vendor | None, vendor: Vendor) -> str:
     """The token as a client of `vendor` gets it: tagged when another vendor made it."""
-    return token if origin is None or origin == vendor else tag(token, origin)
+    if not token or origin is None:
+        return UNSIGNED
+    return token if origin == vendor else tag(token, origin)
 
 
 def for_upstream(part: ThinkingPart, vendor: Vendor) -> str | None:
     """The part's token if an upstream of `vendor` takes it back, else None."""
     return part.signature if part.signature and part.origin == vendor else None
+
+
+def own(token: str, vendor: Vendor) -> str | None:
+    """A token of a body forwarded to an upstream of `vendor`, untagged; None if not `vendor`'s."""
+    if token == UNSIGNED:
+        return None
+    token, origin = read(token, vendor)
+    return token if origin == vendor else None
 
 
 # ---------------------------------------------------------------- forwarded bodies
@@ -111,8 +125,8 @@ def _anthropic_blocks(content: list[Any]) -> tuple[list[Any], bool]:
             continue
         kind = block.get("type")
         if kind == "thinking" and isinstance(block.get("signature"), str):
-            signature, origin = read(block["signature"], "anthropic")
-            if origin != "anthropic":
+            signature = own(block["signature"], "anthropic")
+            if signature is None:
                 dropped = True
                 continue
             block = {**block, "signature": signature}
@@ -167,8 +181,8 @@ def responses_own(body: dict[str, Any]) -> dict[str, Any]:
             and item.get("type") == "reasoning"
             and isinstance(item.get("encrypted_content"), str)
         ):
-            token, origin = read(item["encrypted_content"], "openai")
-            if origin != "openai":
+            token = own(item["encrypted_content"], "openai")
+            if token is None:
                 continue
             item = {**item, "encrypted_content": token}
         kept.append(item)

@@ -8,8 +8,9 @@
               routes whose upstream runs them all; when none does, the first one's refusal
               is the answer (a 400), before anything is reserved
     call      each route in order; a route whose upstream speaks the surface's protocol is
-              forwarded as is, the others are translated through the canonical types; an
-              upstream failure before any output moves on to the next route
+              forwarded as is (less the reasoning tokens of other vendors, `continuity`),
+              the others are translated through the canonical types; an upstream failure
+              before any output moves on to the next route
     settle    to the usage the upstream reported (counted when it said nothing), never
               below the per-message minimum and never above the reservation
     refund    everything, when every route failed before producing output

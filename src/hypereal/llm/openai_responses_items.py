@@ -145,12 +145,12 @@ def web_search_call_item(item_id: str, part: WebSearchPart, status: str | None =
     return {"id": item_id, "type": "web_search_call", "status": status, "action": action}
 
 
-def client_token(part: ThinkingPart | RedactedThinkingPart) -> str | None:
+def client_token(part: ThinkingPart | RedactedThinkingPart) -> str:
     """A reasoning item's `encrypted_content` for a client: OpenAI's as is, Anthropic's
     signature or redacted thinking tagged (`continuity`)."""
     if isinstance(part, RedactedThinkingPart):
         return continuity.tag(continuity.REDACTED + part.data, "anthropic")
-    return continuity.for_client(part.signature, part.origin, "openai") if part.signature else None
+    return continuity.for_client(part.signature, part.origin, "openai")
 
 
 def reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, Any]:
