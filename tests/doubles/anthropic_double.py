@@ -18,6 +18,11 @@ tool gives it: `server_tool_use`, `web_search_tool_result`, then text citing a r
 counting the double's answers. Usage: input 11 tokens (3 of them read from cache),
 output = deltas.
 
+As Anthropic does, a request is refused (400) when an assistant turn holds a thinking block
+whose signature, a search result whose `encrypted_content` or a citation whose
+`encrypted_index` the double did not issue, or, with thinking enabled, when the last
+assistant turn calls tools without opening with a thinking block.
+
 Faults: `fail_next(status, type)`; `cut_after(n)` closes the next stream after n events;
 `error_after(n)` sends an `overloaded_error` event after n events. `requests` records bodies.
 """
@@ -59,6 +64,8 @@ SEARCH_ANSWER = "The latest Python release is listed on the downloads page."
 INPUT_TOKENS = 8
 CACHE_READ_TOKENS = 3
 SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+ENCRYPTED_INDEX = "Eo8BCioIAhgBIiQy"
+ISSUED_CONTENT = {result["encrypted_content"] for result in SEARCH_RESULTS}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -98,12 +105,39 @@ def json_pieces(value: dict[str, Any]) -> list[str]:
     return ["", *(text[start : start + 5] for start in range(0, len(text), 5))]
 
 
+def unverified(body: dict[str, Any]) -> str | None:
+    """Anthropic's refusal of what it did not issue in the history, None when all is its own."""
+    last_assistant: list[Any] = []
+    for message in body["messages"]:
+        content = message["content"] if isinstance(message["content"], list) else []
+        if message.get("role") == "assistant":
+            last_assistant = content
+        for block in content:
+            kind = block.get("type")
+            if kind == "thinking" and block.get("signature") != SIGNATURE:
+                return "messages: Invalid `signature` in `thinking` block"
+            results = block.get("content") if kind == "web_search_tool_result" else None
+            if isinstance(results, list) and any(r.get("encrypted_content") not in ISSUED_CONTENT for r in results):
+                return "messages: Invalid `encrypted_content` in `web_search_result`"
+            for citation in block.get("citations") or () if kind == "text" else ():
+                if citation.get("encrypted_index") != ENCRYPTED_INDEX:
+                    return "messages: Invalid `encrypted_index` in citation"
+    thinking = (body.get("thinking") or {}).get("type") == "enabled"
+    calls = any(block.get("type") == "tool_use" for block in last_assistant)
+    if thinking and calls and last_assistant[0].get("type") not in ("thinking", "redacted_thinking"):
+        return (
+            "messages: Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is"
+            " enabled, a final `assistant` message must start with a thinking block."
+        )
+    return None
+
+
 def search_blocks(text: str) -> list[dict[str, Any]]:
     citation = {
         "type": "web_search_result_location",
         "url": SEARCH_RESULTS[0]["url"],
         "title": SEARCH_RESULTS[0]["title"],
-        "encrypted_index": "Eo8BCioIAhgBIiQy",
+        "encrypted_index": ENCRYPTED_INDEX,
         "cited_text": "Python 3.14.0 is the newest major release of the Python programming language.",
     }
     return [
@@ -176,6 +210,9 @@ class AnthropicDouble:
             for block in message["content"] if isinstance(message["content"], list) else []:
                 if block.get("type") == "text" and not block.get("text"):
                     return self._error(400, "invalid_request_error", "text content blocks must be non-empty")
+        refusal = unverified(body)
+        if refusal is not None:
+            return self._error(400, "invalid_request_error", refusal)
 
         text, tool_output = last_user(body["messages"])
         offered = body.get("tools") or []

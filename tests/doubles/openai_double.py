@@ -20,6 +20,11 @@ Web search, when the last user text says "search": the Responses API, offered a
 `…-search-api`), whose message carries the citation in `annotations` (one delta of
 `annotations` after the text when streaming), and refuses it for any other model with a 400.
 
+Reasoning: a Responses request with `reasoning` gets a reasoning item first, its
+`encrypted_content` (`ENCRYPTED`) only when `include` asks for it. As OpenAI does, the
+Responses API refuses (400) an input reasoning item whose `encrypted_content` it did not
+issue, and one without it (stateless: no stored item to look the id up in).
+
 Faults: `fail_next(status, body)` answers the next request with an error; `cut_after(n)`
 closes the next stream after n chunks without finishing; `error_after(n)` sends an error
 event after n chunks; `omit_done` leaves `[DONE]` out. `requests` records each body.
@@ -44,6 +49,8 @@ TOOL_ARGUMENTS = '{"city": "Paris"}'
 SEARCH_ANSWER = "Python 3.14 is the newest release."
 SEARCH_PAGE = {"url": "https://www.python.org/downloads/", "title": "Download Python"}
 SEARCH_SOURCES = [SEARCH_PAGE["url"], "https://docs.python.org/3/whatsnew/"]
+ENCRYPTED = "gAAAAABpDoubleReasoning0001"
+REASONING_SUMMARY = "Thinking it over."
 
 
 @dataclass
@@ -235,6 +242,10 @@ class OpenAIDouble:
         body = accepted
         items = body.get("input")
         messages = [{"role": "user", "content": items}] if isinstance(items, str) else list(items or [])
+        refusal = _unverified_reasoning(messages)
+        if refusal is not None:
+            error = {"error": {"message": refusal, "type": "invalid_request_error", "param": "input"}}
+            return web.json_response(error, status=400)
         offered = any(str(tool.get("type", "")).startswith("web_search") for tool in body.get("tools") or [])
         if self._searches(messages, offered):
             return await self._search_response(request, body, last_user_text(messages)[0])
@@ -265,59 +276,74 @@ class OpenAIDouble:
                 "role": "assistant",
                 "content": content,
             }
-        response = _response(body, [item], usage)
+        reasoning = _reasoning_item(body)
+        main = 1 if reasoning else 0
+        response = _response(body, [*([reasoning] if reasoning else []), item], usage)
         if not body.get("stream"):
             return web.json_response(response)
         sequence = iter(range(1000))
         events: list[tuple[str, dict[str, Any]]] = [
             ("response.created", {"response": {**response, "status": "in_progress", "output": [], "usage": None}}),
         ]
+        if reasoning:
+            shell = {**reasoning, "summary": []}
+            shell.pop("encrypted_content", None)
+            events.append(("response.output_item.added", {"output_index": 0, "item": shell}))
+            delta = {"item_id": reasoning["id"], "output_index": 0, "summary_index": 0, "delta": REASONING_SUMMARY}
+            events.append(("response.reasoning_summary_text.delta", delta))
+            events.append(("response.output_item.done", {"output_index": 0, "item": reasoning}))
         if tool:
             shell = {**item, "arguments": "", "status": "in_progress"}
-            events.append(("response.output_item.added", {"output_index": 0, "item": shell}))
+            events.append(("response.output_item.added", {"output_index": main, "item": shell}))
             for piece in ('{"ci', 'ty": "Pa', 'ris"}'):
                 events.append(
                     (
                         "response.function_call_arguments.delta",
-                        {"item_id": "fc_double", "output_index": 0, "delta": piece},
+                        {"item_id": "fc_double", "output_index": main, "delta": piece},
                     )
                 )
             events.append(
                 (
                     "response.function_call_arguments.done",
-                    {"item_id": "fc_double", "output_index": 0, "arguments": TOOL_ARGUMENTS},
+                    {"item_id": "fc_double", "output_index": main, "arguments": TOOL_ARGUMENTS},
                 )
             )
         else:
             shell = {**item, "content": [], "status": "in_progress"}
-            events.append(("response.output_item.added", {"output_index": 0, "item": shell}))
+            events.append(("response.output_item.added", {"output_index": main, "item": shell}))
             part = {"type": "output_text", "text": "", "annotations": []}
             events.append(
                 (
                     "response.content_part.added",
-                    {"item_id": "msg_double", "output_index": 0, "content_index": 0, "part": part},
+                    {"item_id": "msg_double", "output_index": main, "content_index": 0, "part": part},
                 )
             )
             for word in _words(text):
                 events.append(
                     (
                         "response.output_text.delta",
-                        {"item_id": "msg_double", "output_index": 0, "content_index": 0, "delta": word, "logprobs": []},
+                        {
+                            "item_id": "msg_double",
+                            "output_index": main,
+                            "content_index": 0,
+                            "delta": word,
+                            "logprobs": [],
+                        },
                     )
                 )
             events.append(
                 (
                     "response.output_text.done",
-                    {"item_id": "msg_double", "output_index": 0, "content_index": 0, "text": text, "logprobs": []},
+                    {"item_id": "msg_double", "output_index": main, "content_index": 0, "text": text, "logprobs": []},
                 )
             )
             events.append(
                 (
                     "response.content_part.done",
-                    {"item_id": "msg_double", "output_index": 0, "content_index": 0, "part": {**part, "text": text}},
+                    {"item_id": "msg_double", "output_index": main, "content_index": 0, "part": {**part, "text": text}},
                 )
             )
-        events.append(("response.output_item.done", {"output_index": 0, "item": item}))
+        events.append(("response.output_item.done", {"output_index": main, "item": item}))
         events.append(("response.completed", {"response": response}))
         payloads = [
             b"event: "
@@ -375,6 +401,31 @@ class OpenAIDouble:
             for number, (name, data) in enumerate(events)
         ]
         return await self._stream(request, payloads, b"")
+
+
+def _reasoning_item(body: dict[str, Any]) -> dict[str, Any] | None:
+    if not body.get("reasoning"):
+        return None
+    item: dict[str, Any] = {
+        "id": "rs_double",
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": REASONING_SUMMARY}],
+    }
+    if "reasoning.encrypted_content" in (body.get("include") or []):
+        item["encrypted_content"] = ENCRYPTED
+    return item
+
+
+def _unverified_reasoning(items: list[dict[str, Any]]) -> str | None:
+    """OpenAI's refusal of an input reasoning item it cannot verify, None when all are its own."""
+    for item in items:
+        if item.get("type") != "reasoning":
+            continue
+        if "encrypted_content" not in item:
+            return f"Item with id '{item.get('id')}' not found. Items are not persisted when `store` is false."
+        if item["encrypted_content"] != ENCRYPTED:
+            return "The encrypted content for item could not be verified."
+    return None
 
 
 def _response(body: dict[str, Any], output: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def test_thinking_signature_survives_chat_to_anthropic_round_trip() -> None:
         for event in decoder.feed(name, orjson.dumps(payload)):
             accumulator.add(event)
     response = accumulator.response()
-    assert response.content == [ThinkingPart("hm", "SIG")]
+    assert response.content == [ThinkingPart("hm", "SIG", "anthropic")]
     assert response.usage == Usage(input_tokens=3, output_tokens=4)
 
 

@@ -259,7 +259,7 @@ def test_anthropic_clients_get_the_search_blocks_and_the_citations_held_until_th
                 "type": "web_search_result",
                 "url": PAGE.url,
                 "title": PAGE.title,
-                "encrypted_content": "",
+                "encrypted_content": "hypereal.openai.",
                 "page_age": None,
             }
         ],

@@ -22,7 +22,7 @@ from hypereal.api.deps import (
 from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
 from hypereal.api.responses import JsonResponse
-from hypereal.llm import anthropic, fields, tokens
+from hypereal.llm import anthropic, continuity, fields, tokens
 from hypereal.llm.anthropic_stream import StreamEncoder
 from hypereal.llm.errors import anthropic_error
 from hypereal.llm.gateway import Surface, gateway
@@ -50,6 +50,7 @@ ANTHROPIC = Surface(
     stream_error=_stream_error,
     upstream_body=lambda body, model, stream: {**body, "model": model},
     max_tokens_of=_max_tokens,
+    own_tokens=continuity.anthropic_own,
 )
 
 
@@ -67,16 +68,16 @@ async def messages(request: Request) -> Response:
     assert model is not None
     spec = services.catalog.get(model, ("llm",))
     chat = gateway(services)
-    raw_size = len(await request.body())
+    raw = await request.body()
     headers = _forwarded_headers(request)
     if body.get("stream") is True:
 
         def encoder(canonical: ChatRequest, estimate: int) -> StreamEncoder:
             return StreamEncoder(model, input_tokens=estimate)
 
-        chunks = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw_size=raw_size, headers=headers)
+        chunks = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw=raw, headers=headers)
         return EventStream(chunks)
-    done = await chat.complete(principal, spec, ANTHROPIC, body, raw_size=raw_size, headers=headers)
+    done = await chat.complete(principal, spec, ANTHROPIC, body, raw=raw, headers=headers)
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
     assert done.response is not None

@@ -101,16 +101,16 @@ async def chat(request: Request) -> Response:
     model = fields.string(body, "model")
     spec = services.catalog.get(model, ("llm",)) if model else gateway_.default_model()
     body = {**body, "model": spec.id}
-    raw_size = len(await request.body())
+    raw = await request.body()
     if body.get("stream") is True:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         native = NativeStream(spec.id, include_usage)
         surface = replace(OPENAI_CHAT, new_tap=native.tap)
         chunks = await gateway_.open_stream(
-            principal, spec, surface, body, native.encoder, raw_size=raw_size, headers={}, epilogue=native.closing
+            principal, spec, surface, body, native.encoder, raw=raw, headers={}, epilogue=native.closing
         )
         return EventStream(chunks)
-    done = await gateway_.complete(principal, spec, OPENAI_CHAT, body, raw_size=raw_size, headers={})
+    done = await gateway_.complete(principal, spec, OPENAI_CHAT, body, raw=raw, headers={})
     credits = to_credits(done.cost)
     if done.forwarded is not None:
         return Response(orjson.dumps({**done.forwarded.payload, "creditsUsed": credits}), media_type="application/json")

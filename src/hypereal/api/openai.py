@@ -19,7 +19,7 @@ from hypereal.api.fastlane import fast
 from hypereal.api.models import model_list
 from hypereal.api.responses import JsonResponse
 from hypereal.errors import NotFound
-from hypereal.llm import fields, openai_chat, openai_responses
+from hypereal.llm import continuity, fields, openai_chat, openai_responses
 from hypereal.llm.errors import openai_error
 from hypereal.llm.gateway import Surface, gateway
 from hypereal.llm.openai_chat_stream import StreamEncoder as ChatStreamEncoder
@@ -88,6 +88,7 @@ OPENAI_RESPONSES = Surface(
     stream_error=_responses_stream_error,
     upstream_body=lambda body, model, stream: {**body, "model": model},
     max_tokens_of=_responses_max_tokens,
+    own_tokens=continuity.responses_own,
 )
 
 
@@ -100,16 +101,16 @@ async def chat_completions(request: Request) -> Response:
     assert model is not None
     spec = services.catalog.get(model, ("llm",))
     chat = gateway(services)
-    raw_size = len(await request.body())
+    raw = await request.body()
     if body.get("stream") is True:
         include_usage = _wants_usage(body)
 
         def encoder(canonical: ChatRequest, estimate: int) -> ChatStreamEncoder:
             return ChatStreamEncoder(model, include_usage=include_usage)
 
-        chunks = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw_size=raw_size, headers={})
+        chunks = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw=raw, headers={})
         return EventStream(chunks)
-    done = await chat.complete(principal, spec, OPENAI_CHAT, body, raw_size=raw_size, headers={})
+    done = await chat.complete(principal, spec, OPENAI_CHAT, body, raw=raw, headers={})
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
     assert done.response is not None
@@ -131,7 +132,7 @@ async def responses(request: Request) -> Response:
     assert model is not None
     spec = services.catalog.get(model, ("llm",))
     chat = gateway(services)
-    raw_size = len(await request.body())
+    raw = await request.body()
     response_id = new_id("resp_")
     previous = fields.string(body, "previous_response_id")
     canonical: ChatRequest | None = None
@@ -164,15 +165,13 @@ async def responses(request: Request) -> Response:
             OPENAI_RESPONSES,
             body,
             encoder,
-            raw_size=raw_size,
+            raw=raw,
             headers={},
             canonical=canonical,
             on_response=remember,
         )
         return EventStream(chunks)
-    done = await chat.complete(
-        principal, spec, OPENAI_RESPONSES, body, raw_size=raw_size, headers={}, canonical=canonical
-    )
+    done = await chat.complete(principal, spec, OPENAI_RESPONSES, body, raw=raw, headers={}, canonical=canonical)
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
     assert done.response is not None and done.request is not None

@@ -4,9 +4,10 @@ Surface side: `decode_request`, `encode_response`; upstream side: `encode_reques
 `decode_response`. The stream codecs are in `anthropic_stream`.
 
 Traps handled here: Anthropic rejects empty text blocks and empty messages, so they are
-dropped on the way out; thinking blocks are only valid with their signature, so unsigned
-reasoning from other upstreams is not sent back to Anthropic; usage counts input tokens
-apart from cache reads and writes, while the canonical form counts them all as input.
+dropped on the way out; thinking blocks are only valid with Anthropic's own signature, so
+reasoning from other upstreams is not sent back to Anthropic, and signatures of other
+vendors reach clients tagged (`continuity`); usage counts input tokens apart from cache
+reads and writes, while the canonical form counts them all as input.
 
 Anthropic has no custom (freeform) tools: they go out wrapped as functions and their calls
 come back unwrapped (`custom_tools`), for which the decoders are told the custom tools'
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import anthropic_tools, custom_tools, fields, hosted_tools
+from hypereal.llm import anthropic_tools, continuity, custom_tools, fields, hosted_tools
 from hypereal.llm.types import (
     MIN_THINKING_BUDGET,
     ChatRequest,
@@ -138,8 +139,7 @@ def decode_blocks(content: Any, where: str) -> list[Part]:
                     result.append(part)
             parts.append(ToolResultPart(str(block.get("tool_use_id") or ""), result, bool(block.get("is_error"))))
         elif kind == "thinking":
-            signature = block.get("signature") if isinstance(block.get("signature"), str) else None
-            parts.append(ThinkingPart(str(block.get("thinking") or ""), signature))
+            parts.append(continuity.thinking(str(block.get("thinking") or ""), block.get("signature"), "anthropic"))
         elif kind == "redacted_thinking":
             parts.append(RedactedThinkingPart(str(block.get("data") or "")))
         elif kind in ("document", "search_result"):
@@ -180,7 +180,8 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
     budget = request.thinking_budget or budget_for_effort(request.reasoning_effort)
     # Without a client limit, thinking gets its budget on top of room for the answer.
     max_tokens = request.max_tokens or default_max_tokens + (budget or 0)
-    body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": _encode_messages(request)}
+    messages = _encode_messages(request)
+    body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": messages}
     system = [{"type": "text", "text": part.text} for part in request.system if part.text]
     if request.response_format and request.response_format.get("type") in ("json_object", "json_schema"):
         schema = (request.response_format.get("json_schema") or {}).get("schema")
@@ -199,7 +200,7 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
             body["tool_choice"] = choice
     if budget:
         budget = min(budget, max_tokens - 1)
-    if budget and budget >= MIN_THINKING_BUDGET:
+    if budget and budget >= MIN_THINKING_BUDGET and continuity.thinking_may_stay(messages):
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     else:
         # Sampling parameters are refused together with thinking.
@@ -279,9 +280,8 @@ def encode_block(part: Part) -> dict[str, Any] | None:
             block["is_error"] = True
         return block
     if isinstance(part, ThinkingPart):
-        if not part.signature:
-            return None
-        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+        signature = continuity.for_upstream(part, "anthropic")
+        return {"type": "thinking", "thinking": part.text, "signature": signature} if signature else None
     if isinstance(part, WebSearchPart):
         return None  # its results are only valid with Anthropic's encrypted content, which is not kept
     return {"type": "redacted_thinking", "data": part.data}
@@ -333,8 +333,7 @@ def decode_output_block(block: dict[str, Any]) -> OutputPart | None:
         arguments = orjson.dumps(block.get("input") or {}).decode()
         return ToolUsePart(str(block.get("id") or new_id("toolu_")), str(block.get("name") or ""), arguments)
     if kind == "thinking":
-        signature = block.get("signature")
-        return ThinkingPart(str(block.get("thinking") or ""), signature if isinstance(signature, str) else None)
+        return continuity.thinking(str(block.get("thinking") or ""), block.get("signature"), "anthropic")
     if kind == "redacted_thinking":
         return RedactedThinkingPart(str(block.get("data") or ""))
     return None
@@ -386,7 +385,8 @@ def encode_output_block(part: OutputPart) -> dict[str, Any]:
     if isinstance(part, ToolUsePart):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input()}
     if isinstance(part, ThinkingPart):
-        return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+        signature = continuity.for_client(part.signature, part.origin, "anthropic")
+        return {"type": "thinking", "thinking": part.text, "signature": signature}
     assert isinstance(part, RedactedThinkingPart)
     return {"type": "redacted_thinking", "data": part.data}
 

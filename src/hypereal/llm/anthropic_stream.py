@@ -10,6 +10,9 @@ Anthropic tells its own: a `server_tool_use` block whose input streams as JSON, 
 The decoder turns a web search's `server_tool_use` block and its `web_search_tool_result`
 into one `WebSearchPart`, given when the results arrive, and unwraps the calls of custom
 tools offered as functions as their JSON streams in.
+
+A signature another vendor made goes to the client tagged, the tag before its first piece
+(`continuity`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError
-from hypereal.llm import hosted_tools
+from hypereal.llm import continuity, hosted_tools
 from hypereal.llm.anthropic import decode_stop_reason, decode_usage, encode_usage
 from hypereal.llm.custom_tools import StreamUnwrapper
 from hypereal.llm.types import (
@@ -73,6 +76,8 @@ class StreamEncoder:
         self.pending_citations: dict[int, list[Citation]] = {}
         """Citations of text blocks not opened yet."""
         self.next_out = 0
+        self.unsigned: set[int] = set()
+        """Open thinking blocks without a signature yet (a tag goes before the first piece only)."""
 
     def _open(self, index: int, block: dict[str, Any]) -> bytes:
         out = self.out_index[index] = self.next_out
@@ -112,13 +117,18 @@ class StreamEncoder:
         if isinstance(event, ThinkingDelta):
             return self._delta(event.index, {"type": "thinking_delta", "thinking": event.text}) if event.text else b""
         if isinstance(event, SignatureDelta):
-            return self._delta(event.index, {"type": "signature_delta", "signature": event.signature})
+            signature = event.signature
+            if event.index in self.unsigned:
+                self.unsigned.discard(event.index)
+                signature = continuity.for_client(signature, event.origin, "anthropic")
+            return self._delta(event.index, {"type": "signature_delta", "signature": signature})
         if isinstance(event, BlockStart):
             part = event.part
             if isinstance(part, TextPart):
                 self.pending_text.add(event.index)
                 return self.encode(TextDelta(event.index, part.text)) if part.text else b""
             if isinstance(part, ThinkingPart):
+                self.unsigned.add(event.index)
                 return self._open(event.index, {"type": "thinking", "thinking": "", "signature": ""})
             if isinstance(part, ToolUsePart):
                 if part.custom:
@@ -135,6 +145,10 @@ class StreamEncoder:
             if out is None:
                 return b""
             closing = b""
+            if event.index in self.unsigned:
+                # Anthropic's SDKs expect a signature on every thinking block.
+                self.unsigned.discard(event.index)
+                closing = self._delta(event.index, {"type": "signature_delta", "signature": continuity.UNSIGNED})
             if event.index in self.custom_calls:
                 ending = '"}' if self.custom_calls.pop(event.index) else '{"input":""}'
                 closing = self._delta(event.index, {"type": "input_json_delta", "partial_json": ending})
@@ -230,7 +244,7 @@ class StreamDecoder:
             if delta_kind == "thinking_delta":
                 return [ThinkingDelta(index, str(delta.get("thinking") or ""))]
             if delta_kind == "signature_delta":
-                return [SignatureDelta(index, str(delta.get("signature") or ""))]
+                return [SignatureDelta(index, str(delta.get("signature") or ""), "anthropic")]
             return []
         if kind == "content_block_start":
             return self._block_start(int(payload.get("index", 0)), payload.get("content_block") or {})

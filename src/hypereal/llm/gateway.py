@@ -8,8 +8,9 @@
               routes whose upstream runs them all; when none does, the first one's refusal
               is the answer (a 400), before anything is reserved
     call      each route in order; a route whose upstream speaks the surface's protocol is
-              forwarded as is, the others are translated through the canonical types; an
-              upstream failure before any output moves on to the next route
+              forwarded as is (less the reasoning tokens of other vendors, `continuity`),
+              the others are translated through the canonical types; an upstream failure
+              before any output moves on to the next route
     settle    to the usage the upstream reported (counted when it said nothing), never
               below the per-message minimum and never above the reservation
     refund    everything, when every route failed before producing output
@@ -33,7 +34,7 @@ from hypereal.billing import new_reference
 from hypereal.catalog import ModelSpec
 from hypereal.errors import HyperealError, Unavailable, UpstreamError
 from hypereal.keys import Principal
-from hypereal.llm import fanout, pricing, sse, tokens
+from hypereal.llm import continuity, fanout, pricing, sse, tokens
 from hypereal.llm.responses_store import ResponseStore
 from hypereal.llm.settlements import Settlements
 from hypereal.llm.taps import Tap
@@ -79,6 +80,15 @@ class Surface:
     max_tokens_of: Callable[[dict[str, Any]], int | None]
     choices_of: Callable[[dict[str, Any]], int] = lambda body: 1
     """How many choices the body asks for (Chat Completions' `n`)."""
+    own_tokens: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """The body without reasoning tokens of other vendors, which the upstream would refuse
+    (`hypereal.llm.continuity`); None for a protocol that carries none."""
+
+    def forwardable(self, body: dict[str, Any], raw: bytes) -> dict[str, Any]:
+        """The client's body for an upstream of its protocol; walked only when its bytes hold our tag."""
+        if self.own_tokens is None or continuity.MARKER not in raw:
+            return body
+        return self.own_tokens(body)
 
 
 @dataclass
@@ -157,7 +167,7 @@ class ChatGateway:
         return fallback
 
     def _prepare(
-        self, body: dict[str, Any], surface: Surface, spec: ModelSpec, raw_size: int, canonical: ChatRequest | None
+        self, body: dict[str, Any], surface: Surface, spec: ModelSpec, raw: bytes, canonical: ChatRequest | None
     ) -> tuple[list[tuple[str, ChatProvider]], ChatRequest | None, int]:
         """Routes, the decoded request (None while it can be forwarded as is) and the prompt estimate.
 
@@ -170,7 +180,7 @@ class ChatGateway:
         decoded = canonical
         if decoded is None and not routes[0][1].forwards(surface.protocol, routes[0][0], body):
             decoded = surface.decode(body)
-        estimate = tokens.request_tokens(decoded) if decoded else tokens.chars_to_tokens(raw_size)
+        estimate = tokens.request_tokens(decoded) if decoded else tokens.chars_to_tokens(len(raw))
         if decoded is not None and decoded.hosted_tools:
             routes = _running(routes, decoded, surface, body, forwardable=canonical is None)
             if canonical is None and routes[0][1].forwards(surface.protocol, routes[0][0], body):
@@ -206,19 +216,19 @@ class ChatGateway:
         surface: Surface,
         body: dict[str, Any],
         *,
-        raw_size: int,
+        raw: bytes,
         headers: dict[str, str],
         canonical: ChatRequest | None = None,
     ) -> Completed:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
-        routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
+        routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
         call = Call(self.ledger, principal, spec, estimate)
         await self._reserve(call, surface, body, routes, canonical)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
             nonlocal canonical
             if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
-                upstream_body = surface.upstream_body(body, upstream_model, False)
+                upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, False)
                 answer = await provider.forward(surface.protocol, upstream_body, headers)
                 usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
                 return Completed(spec, call.settle(usage), forwarded=answer)
@@ -239,7 +249,7 @@ class ChatGateway:
         body: dict[str, Any],
         make_encoder: Callable[[ChatRequest, int], StreamEncoder],
         *,
-        raw_size: int,
+        raw: bytes,
         headers: dict[str, str],
         canonical: ChatRequest | None = None,
         on_response: Callable[[ChatRequest, ChatResponse], Awaitable[None]] | None = None,
@@ -251,14 +261,14 @@ class ChatGateway:
         given the settled cost in millicredits, makes the last bytes of a stream that finished
         (the surface's encoder and tap then hold back their own end marker).
         """
-        routes, canonical, estimate = self._prepare(body, surface, spec, raw_size, canonical)
+        routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
         call = Call(self.ledger, principal, spec, estimate)
         await self._reserve(call, surface, body, routes, canonical)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
             nonlocal canonical
             if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
-                upstream_body = surface.upstream_body(body, upstream_model, True)
+                upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, True)
                 batches = provider.forward_stream(surface.protocol, upstream_body, headers)
                 first_batch = await _first(batches)
                 return self._relay(call, surface, surface.new_tap(body), first_batch, batches, epilogue)

@@ -30,6 +30,7 @@ import orjson
 
 from hypereal.errors import ValidationFailed
 from hypereal.llm import fields
+from hypereal.llm.continuity import FOREIGN_SEARCH
 from hypereal.llm.types import Citation, HostedTool, WebSearchPart
 
 ANTHROPIC_WEB_SEARCH = "web_search_20250305"
@@ -175,8 +176,9 @@ def anthropic_citation(raw: Any) -> Citation | None:
 def anthropic_search_blocks(search: WebSearchPart) -> tuple[dict[str, Any], dict[str, Any]]:
     """A search as Anthropic's `server_tool_use` and `web_search_tool_result` blocks.
 
-    Pages found elsewhere come without Anthropic's `encrypted_content`; a client sends the
-    blocks back, and a translated request leaves them out again (`anthropic.decode_blocks`).
+    Pages found elsewhere come without Anthropic's `encrypted_content`: theirs is our tag, by
+    which a forwarded request leaves them out again (`continuity.anthropic_own`), as a
+    translated one leaves out every search (`anthropic.decode_blocks`).
     """
     call_id = search.id if search.id.startswith("srvtoolu_") else "srvtoolu_" + search.id
     call = {"type": "server_tool_use", "id": call_id, "name": WEB_SEARCH_NAME, "input": {"query": search.query}}
@@ -189,16 +191,16 @@ def anthropic_search_blocks(search: WebSearchPart) -> tuple[dict[str, Any], dict
 
 
 def _search_result(page: Citation) -> dict[str, Any]:
-    result = {"type": "web_search_result", "url": page.url, "title": page.title, "encrypted_content": ""}
+    result = {"type": "web_search_result", "url": page.url, "title": page.title, "encrypted_content": FOREIGN_SEARCH}
     return {**result, "page_age": None}
 
 
 def anthropic_citation_block(citation: Citation) -> dict[str, Any]:
-    """A citation as Anthropic's web_search_result_location (without its encrypted index)."""
+    """A citation as Anthropic's web_search_result_location, our tag in place of its encrypted index."""
     return {
         "type": "web_search_result_location",
         "url": citation.url,
         "title": citation.title,
         "cited_text": citation.cited_text,
-        "encrypted_index": "",
+        "encrypted_index": FOREIGN_SEARCH,
     }

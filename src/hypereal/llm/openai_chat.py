@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import custom_tools, fields, hosted_tools
+from hypereal.llm import continuity, custom_tools, fields, hosted_tools
 from hypereal.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -190,8 +190,9 @@ def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
     parts: list[Part] = []
     reasoning = message.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
-        signature = message.get("reasoning_signature")
-        parts.append(ThinkingPart(reasoning, signature if isinstance(signature, str) else None))
+        # Chat Completions has no token of its own: one sent back signs thinking (Anthropic's)
+        # unless our tag names another vendor.
+        parts.append(continuity.thinking(reasoning, message.get("reasoning_signature"), "anthropic"))
     parts.extend(_text_parts(message.get("content"), where))
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:

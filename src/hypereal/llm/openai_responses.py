@@ -5,8 +5,8 @@ Surface side (Codex CLI, the SDK's `client.responses`): `decode_request`,
 pro models): `encode_request`, `decode_response`. Streams are in `openai_responses_stream`.
 
 Reasoning items carry their summary as thinking text and `encrypted_content` as the
-thinking signature, so a conversation that went through an Anthropic upstream can hand
-its signed thinking back on the next turn.
+thinking's token, tagged when another vendor made it (`continuity`), so a conversation that
+went through an Anthropic upstream can hand its signed thinking back on the next turn.
 
 Codex's tools: custom tools and their `custom_tool_call(_output)` items map to custom
 tools and calls; `local_shell` to a function of that name whose arguments are the action;
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import custom_tools, fields, hosted_tools
+from hypereal.llm import continuity, custom_tools, fields, hosted_tools
 from hypereal.llm.openai_responses_items import LOCAL_SHELL, LOCAL_SHELL_TOOL, offers_local_shell, output_items
 from hypereal.llm.types import (
     ChatRequest,
@@ -33,10 +33,10 @@ from hypereal.llm.types import (
     Message,
     OutputPart,
     Part,
+    RedactedThinkingPart,
     Role,
     StopReason,
     TextPart,
-    ThinkingPart,
     Tool,
     ToolChoice,
     ToolResultPart,
@@ -164,11 +164,18 @@ def _decode_item(item: dict[str, Any], where: str, system: list[TextPart], messa
     elif kind == "reasoning":
         summary = item.get("summary") or []
         text = "\n\n".join(str(part.get("text") or "") for part in summary if isinstance(part, dict))
-        signature = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
-        if text or signature:
-            _add(messages, "assistant", [ThinkingPart(text, signature)])
+        token = item.get("encrypted_content")
+        if text or isinstance(token, str):
+            _add(messages, "assistant", [_reasoning_part(text, token)])
     # Items of hosted tools (a past web search among them) and item references have no meaning
     # outside OpenAI; what a search found lives on in the text after it.
+
+
+def _reasoning_part(text: str, token: Any) -> Part:
+    part = continuity.thinking(text, token, "openai")
+    if part.origin == "anthropic" and part.signature and part.signature.startswith(continuity.REDACTED):
+        return RedactedThinkingPart(part.signature.removeprefix(continuity.REDACTED))
+    return part
 
 
 def _output_parts(output: Any, where: str) -> list[TextPart | ImagePart]:
@@ -327,7 +334,8 @@ def _encode_user(parts: list[Part], items: list[dict[str, Any]], custom_calls: s
 
 
 def _encode_assistant(parts: list[Part], items: list[dict[str, Any]]) -> None:
-    # Thinking is not sent back: OpenAI accepts only reasoning items it produced itself.
+    # Thinking is not sent back: OpenAI accepts only reasoning items it produced itself, each
+    # under its item id, which the canonical form does not keep.
     for part in parts:
         if isinstance(part, TextPart) and part.text:
             items.append(
@@ -380,10 +388,10 @@ def decode_output_item(item: dict[str, Any]) -> list[OutputPart]:
     if kind == "reasoning":
         summary = item.get("summary") or []
         text = "\n\n".join(str(part.get("text") or "") for part in summary if isinstance(part, dict))
-        signature = item.get("encrypted_content")
-        if not text and not isinstance(signature, str):
+        token = item.get("encrypted_content")
+        if not text and not isinstance(token, str):
             return []  # reasoning kept hidden at OpenAI: nothing to show or send back
-        return [ThinkingPart(text, signature if isinstance(signature, str) else None)]
+        return [continuity.thinking(text, token, "openai")]
     return []
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hypereal.llm import continuity
 from hypereal.llm.types import (
     Citation,
     OutputPart,
@@ -98,9 +99,9 @@ def output_items(content: list[OutputPart], *, local_shell: bool = False) -> lis
             kind = call_kind(part, local_shell)
             items.append(CALL_ITEMS[kind](new_id(ITEM_PREFIXES[kind]), part, "completed"))
         elif isinstance(part, ThinkingPart):
-            items.append(reasoning_item(new_id("rs_"), part.text, part.signature))
+            items.append(reasoning_item(new_id("rs_"), part.text, client_token(part)))
         elif isinstance(part, RedactedThinkingPart):
-            items.append(reasoning_item(new_id("rs_"), "", part.data))
+            items.append(reasoning_item(new_id("rs_"), "", client_token(part)))
         else:
             items.append(web_search_call_item(new_id("ws_"), part))
     return items
@@ -142,6 +143,14 @@ def web_search_call_item(item_id: str, part: WebSearchPart, status: str | None =
         action["sources"] = [{"type": "url", "url": source.url} for source in part.sources]
     status = status or ("failed" if part.failed else "completed")
     return {"id": item_id, "type": "web_search_call", "status": status, "action": action}
+
+
+def client_token(part: ThinkingPart | RedactedThinkingPart) -> str:
+    """A reasoning item's `encrypted_content` for a client: OpenAI's as is, Anthropic's
+    signature or redacted thinking tagged (`continuity`)."""
+    if isinstance(part, RedactedThinkingPart):
+        return continuity.tag(continuity.REDACTED + part.data, "anthropic")
+    return continuity.for_client(part.signature, part.origin, "openai")
 
 
 def reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from hypereal.llm.openai_responses_items import (
     ITEM_PREFIXES,
     LOCAL_SHELL,
     call_kind,
+    client_token,
     custom_tool_call_item,
     function_call_item,
     local_shell_call_item,
@@ -168,6 +169,7 @@ class StreamEncoder:
             item = self.items.get(event.index)
             if item is not None and isinstance(item.part, ThinkingPart):
                 item.part.signature = (item.part.signature or "") + event.signature
+                item.part.origin = event.origin
             return b""
         if isinstance(event, BlockStart):
             return self._block_start(event.index, event.part)
@@ -208,8 +210,7 @@ class StreamEncoder:
             return self._emit("response.output_item.added", {"output_index": item.output_index, "item": shell_item})
         if isinstance(part, WebSearchPart):
             return self._web_search(part)
-        signature = part.data if isinstance(part, RedactedThinkingPart) else None
-        item = self._open(index, "reasoning", ThinkingPart("", signature))
+        item = self._open(index, "reasoning", part if isinstance(part, RedactedThinkingPart) else ThinkingPart(""))
         added = self._emit(
             "response.output_item.added",
             {"output_index": item.output_index, "item": reasoning_item(item.id, "", None)},
@@ -270,8 +271,8 @@ class StreamEncoder:
             out = self._emit("response.output_item.added", {"output_index": item.output_index, "item": added})
             full = local_shell_call_item(item.id, call)
         else:
-            assert isinstance(item.part, ThinkingPart)
-            full = reasoning_item(item.id, item.text, item.part.signature)
+            assert isinstance(item.part, ThinkingPart | RedactedThinkingPart)
+            full = reasoning_item(item.id, item.text, client_token(item.part))
             summary = {"type": "summary_text", "text": item.text}
             out = self._emit("response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": item.text})
             out += self._emit("response.reasoning_summary_part.done", {**where, "summary_index": 0, "part": summary})
@@ -393,7 +394,7 @@ class StreamDecoder:
         if kind in ("function_call", "custom_tool_call") and index not in self.streamed_args and whole:
             out.append(ToolInputDelta(index, str(whole)))
         if kind == "reasoning" and isinstance(item.get("encrypted_content"), str):
-            out.append(SignatureDelta(index, item["encrypted_content"]))
+            out.append(SignatureDelta(index, item["encrypted_content"], "openai"))
         return out + self._stop(index)
 
     def _completed(self, response: dict[str, Any]) -> list[StreamEvent]:

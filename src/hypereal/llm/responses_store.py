@@ -8,8 +8,8 @@ writes, at most once per `PRUNE_INTERVAL_SECONDS`.
 
 The conversation is stored in a JSON form of the canonical types written here, part by
 part, rather than in one of the wire formats: none of those carries every part faithfully
-(thinking signatures, redacted thinking, images inside tool results, tool-call arguments
-kept verbatim even when they are not valid JSON).
+(thinking signatures and the vendor of each, redacted thinking, images inside tool
+results, tool-call arguments kept verbatim even when they are not valid JSON).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import NotFound
+from hypereal.llm.continuity import VENDORS
 from hypereal.llm.types import (
     ImagePart,
     Message,
@@ -186,7 +187,7 @@ def _encode_part(part: Part) -> dict[str, Any]:
             "is_error": part.is_error,
         }
     if isinstance(part, ThinkingPart):
-        return {"type": "thinking", "text": part.text, "signature": part.signature}
+        return {"type": "thinking", "text": part.text, "signature": part.signature, "origin": part.origin}
     if isinstance(part, WebSearchPart):
         return {"type": "web_search", "id": part.id, "query": part.query, "failed": part.failed}
     return {"type": "redacted_thinking", "data": part.data}
@@ -211,7 +212,8 @@ def _decode_part(item: Any) -> Part:
             content.append(decoded)
         return ToolResultPart(_str(item, "tool_use_id"), content, item.get("is_error") is True)
     if kind == "thinking":
-        return ThinkingPart(_str(item, "text"), _optional_str(item, "signature"))
+        origin = item.get("origin")
+        return ThinkingPart(_str(item, "text"), _optional_str(item, "signature"), origin if origin in VENDORS else None)
     if kind == "redacted_thinking":
         return RedactedThinkingPart(_str(item, "data"))
     if kind == "web_search":

@@ -117,6 +117,10 @@ class ToolResultPart:
 class ThinkingPart:
     text: str
     signature: str | None = None
+    """The reasoning's continuity token: Anthropic's signature or OpenAI's encrypted content,
+    which only the vendor that made it accepts back (`hypereal.llm.continuity`)."""
+    origin: Vendor | None = None
+    """The vendor whose token `signature` is; None for one of no vendor (the echo provider's)."""
 
 
 @dataclass(slots=True)
@@ -305,6 +309,8 @@ class ThinkingDelta:
 class SignatureDelta:
     index: int
     signature: str
+    origin: Vendor | None = None
+    """As `ThinkingPart.origin`."""
 
 
 @dataclass(slots=True)
@@ -395,6 +401,7 @@ class Accumulator:
             block = self.blocks.get(event.index)
             if isinstance(block, ThinkingPart):
                 block.signature = (block.signature or "") + event.signature
+                block.origin = event.origin
         elif isinstance(event, CitationDelta):
             block = self.blocks.get(event.index)
             if isinstance(block, TextPart):
@@ -450,7 +457,7 @@ def _copy_part(part: OutputPart) -> OutputPart:
     if isinstance(part, TextPart):
         return TextPart(part.text, list(part.citations))
     if isinstance(part, ThinkingPart):
-        return ThinkingPart(part.text, part.signature)
+        return ThinkingPart(part.text, part.signature, part.origin)
     if isinstance(part, ToolUsePart):
         return ToolUsePart(part.id, part.name, part.arguments, part.custom)
     if isinstance(part, WebSearchPart):
@@ -473,7 +480,7 @@ def events_of(response: ChatResponse) -> list[StreamEvent]:
             if part.text:
                 events.append(ThinkingDelta(index, part.text))
             if part.signature:
-                events.append(SignatureDelta(index, part.signature))
+                events.append(SignatureDelta(index, part.signature, part.origin))
         elif isinstance(part, ToolUsePart):
             events.append(BlockStart(index, ToolUsePart(part.id, part.name, "", part.custom)))
             if part.arguments:
