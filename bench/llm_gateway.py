@@ -16,7 +16,9 @@ OpenAI Chat Completions bytes, see llm_upstream.py):
 For each target and each concurrency, `wrk` measures requests/s and latency p50/p99 of
 non-streaming calls and of whole streaming calls; a small aiohttp client measures the time
 to the first content token of streaming calls. "Added" figures are the target's minus the
-upstream's. The figures are printed, not asserted: they depend on the machine. The TTFT
+upstream's. Each wrk run also reports the CPU time the target's processes spent per
+request, read from /proc: unlike requests/s, it barely moves when other work shares the
+machine. The figures are printed, not asserted: they depend on the machine. The TTFT
 client is Python, so its figures for the upstream at 64 connections show the client's own
 limit; the added time of a gateway is still read against the same client.
 
