@@ -1,10 +1,14 @@
 """The HTTP/1.1 protocol the server runs: uvicorn's httptools protocol, its writes corked.
 
 uvicorn writes a response's status line and headers as soon as the app sends them, and the
-body in a second write: two system calls per small answer, and on a local connection
-each one also runs the receiving side's network stack. Every write made during one turn
-of the event loop is instead gathered and sent in one call at the end of the turn, so
-headers and body leave together, and so do the chunks of a stream produced at once.
+body in a second write: two system calls per small answer, and on a local connection each
+one also runs the receiving side's network stack. Here the writes to a connection are held
+and leave together, in one call, as soon as the response is complete, or at the end of the
+loop's turn for a stream still going (so a stream's pieces produced at once leave at once).
+
+Sending a finished response at once matters with few connections: held to the end of the
+turn, the answer left only after whatever else that turn did (a settlement's commit), and
+one connection's calls per second fell by a fifth.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CorkedTransport:
-    """A transport whose writes in one turn of the loop go out in one write of the real one."""
+    """A transport whose writes wait for `flush()`, called at the latest at the end of the turn."""
 
     __slots__ = ("_loop", "_pending", "_transport")
 
@@ -58,8 +62,12 @@ class CorkedTransport:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a corked transport."""
+    """uvicorn's httptools protocol over a corked transport, flushed when a response completes."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        corked = CorkedTransport(transport, asyncio.get_running_loop())
-        super().connection_made(corked)  # type: ignore[arg-type]
+        self.corked = CorkedTransport(transport, asyncio.get_running_loop())
+        super().connection_made(self.corked)  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        self.corked.flush()
+        super().on_response_complete()

@@ -1,4 +1,4 @@
-"""The server's corked transport: one write per turn of the loop, nothing lost or reordered."""
+"""The server's corked transport: one write per response or turn of the loop, nothing lost or reordered."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import httpx
 import uvicorn
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
+from uvicorn.server import ServerState
 
 from hypereal.http_server import CorkedTransport, HttpProtocol
 
@@ -106,3 +107,35 @@ async def test_a_server_on_the_protocol_answers_plain_and_streamed_calls_on_one_
     finally:
         server.should_exit = True
         await serving
+
+
+class SocketlessTransport(RecordingTransport):
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def resume_reading(self) -> None:
+        return None
+
+
+async def test_a_complete_response_leaves_at_once_in_one_write() -> None:
+    real = SocketlessTransport()
+    seen_when_done: list[list[bytes]] = []
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+        # Still this turn of the loop: the finished response is already on its way.
+        seen_when_done.append(list(real.writes))
+
+    config = uvicorn.Config(answer, log_level="error")
+    protocol = HttpProtocol(config, ServerState(), {})
+    protocol.connection_made(real)  # type: ignore[arg-type]
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    protocol.connection_lost(None)
+
+    assert len(seen_when_done) == 1 and len(seen_when_done[0]) == 1
+    (sent,) = seen_when_done[0]
+    assert sent.startswith(b"HTTP/1.1 200 OK\r\n") and sent.endswith(b"\r\n\r\nhello")
