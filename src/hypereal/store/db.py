@@ -5,6 +5,10 @@ fail at once with "database is locked" when another writer got in between, which
 timeouts do not cure; so write transactions start with BEGIN IMMEDIATE and, inside one
 process, queue on a lock instead of spinning on the file lock. Readers use WAL snapshots
 and never wait for writers.
+
+The hot ledger writes skip SQLAlchemy on SQLite: `write_now` runs a few statements as one
+transaction on a connection of the event loop's own, and `write_soon` queues writes nobody
+waits on (chat settlements) so that those of one turn of the loop share a commit.
 """
 
 from __future__ import annotations
