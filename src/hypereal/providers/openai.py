@@ -48,6 +48,9 @@ class OpenAIProvider(HttpChatProvider):
         self.responses_models: tuple[str, ...] = tuple(str(pattern) for pattern in patterns)
         searching = config.options.get("search_models", DEFAULT_SEARCH_MODELS)
         self.search_models: tuple[str, ...] = tuple(str(pattern) for pattern in searching)
+        # Asked several times per call, of the few upstream models the catalog routes here.
+        self._responses_by_model: dict[str, bool] = {}
+        self._search_by_model: dict[str, bool] = {}
         self.native_custom_tools = bool(config.options.get("custom_tools", self.knows_custom_tools))
 
     def headers(self) -> dict[str, str]:
@@ -55,11 +58,11 @@ class OpenAIProvider(HttpChatProvider):
         return {"authorization": f"Bearer {key}"} if key else {}
 
     def uses_responses(self, model: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.responses_models)
+        return _matches(model, self.responses_models, self._responses_by_model)
 
     def searches_in_chat(self, model: str) -> bool:
         """Whether `model` is a search model, which searches behind Chat Completions."""
-        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.search_models)
+        return _matches(model, self.search_models, self._search_by_model)
 
     def _on_responses(self, model: str, hosted_tools: bool) -> bool:
         """Whether a request for `model` (with hosted tools or not) goes to the Responses API."""
@@ -140,3 +143,11 @@ def _one_shot(request: ChatRequest) -> ChatRequest:
 
 def _streaming(request: ChatRequest) -> ChatRequest:
     return request if request.stream else replace(request, stream=True)
+
+
+def _matches(model: str, patterns: tuple[str, ...], known: dict[str, bool]) -> bool:
+    """Whether `model` matches one of `patterns`, remembered in `known`."""
+    found = known.get(model)
+    if found is None:
+        found = known[model] = any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
+    return found

@@ -88,11 +88,8 @@ class Database:
         async with self._write_lock:
             batch, self._queued = self._queued, []
             try:
-                inline = self._inline_connection()
-                if _begin(inline):
-                    outcome = _run_batch(inline, batch, work)
-                    self._after_inline_commit()
-                else:
+                outcome = self._inline_transaction(batch, work)
+                if outcome is None:
                     outcome = await self._on_writer_thread(batch, work)
             except asyncio.CancelledError:
                 raise  # the thread's transaction goes on, and resolves the queued writes itself
@@ -100,6 +97,18 @@ class Database:
                 _fail(batch, exc)  # the queued writes did not happen either
                 raise
         return outcome.result()
+
+    def _inline_transaction(
+        self, batch: list[_Queued], work: Callable[[sqlite3.Connection], _T]
+    ) -> _Outcome[_T] | None:
+        """The transaction at once on the loop's connection; None when another connection
+        holds the file's write lock."""
+        inline = self._inline_connection()
+        if not _begin(inline):
+            return None
+        outcome = _run_batch(inline, batch, work)
+        self._after_inline_commit()
+        return outcome
 
     async def _on_writer_thread(self, batch: list[_Queued], work: Callable[[sqlite3.Connection], _T]) -> _Outcome[_T]:
         """The transaction on the thread connection. A caller cancelled meanwhile does not stop
@@ -144,15 +153,14 @@ class Database:
         assert self._write_lock is not None
         if not self._write_lock.locked():
             # Nothing can take the lock between this check and the commit: no await comes between.
-            inline = self._inline_connection()
             batch, self._queued = self._queued, []
             try:
-                if _begin(inline):
-                    _run_batch(inline, batch, _nothing).result()
-                    self._after_inline_commit()
-                    return
+                outcome = self._inline_transaction(batch, _nothing)
             except Exception as exc:  # the database itself failed (disk full, I/O): so did every write
                 _fail(batch, exc)
+                return
+            if outcome is not None:
+                outcome.result()
                 return
             self._queued = [*batch, *self._queued]
         task = asyncio.get_running_loop().create_task(self.write_now(_nothing), name="sqlite-queued-writes")
