@@ -74,10 +74,9 @@ def not_configured(catalog: Catalog, spec: ModelSpec) -> NotConfigured:
     """The refusal of a model none of whose providers is configured, saying what to set."""
     needed = sorted({catalog.providers[r.provider].api_key_env or r.provider for r in spec.routes})
     local = stand_in(catalog, spec)
-    served = f"serve it with {local.id}" if local is not None else "serve it with a local model of the same kind"
+    instead = f", or set HYPEREAL_LOCAL_FALLBACK=true to serve it with {local.id}" if local is not None else ""
     return NotConfigured(
-        f"No provider is configured for '{spec.id}' on this server: set {' or '.join(needed)}, "
-        f"or set HYPEREAL_LOCAL_FALLBACK=true to {served}.",
+        f"No provider is configured for '{spec.id}' on this server: set {' or '.join(needed)}{instead}.",
         model=spec.id,
     )
 

@@ -1,4 +1,5 @@
-"""Model ids as clients send them: exact ids, aliases, chat families, and the 404 for the rest."""
+"""Model ids as clients send them: exact ids, aliases, chat families, the 404 for the rest, and
+the refusal of a model no provider is configured for."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from hypereal import routing
 from hypereal.catalog import Catalog, CatalogError, load_catalog
 from hypereal.catalog import loader as catalog_loader
-from hypereal.errors import UnknownModel
+from hypereal.errors import NotConfigured, UnknownModel
+from hypereal.providers.chat import ChatProviders
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +155,41 @@ def test_a_bad_alias_or_family_stops_the_load_naming_entry_and_field(
         operator_catalog(tmp_path, text)
     for part in named:
         assert part in str(caught.value)
+
+
+# ---------------------------------------------------------------- not configured
+
+
+@pytest.fixture
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_keys")
+def test_an_unconfigured_model_is_refused_saying_what_to_set(catalog: Catalog) -> None:
+    refusal = routing.not_configured(catalog, catalog.resolve("claude-opus-5-5"))
+    assert refusal.status == 400 and refusal.fields == {"model": "claude-opus-5-5"}
+    assert refusal.message == (
+        "No provider is configured for 'claude-opus-5-5' on this server: set ANTHROPIC_API_KEY, "
+        "or set HYPEREAL_LOCAL_FALLBACK=true to serve it with local-echo."
+    )
+    # No stand-in does music: the fallback is not offered.
+    music = next(spec for spec in catalog.models.values() if spec.task == "music")
+    assert "HYPEREAL_LOCAL_FALLBACK" not in routing.not_configured(catalog, music).message
+
+
+@pytest.mark.usefixtures("no_keys")
+def test_local_fallback_serves_a_chat_model_with_local_echo_only_when_on(catalog: Catalog) -> None:
+    spec = catalog.resolve("gpt-5-codex", ("llm",))
+    strict = ChatProviders(catalog)
+    with pytest.raises(NotConfigured, match="OPENAI_API_KEY"):
+        strict.routes(spec)
+    assert strict.stand_in(spec) is None
+
+    fallback = ChatProviders(catalog, local_fallback=True)
+    assert fallback.stand_in(spec) is catalog.models["local-echo"]
+    assert [(route.provider, route.model, provider.name) for route, provider in fallback.routes(spec)] == [
+        ("echo", "local-echo", "echo")
+    ]
+    assert fallback.stand_in(catalog.models["local-echo"]) is None, "served by its own route"

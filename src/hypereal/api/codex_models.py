@@ -11,7 +11,11 @@ What Codex does (openai/codex, Codex CLI 0.171.0):
   over that bundled list (same slug: ours), and a model takes the metadata of the longest
   slug it starts with.
 - `codex-rs/protocol/src/openai_models.rs`: `ModelInfo`, whose fields without a default
-  are the ones written here; unknown fields are ignored.
+  are the ones written here; unknown fields are ignored. 0.171.0 also refuses the whole
+  answer when a model has neither `base_instructions` nor
+  `model_messages.instructions_template`, and what a model carries there replaces the
+  instructions Codex uses for a model it has no metadata for (its own prompt, which is not
+  ours to ship): a gateway model gets `INSTRUCTIONS`, short and tool-agnostic.
 
 So every catalog chat model is listed under its id, and each family whose pattern is a
 plain prefix (`claude-*`) under that prefix, hidden from the picker: a model of the family
@@ -30,6 +34,12 @@ from hypereal.catalog.schema import Family
 
 PRIORITY_AFTER_CODEX_OWN = 1000
 """Codex picks the default model by lowest priority; its own models keep first place."""
+INSTRUCTIONS = (
+    "You are Codex, a coding agent working in the user's workspace through the Codex CLI. "
+    "Use the tools you are given: run commands to inspect, build and test, and edit files "
+    "with apply_patch. Keep working until the request is done, check your changes where "
+    "you can, and end with a short account of what you changed and what is left."
+)
 _PLAIN_PREFIX = re.compile(r"^([a-z0-9][a-z0-9._\-]{2,})\*$")
 
 
@@ -68,6 +78,7 @@ def model_info(slug: str, name: str, description: str, context_window: int | Non
         "priority": PRIORITY_AFTER_CODEX_OWN,
         "availability_nux": None,
         "upgrade": None,
+        "base_instructions": INSTRUCTIONS,
         "supports_reasoning_summaries": False,
         "support_verbosity": False,
         "default_verbosity": None,
