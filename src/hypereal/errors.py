@@ -3,31 +3,40 @@
     HyperealError (500)
     ├── BadRequest (400)
     │   ├── ValidationFailed (400)      a field of the request is missing or wrong
-    │   ├── UnknownModel (400)
     │   └── InputFetchFailed (400)      an input URL could not be fetched or decoded
+    ├── NotConfigured (400)             a known model none of whose providers is configured here
     ├── Unauthorized (401)
     ├── InsufficientCredits (402)
     ├── Forbidden (403)
     ├── NotFound (404)
+    │   └── UnknownModel (404)          no model, alias or family has this id; names the closest
     ├── Conflict (409)
     ├── PayloadTooLarge (413)
     ├── RateLimited (429)
     ├── UpstreamError (502)             an upstream provider failed
     │   └── UpstreamTimeout (504)
-    └── Unavailable (503)               no configured provider can serve the request
+    └── Unavailable (503)               a service or an upstream is down or busy; try again
 
-Rendered as `{"error": message, **fields}`. Foreign errors are translated once, at the edge
-where they occur, to the most specific class here, with `raise ... from`.
+Rendered as `{"error": message, **fields}`; `code` is the machine-readable name OpenAI-shaped
+answers carry. Foreign errors are translated once, at the edge where they occur, to the most
+specific class here, with `raise ... from`.
+
+`NotConfigured` is 400, not 503: clients retry 5xx (and 408, 409, 429), so a server without
+the provider's key would have them retrying for minutes what only the operator can fix. 400
+is also the one status Codex CLI does not retry (every other 4xx it retries as a dropped
+stream), and Claude Code shows its message at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 
 class HyperealError(Exception):
     status: ClassVar[int] = 500
     default_message: ClassVar[str] = "Internal server error"
+    code: ClassVar[str | None] = None
 
     def __init__(self, message: str | None = None, **fields: Any) -> None:
         self.message = message or self.default_message
@@ -50,15 +59,14 @@ class ValidationFailed(BadRequest):
     pass
 
 
-class UnknownModel(BadRequest):
-    def __init__(self, model: str, category: str | None = None) -> None:
-        where = f" for {category}" if category else ""
-        hint = f"GET /api/v1/models?category={category}" if category else "GET /api/v1/models"
-        super().__init__(f"Unknown model '{model}'{where}. See {hint} for the available models.", model=model)
-
-
 class InputFetchFailed(BadRequest):
     pass
+
+
+class NotConfigured(HyperealError):
+    status = 400
+    default_message = "No provider is configured for this model"
+    code = "model_not_configured"
 
 
 class Unauthorized(HyperealError):
@@ -82,6 +90,23 @@ class Forbidden(HyperealError):
 class NotFound(HyperealError):
     status = 404
     default_message = "Not found"
+
+
+class UnknownModel(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model: str, category: str | None = None, closest: Sequence[str] = ()) -> None:
+        where = f" for {category}" if category else ""
+        guess = f" Did you mean {_either(closest)}?" if closest else ""
+        hint = f"GET /api/v1/models?category={category}" if category else "GET /api/v1/models"
+        super().__init__(
+            f"Unknown model '{model}'{where}.{guess} See {hint} for the available models.", model=model, field="model"
+        )
+
+
+def _either(names: Sequence[str]) -> str:
+    quoted = [f"'{name}'" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 class Conflict(HyperealError):

@@ -3,7 +3,10 @@
 `mode: "fast"` takes the routes marked fast (WaveSpeed direct, surcharge applies); when none
 is configured, the request is served on an auto route without the surcharge. With
 HYPEREAL_LOCAL_FALLBACK=true, a model none of whose upstreams is configured is served by the
-built-in local model of the same kind, and the job says so.
+built-in local model of the same kind (`stand_in`; chat models by `local-echo`), at that
+model's price, and the answer says so: a job's `provider` and `servedBy`, a chat answer's
+`x-hypereal-served-by` header and its ledger entry. Without it, such a model is refused with
+`NotConfigured`, which names what to set.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypereal.catalog import Catalog, ModelSpec
-from hypereal.errors import Unavailable
+from hypereal.errors import NotConfigured
 from hypereal.providers.registry import can_serve, load_class
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ LOCAL_FALLBACK: dict[tuple[str, str | None], str] = {
     ("audio", "asr"): "local-asr",
     ("3d", "image-to-3d"): "local-3d-relief",
     ("3d", "multiview-to-3d"): "local-3d-multiview",
+    ("llm", None): "local-echo",
 }
 
 
@@ -54,15 +58,25 @@ def choose(catalog: Catalog, spec: ModelSpec, mode: str, local_fallback: bool) -
     auto = [Choice(spec, r.provider, r.model, False) for r in usable if "auto" in r.modes]
     if auto:
         return auto
-    if local_fallback:
-        stand_in = LOCAL_FALLBACK.get((spec.category, spec.task)) or LOCAL_FALLBACK.get((spec.category, None))
-        if stand_in is not None and stand_in in catalog.models:
-            local = catalog.models[stand_in]
-            return [Choice(local, r.provider, r.model, False, fallback=True) for r in local.routes]
+    local = stand_in(catalog, spec) if local_fallback else None
+    if local is not None:
+        return [Choice(local, r.provider, r.model, False, fallback=True) for r in local.routes]
+    raise not_configured(catalog, spec)
+
+
+def stand_in(catalog: Catalog, spec: ModelSpec) -> ModelSpec | None:
+    """The built-in model that does the work of `spec` under HYPEREAL_LOCAL_FALLBACK, if any."""
+    local = LOCAL_FALLBACK.get((spec.category, spec.task)) or LOCAL_FALLBACK.get((spec.category, None))
+    return catalog.models.get(local) if local is not None else None
+
+
+def not_configured(catalog: Catalog, spec: ModelSpec) -> NotConfigured:
+    """The refusal of a model none of whose providers is configured, saying what to set."""
     needed = sorted({catalog.providers[r.provider].api_key_env or r.provider for r in spec.routes})
-    raise Unavailable(
-        f"No configured provider can serve '{spec.id}'. Set {' or '.join(needed)}, "
-        "use a built-in local- model, or enable HYPEREAL_LOCAL_FALLBACK.",
+    local = stand_in(catalog, spec)
+    instead = f", or set HYPEREAL_LOCAL_FALLBACK=true to serve it with {local.id}" if local is not None else ""
+    return NotConfigured(
+        f"No provider is configured for '{spec.id}' on this server: set {' or '.join(needed)}{instead}.",
         model=spec.id,
     )
 

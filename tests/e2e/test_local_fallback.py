@@ -2,8 +2,8 @@
 
 Two real servers with no upstream key: one with the setting, where the API docs' example
 requests (their model ids, bodies and `mode`) are served by the local model of the same kind
-and the answer and the job name it; one without, where the same requests answer 503 naming
-the key to set, and nothing is charged.
+and the answer and the job name it; one without, where the same requests answer 400 (not
+a status clients retry) naming the key to set, and nothing is charged.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class DocsExample:
     body: Callable[[MediaServer], dict[str, Any]]
     served_by: str
     missing_keys: tuple[str, ...]
-    """The environment variables a 503 must name: those of every route of the model."""
+    """The environment variables the refusal must name: those of every route of the model."""
     synchronous: bool = True
 
 
@@ -166,7 +166,7 @@ def test_without_fallback_the_docs_example_fails_clearly_and_charges_nothing(
     response = httpx.post(
         strict.server.url + example.path, json=example.body(media), headers=strict.headers, timeout=60
     )
-    assert response.status_code == 503, response.text
+    assert response.status_code == 400, response.text
     message = response.json()["error"]
     assert example.body(media)["model"] in message
     for key in example.missing_keys:

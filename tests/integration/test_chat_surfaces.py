@@ -72,7 +72,7 @@ async def test_errors_take_the_shape_of_the_surface(client: httpx.AsyncClient, m
     unknown = await client.post(
         "/api/v1/chat/completions", json={"model": "nope", "messages": user("x")}, headers=account.headers
     )
-    assert unknown.status_code == 400
+    assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "model_not_found"
 
     no_model = await client.post("/api/v1/responses", json={"input": "x"}, headers=account.headers)
@@ -82,10 +82,10 @@ async def test_errors_take_the_shape_of_the_surface(client: httpx.AsyncClient, m
     media = await client.post(
         "/api/v1/chat/completions", json={"model": "local-image", "messages": user("x")}, headers=account.headers
     )
-    assert media.status_code == 400, "media models are not chat models"
+    assert media.status_code == 404, "media models are not chat models"
 
     native = await client.post("/api/v1/chat", json={"model": "nope", "messages": user("x")}, headers=account.headers)
-    assert native.status_code == 400 and isinstance(native.json()["error"], str)
+    assert native.status_code == 404 and isinstance(native.json()["error"], str)
 
 
 async def test_bad_input_leaves_no_trace_in_the_ledger(client: httpx.AsyncClient, make_account: MakeAccount) -> None:

@@ -102,9 +102,9 @@ async def test_bad_query_parameters_name_the_parameter(client: httpx.AsyncClient
     assert body["field"] == "category"
 
 
-async def test_unknown_model_is_400_and_says_where_to_look(client: httpx.AsyncClient, account: TestAccount) -> None:
+async def test_unknown_model_is_404_and_says_where_to_look(client: httpx.AsyncClient, account: TestAccount) -> None:
     for prefix in ("/api/v1", "/v1"):
-        body = assert_error(await client.get(f"{prefix}/models/nope", headers=account.headers), 400)
+        body = assert_error(await client.get(f"{prefix}/models/nope", headers=account.headers), 404)
         assert body["model"] == "nope"
         assert "GET /api/v1/models" in body["error"]
 

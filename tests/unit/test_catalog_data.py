@@ -19,6 +19,7 @@ CATALOG_TEXT = (importlib.resources.files("hypereal.catalog") / "models.yaml").r
 CATALOG: dict[str, Any] = yaml.safe_load(CATALOG_TEXT)
 MODELS: list[dict[str, Any]] = CATALOG["models"]
 PROVIDERS: dict[str, dict[str, Any]] = CATALOG["providers"]
+FAMILIES: list[dict[str, Any]] = CATALOG["families"]
 
 CATEGORIES = {"llm", "image", "image-edit", "video", "audio", "3d"}
 TASKS = {"t2i", "edit", "t2v", "i2v", "tts", "clone", "asr", "music", "image-to-3d", "multiview-to-3d"}
@@ -118,9 +119,9 @@ def allowed_durations(model: dict[str, Any]) -> list[int]:
     return [spec["minimum"], spec["maximum"]]
 
 
-def test_top_level_holds_only_providers_and_models() -> None:
-    assert set(CATALOG) == {"providers", "models"}
-    assert MODELS and PROVIDERS
+def test_top_level_holds_only_providers_models_and_families() -> None:
+    assert set(CATALOG) == {"providers", "models", "families"}
+    assert MODELS and PROVIDERS and FAMILIES
 
 
 def test_ids_are_unique_and_lowercase() -> None:
@@ -338,6 +339,46 @@ def test_llm_routes_go_to_their_vendor() -> None:
         if kinds != ({"anthropic"} if mid.startswith("claude-") else {"openai"})
     }
     assert wrong == {}
+
+
+# The vendors' dated ids, as their official SDKs list them (openai.types.shared.ChatModel,
+# anthropic.types.Model) and Anthropic's model pages give them ("Model ID: claude-sonnet-4-5-20250929").
+DATED = {
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+    "claude-opus-4-1": "claude-opus-4-1-20250805",
+    "claude-opus-4-5": "claude-opus-4-5-20251101",
+    "gpt-5": "gpt-5-2025-08-07",
+    "gpt-4.1": "gpt-4.1-2025-04-14",
+    "o3": "o3-2025-04-16",
+}
+
+
+def test_aliases_are_the_vendors_dated_ids_and_name_one_model_each() -> None:
+    aliases = [alias for m in MODELS for alias in m.get("aliases", [])]
+    assert len(aliases) == len(set(aliases)) and not set(aliases) & set(BY_ID)
+    for model_id, dated in DATED.items():
+        assert dated in BY_ID[model_id]["aliases"]
+    for model in (m for m in MODELS if m.get("aliases")):
+        assert model["category"] == "llm"
+        for alias in model["aliases"]:
+            # A dated id is the model's id (or, for Claude, its snapshot's) followed by a date.
+            upstream = model["routes"][0]["model"]
+            assert re.fullmatch(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8})", alias.removeprefix(model["id"])) or alias == upstream
+
+
+def test_families_cover_the_vendors_prefixes_and_are_priced_per_token() -> None:
+    by_pattern = {f["pattern"]: f for f in FAMILIES}
+    assert {"claude-*", "gpt-*", "o[0-9]*", "codex-*", "chatgpt-*"} <= set(by_pattern)
+    for family in FAMILIES:
+        vendor = PROVIDERS[family["provider"]]["type"]
+        assert vendor == ("anthropic" if family["pattern"].startswith("claude-") else "openai"), family
+        p = family["pricing"]
+        assert 0 < p["input_per_mtok"] <= p["output_per_mtok"], family
+        assert family["context_window"] and family["max_output_tokens"], family
+    # A catch-all is never cheaper than a tier it covers: an unknown tier is not sold below cost.
+    for tier in ("claude-opus-*", "claude-sonnet-*", "claude-haiku-*"):
+        assert by_pattern[tier]["pricing"]["output_per_mtok"] <= by_pattern["claude-*"]["pricing"]["output_per_mtok"]
 
 
 def test_docs_examples_cost_what_the_docs_show() -> None:

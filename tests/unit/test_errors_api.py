@@ -15,6 +15,7 @@ STATUSES = {
     errors.BadRequest: 400,
     errors.ValidationFailed: 400,
     errors.InputFetchFailed: 400,
+    errors.NotConfigured: 400,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
@@ -37,8 +38,10 @@ def test_every_class_carries_its_status_and_renders_as_json(cls: type[errors.Hyp
 
 def test_the_tree_has_the_documented_shape() -> None:
     assert issubclass(errors.ValidationFailed, errors.BadRequest)
-    assert issubclass(errors.UnknownModel, errors.BadRequest)
+    assert issubclass(errors.UnknownModel, errors.NotFound)
     assert issubclass(errors.InputFetchFailed, errors.BadRequest)
+    # Not a bad request, and not a 5xx either: clients retry those, and only the operator can fix this.
+    assert not issubclass(errors.NotConfigured, errors.BadRequest | errors.Unavailable)
     assert issubclass(errors.UpstreamTimeout, errors.UpstreamError)
     assert not issubclass(errors.Unavailable, errors.UpstreamError)
 
@@ -63,14 +66,22 @@ def test_rate_limited_carries_retry_after_headers() -> None:
 
 def test_unknown_model_says_where_to_look() -> None:
     plain = errors.UnknownModel("nope")
-    assert plain.status == 400
+    assert plain.status == 404
     assert plain.body() == {
         "error": "Unknown model 'nope'. See GET /api/v1/models for the available models.",
         "model": "nope",
+        "field": "model",
     }
     scoped = errors.UnknownModel("nope", "video")
     assert "for video" in scoped.message
     assert "GET /api/v1/models?category=video" in scoped.message
+
+
+def test_unknown_model_names_the_closest_ids() -> None:
+    one = errors.UnknownModel("claude-sonet-4-6", "llm", ["claude-sonnet-4-6"])
+    assert "Did you mean 'claude-sonnet-4-6'?" in one.message
+    three = errors.UnknownModel("gpt5", "llm", ["gpt-5", "gpt-5.1", "gpt-5.2"])
+    assert "Did you mean 'gpt-5', 'gpt-5.1' or 'gpt-5.2'?" in three.message
 
 
 class Request(BaseModel):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hypereal.catalog.schema import Pricing
-from hypereal.errors import InsufficientCredits, RateLimited, Unauthorized, UnknownModel, UpstreamTimeout
+from hypereal.errors import (
+    InsufficientCredits,
+    NotConfigured,
+    RateLimited,
+    Unauthorized,
+    UnknownModel,
+    UpstreamTimeout,
+)
 from hypereal.llm import pricing, tokens
 from hypereal.llm.errors import anthropic_error, openai_error
 from hypereal.llm.types import ChatRequest, ImagePart, Message, TextPart, Tool, Usage
@@ -57,7 +64,8 @@ def test_reservation_covers_the_whole_prompt_and_every_allowed_token() -> None:
         (Unauthorized(), 401, "invalid_request_error", "authentication_error"),
         (InsufficientCredits(required=10, available=1), 402, "insufficient_quota", "billing_error"),
         (RateLimited(limit=5, retry_after=3, reset=0), 429, "rate_limit_error", "rate_limit_error"),
-        (UnknownModel("nope"), 400, "invalid_request_error", "invalid_request_error"),
+        (UnknownModel("nope"), 404, "invalid_request_error", "not_found_error"),
+        (NotConfigured("set ANTHROPIC_API_KEY"), 400, "invalid_request_error", "invalid_request_error"),
         (UpstreamTimeout(), 504, "server_error", "timeout_error"),
     ],
 )
@@ -72,4 +80,6 @@ def test_errors_take_each_surface_shape(error: object, status: int, openai_type:
 
 def test_openai_error_names_the_missing_model_code_and_keeps_fields() -> None:
     assert openai_error(UnknownModel("nope"))["error"]["code"] == "model_not_found"
+    assert openai_error(UnknownModel("nope"))["error"]["param"] == "model"
+    assert openai_error(NotConfigured("set OPENAI_API_KEY"))["error"]["code"] == "model_not_configured"
     assert openai_error(InsufficientCredits(required=10, available=1))["error"]["required"] == 10

@@ -66,22 +66,22 @@ async def messages(request: Request) -> Response:
     principal, services, body = await authorized_body(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
-    spec = services.catalog.get(model, ("llm",))
+    spec = services.catalog.resolve(model, ("llm",))
     chat = gateway(services)
     raw = await request.body()
     headers = _forwarded_headers(request)
     if body.get("stream") is True:
 
         def encoder(canonical: ChatRequest, estimate: int) -> StreamEncoder:
-            return StreamEncoder(model, input_tokens=estimate)
+            return StreamEncoder(spec.id, input_tokens=estimate)
 
-        chunks = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw=raw, headers=headers)
-        return EventStream(chunks)
+        opened = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw=raw, headers=headers)
+        return EventStream(opened.chunks, opened.headers)
     done = await chat.complete(principal, spec, ANTHROPIC, body, raw=raw, headers=headers)
     if done.forwarded is not None:
-        return Response(done.forwarded.body, media_type="application/json")
+        return Response(done.forwarded.body, media_type="application/json", headers=done.headers)
     assert done.response is not None
-    return JsonResponse(anthropic.encode_response(done.response, model))
+    return JsonResponse(anthropic.encode_response(done.response, spec.id), headers=done.headers)
 
 
 @router.post("/messages/count_tokens")
@@ -89,6 +89,6 @@ async def count_tokens(principal: CurrentKey, services: ServicesDep, body: JsonB
     """An estimate of the prompt's input tokens; free of charge."""
     model = fields.string(body, "model", required=True)
     assert model is not None
-    services.catalog.get(model, ("llm",))
+    services.catalog.resolve(model, ("llm",))
     request = anthropic.decode_request(body)
     return JsonResponse(anthropic.count_tokens_response(tokens.request_tokens(request)))

@@ -99,20 +99,21 @@ async def chat(request: Request) -> Response:
     principal, services, body = await authorized_body(request)
     gateway_ = gateway(services)
     model = fields.string(body, "model")
-    spec = services.catalog.get(model, ("llm",)) if model else gateway_.default_model()
+    spec = services.catalog.resolve(model, ("llm",)) if model else gateway_.default_model()
     body = {**body, "model": spec.id}
     raw = await request.body()
     if body.get("stream") is True:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         native = NativeStream(spec.id, include_usage)
         surface = replace(OPENAI_CHAT, new_tap=native.tap)
-        chunks = await gateway_.open_stream(
+        opened = await gateway_.open_stream(
             principal, spec, surface, body, native.encoder, raw=raw, headers={}, epilogue=native.closing
         )
-        return EventStream(chunks)
+        return EventStream(opened.chunks, opened.headers)
     done = await gateway_.complete(principal, spec, OPENAI_CHAT, body, raw=raw, headers={})
     credits = to_credits(done.cost)
     if done.forwarded is not None:
-        return Response(orjson.dumps({**done.forwarded.payload, "creditsUsed": credits}), media_type="application/json")
+        answer = orjson.dumps({**done.forwarded.payload, "creditsUsed": credits})
+        return Response(answer, media_type="application/json", headers=done.headers)
     assert done.response is not None
-    return JsonResponse(openai_chat.encode_response(done.response, spec.id, creditsUsed=credits))
+    return JsonResponse(openai_chat.encode_response(done.response, spec.id, creditsUsed=credits), headers=done.headers)

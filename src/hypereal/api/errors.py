@@ -1,7 +1,9 @@
 """Turning every failure into a JSON answer: `{"error": "...", **fields}` with the right status.
 
 Chat surfaces that mimic another API (OpenAI, Anthropic) answer in that API's error shape;
-their routers are tagged with the surface name and register a renderer here.
+their routers are tagged with the surface name and register a renderer here. On the routes
+every client shares (the model list), a request that carries `anthropic-version` comes from
+an Anthropic client and gets Anthropic's shape.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def _renderer(request: Request) -> ErrorRenderer:
     for tag in getattr(route, "tags", None) or ():
         if tag in renderers:
             return renderers[tag]
+    if "anthropic" in renderers and "anthropic-version" in request.headers:
+        return renderers["anthropic"]
     return _default_body
 
 

@@ -19,8 +19,8 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 class EventStream(StreamingResponse):
-    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
-        super().__init__(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+    def __init__(self, chunks: AsyncIterable[bytes], headers: dict[str, str] | None = None) -> None:
+        super().__init__(chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streaming = asyncio.current_task()

@@ -17,7 +17,7 @@ from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
 from hypereal.api.idempotency import idempotent
 from hypereal.api.responses import JsonResponse
 from hypereal.catalog import ModelSpec
-from hypereal.errors import HyperealError, ValidationFailed
+from hypereal.errors import HyperealError, UnknownModel, ValidationFailed
 from hypereal.jobs.engine import Submission, output_urls
 from hypereal.jobs.validation import validate_params
 from hypereal.keys import Principal
@@ -43,13 +43,16 @@ def _model(services: Services, body: dict[str, Any], categories: tuple[str, ...]
         raise ValidationFailed("Model is required", field="model")
     if not isinstance(model_id, str):
         raise ValidationFailed("Model must be a string", field="model")
-    spec = services.catalog.models.get(model_id)
-    if spec is not None and spec.category not in categories:
+    try:
+        spec = services.catalog.resolve(model_id)
+    except UnknownModel:
+        spec = services.catalog.resolve(model_id, categories)  # the same error, naming this endpoint's models
+    if spec.category not in categories:
         raise ValidationFailed(
             f"Model '{model_id}' is a {spec.category} model; use POST {ENDPOINT_OF[spec.category]}",
             field="model",
         )
-    return services.catalog.get(model_id, categories)
+    return spec
 
 
 def _mode(body: dict[str, Any]) -> str:

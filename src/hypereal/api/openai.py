@@ -99,22 +99,22 @@ async def chat_completions(request: Request) -> Response:
     principal, services, body = await authorized_body(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
-    spec = services.catalog.get(model, ("llm",))
+    spec = services.catalog.resolve(model, ("llm",))
     chat = gateway(services)
     raw = await request.body()
     if body.get("stream") is True:
         include_usage = _wants_usage(body)
 
         def encoder(canonical: ChatRequest, estimate: int) -> ChatStreamEncoder:
-            return ChatStreamEncoder(model, include_usage=include_usage)
+            return ChatStreamEncoder(spec.id, include_usage=include_usage)
 
-        chunks = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw=raw, headers={})
-        return EventStream(chunks)
+        opened = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw=raw, headers={})
+        return EventStream(opened.chunks, opened.headers)
     done = await chat.complete(principal, spec, OPENAI_CHAT, body, raw=raw, headers={})
     if done.forwarded is not None:
-        return Response(done.forwarded.body, media_type="application/json")
+        return Response(done.forwarded.body, media_type="application/json", headers=done.headers)
     assert done.response is not None
-    return JsonResponse(openai_chat.encode_response(done.response, model))
+    return JsonResponse(openai_chat.encode_response(done.response, spec.id), headers=done.headers)
 
 
 @router.get("/chat/completions")
@@ -130,7 +130,7 @@ async def responses(request: Request) -> Response:
     principal, services, body = await authorized_body(request)
     model = fields.string(body, "model", required=True)
     assert model is not None
-    spec = services.catalog.get(model, ("llm",))
+    spec = services.catalog.resolve(model, ("llm",))
     chat = gateway(services)
     raw = await request.body()
     response_id = new_id("resp_")
@@ -157,9 +157,9 @@ async def responses(request: Request) -> Response:
     if body.get("stream") is True:
 
         def encoder(canonical_: ChatRequest, estimate: int) -> ResponsesStreamEncoder:
-            return ResponsesStreamEncoder(model, body, response_id)
+            return ResponsesStreamEncoder(spec.id, body, response_id)
 
-        chunks = await chat.open_stream(
+        opened = await chat.open_stream(
             principal,
             spec,
             OPENAI_RESPONSES,
@@ -170,13 +170,14 @@ async def responses(request: Request) -> Response:
             canonical=canonical,
             on_response=remember,
         )
-        return EventStream(chunks)
+        return EventStream(opened.chunks, opened.headers)
     done = await chat.complete(principal, spec, OPENAI_RESPONSES, body, raw=raw, headers={}, canonical=canonical)
     if done.forwarded is not None:
-        return Response(done.forwarded.body, media_type="application/json")
+        return Response(done.forwarded.body, media_type="application/json", headers=done.headers)
     assert done.response is not None and done.request is not None
     await remember(done.request, done.response)
-    return JsonResponse(openai_responses.encode_response(done.response, model, body, response_id))
+    answer = openai_responses.encode_response(done.response, spec.id, body, response_id)
+    return JsonResponse(answer, headers=done.headers)
 
 
 @router.get("/responses")

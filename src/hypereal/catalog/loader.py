@@ -1,21 +1,32 @@
-"""Load the built-in catalog, merge an operator's file over it, validate the result."""
+"""Load the built-in catalog, merge an operator's file over it, validate the result; resolve ids.
+
+A model id a client sends resolves, in this order, to the model of that id, to the model
+of which it is an alias, or to a model of the most specific chat family whose pattern it
+matches; anything else is an `UnknownModel` (404) naming the closest ids of the category.
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from hypereal.catalog.schema import CatalogFile, ModelSpec, ProviderConfig
+from hypereal.catalog.schema import ID_MAX_LENGTH, ID_PATTERN, CatalogFile, Family, ModelSpec, ProviderConfig
 from hypereal.errors import UnknownModel
 
 BUILTIN = Path(__file__).parent / "models.yaml"
+FAMILY_MODELS_REMEMBERED = 1024
+"""Family models kept built, per process: resolving one is on every chat call's path."""
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_ID = re.compile(ID_PATTERN)
 
 
 class CatalogError(ValueError):
@@ -26,16 +37,48 @@ class CatalogError(ValueError):
 class Catalog:
     models: dict[str, ModelSpec]
     providers: dict[str, ProviderConfig]
+    aliases: dict[str, ModelSpec] = field(default_factory=dict)
+    """Alias → its model, with the routes an alias is sent to."""
+    families: tuple[Family, ...] = ()
+    """Most specific first."""
+    _family_models: dict[str, ModelSpec] = field(default_factory=dict, compare=False, repr=False)
 
-    def get(self, model_id: str, categories: Iterable[str] | None = None) -> ModelSpec:
-        spec = self.models.get(model_id)
+    def resolve(self, model_id: str, categories: Iterable[str] | None = None) -> ModelSpec:
+        """The model to serve for `model_id` in one of `categories` (any when None)."""
         allowed = tuple(categories) if categories is not None else None
+        spec = self.models.get(model_id) or self.aliases.get(model_id)
+        if spec is None and (allowed is None or "llm" in allowed):
+            spec = self._family_model(model_id)
         if spec is None or (allowed is not None and spec.category not in allowed):
-            raise UnknownModel(model_id, allowed[0] if allowed else None)
+            raise UnknownModel(model_id, allowed[0] if allowed else None, self.closest(model_id, allowed))
         return spec
+
+    def closest(self, model_id: str, categories: tuple[str, ...] | None) -> list[str]:
+        """Up to three ids or aliases of `categories` that look like `model_id`."""
+        known = [
+            name
+            for spec in self.models.values()
+            if categories is None or spec.category in categories
+            for name in (spec.id, *spec.aliases)
+        ]
+        return difflib.get_close_matches(model_id, known, n=3, cutoff=0.6)
 
     def in_category(self, category: str | None) -> list[ModelSpec]:
         return [m for m in self.models.values() if category is None or m.category == category]
+
+    def _family_model(self, model_id: str) -> ModelSpec | None:
+        spec = self._family_models.get(model_id)
+        if spec is not None:
+            return spec
+        if len(model_id) > ID_MAX_LENGTH or not _ID.match(model_id):
+            return None
+        family = next((f for f in self.families if fnmatchcase(model_id, f.pattern)), None)
+        if family is None:
+            return None
+        while len(self._family_models) >= FAMILY_MODELS_REMEMBERED:
+            del self._family_models[next(iter(self._family_models))]  # the oldest
+        spec = self._family_models[model_id] = family.model(model_id)
+        return spec
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -49,7 +92,7 @@ def _read(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise CatalogError(f"Catalog {path} must be a mapping with `providers` and `models`")
+        raise CatalogError(f"Catalog {path} must be a mapping with `providers`, `models` and `families`")
     return data
 
 
@@ -64,25 +107,33 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
 
 
+def _merged(
+    files: list[tuple[Path, list[dict[str, Any]]]], key: str, kind: str, builtin: Path
+) -> dict[str, dict[str, Any]]:
+    """Entries by `key`, later files merged over earlier ones field by field."""
+    merged: dict[str, dict[str, Any]] = {}
+    for source, entries in files:
+        for entry in entries:
+            name = entry.get(key)
+            if not isinstance(name, str):
+                raise CatalogError(f"Catalog {source}: a {kind} entry has no `{key}`: {entry!r:.120}")
+            if source == builtin and name in merged:
+                raise CatalogError(f"Catalog {source}: {kind} '{name}' is defined twice")
+            merged[name] = {**merged.get(name, {}), **entry}
+    return merged
+
+
 def load_catalog(extra_path: Path | None = None, builtin: Path = BUILTIN) -> Catalog:
     """The built-in catalog with the operator's file merged over it.
 
-    Operator entries with a known id are merged field by field (so a file may override only
-    the `routes` or `pricing` of a model); new ids are added; providers are replaced by name.
+    Operator entries with a known id (a family: a known pattern) are merged field by field
+    (so a file may override only the `routes` or `pricing` of a model); new ones are added;
+    providers are replaced by name.
     """
-    base = _file(builtin)
-    providers = dict(base.providers)
-    raw_models: dict[str, dict[str, Any]] = {}
-    for source, entries in [(builtin, base.models)] + ([(extra_path, _file(extra_path).models)] if extra_path else []):
-        for entry in entries:
-            model_id = entry.get("id")
-            if not isinstance(model_id, str):
-                raise CatalogError(f"Catalog {source}: a model entry has no `id`: {entry!r:.120}")
-            if source == builtin and model_id in raw_models:
-                raise CatalogError(f"Catalog {source}: model '{model_id}' is defined twice")
-            raw_models[model_id] = {**raw_models.get(model_id, {}), **entry}
-    if extra_path is not None:
-        providers.update(_file(extra_path).providers)
+    files = [(builtin, _file(builtin))] + ([(extra_path, _file(extra_path))] if extra_path else [])
+    providers = {name: config for _, parsed in files for name, config in parsed.providers.items()}
+    raw_models = _merged([(path, parsed.models) for path, parsed in files], "id", "model", builtin)
+    raw_families = _merged([(path, parsed.families) for path, parsed in files], "pattern", "family", builtin)
 
     models: dict[str, ModelSpec] = {}
     for model_id, entry in raw_models.items():
@@ -98,4 +149,33 @@ def load_catalog(extra_path: Path | None = None, builtin: Path = BUILTIN) -> Cat
         if spec.is_llm and (spec.pricing.input_per_mtok == 0 and spec.pricing.output_per_mtok == 0):
             raise CatalogError(f"Catalog model '{model_id}': pricing: an llm needs per-token prices")
         models[model_id] = spec
-    return Catalog(models=models, providers=providers)
+    families = _families(raw_families, providers)
+    return Catalog(models=models, providers=providers, aliases=_aliases(models), families=families)
+
+
+def _aliases(models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+    aliases: dict[str, ModelSpec] = {}
+    for spec in models.values():
+        for index, alias in enumerate(spec.aliases):
+            where = f"Catalog model '{spec.id}': aliases.{index}"
+            if alias in models:
+                raise CatalogError(f"{where}: '{alias}' is the id of a model")
+            if alias in aliases:
+                raise CatalogError(f"{where}: '{alias}' is already an alias of '{aliases[alias].id}'")
+            routes = [r.model_copy(update={"model": alias}) if r.model == spec.id else r for r in spec.routes]
+            aliases[alias] = spec if routes == spec.routes else spec.model_copy(update={"routes": routes})
+    return aliases
+
+
+def _families(raw: dict[str, dict[str, Any]], providers: dict[str, ProviderConfig]) -> tuple[Family, ...]:
+    families: list[Family] = []
+    for pattern, entry in raw.items():
+        try:
+            family = Family.model_validate(entry)
+        except ValidationError as exc:
+            raise CatalogError(f"Catalog family '{pattern}': {_describe(exc)}") from None
+        if family.provider not in providers:
+            raise CatalogError(f"Catalog family '{pattern}': provider: unknown provider '{family.provider}'")
+        families.append(family)
+    # Stable: of equally specific patterns, the one declared first wins.
+    return tuple(sorted(families, key=lambda family: -family.specificity))

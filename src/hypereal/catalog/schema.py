@@ -1,13 +1,22 @@
-"""The catalog's typed shape: models, their parameters, prices and routes; provider instances.
+"""The catalog's typed shape: models, their parameters, prices and routes; provider instances;
+chat model families.
 
 Unknown keys are rejected everywhere, so a misspelt field in an operator's file stops the
 server with the entry and field named instead of being ignored.
+
+A model's `aliases` are other names clients send for it (a vendor's dated snapshot, a
+`-latest` name): the same model at the same prices, except that a route sending the
+model's own id upstream sends the alias instead, so a pinned snapshot stays pinned. A
+`Family` is a pattern of chat model ids (`claude-*`) that one provider serves at a
+declared price, so that an id the catalog does not list yet reaches its vendor as the
+client sent it.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,6 +26,9 @@ Mode = Literal["auto", "fast"]
 
 MEDIA_CATEGORIES: tuple[Category, ...] = ("image", "image-edit", "video", "audio", "3d")
 URL_TYPES = frozenset({"image", "images", "audio"})
+ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]*$"
+ID_MAX_LENGTH = 120
+ModelId = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -78,7 +90,8 @@ class ProviderConfig(Strict):
 
 
 class ModelSpec(Strict):
-    id: str = Field(min_length=1, max_length=120, pattern=r"^[a-z0-9][a-z0-9._\-]*$")
+    id: ModelId
+    aliases: tuple[ModelId, ...] = ()
     category: Category
     task: str | None = None
     name: str
@@ -94,6 +107,44 @@ class ModelSpec(Strict):
         return self.category == "llm"
 
 
+class Family(Strict):
+    """Chat models whose id matches `pattern` (shell-style: `*`, `?`, `[0-9]`), served by `provider`."""
+
+    pattern: str = Field(min_length=2, max_length=ID_MAX_LENGTH, pattern=r"^[a-z0-9][a-z0-9._\-*?\[\]]*$")
+    provider: str
+    description: str = ""
+    pricing: Pricing
+    context_window: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _is_a_pattern(self) -> Family:
+        if not any(wildcard in self.pattern for wildcard in "*?["):
+            raise ValueError("pattern has no wildcard; list a single model under `models` instead")
+        if self.pricing.input_per_mtok == 0 and self.pricing.output_per_mtok == 0:
+            raise ValueError("pricing: a family needs per-token prices")
+        return self
+
+    @property
+    def specificity(self) -> int:
+        """How many characters the pattern fixes: of two families that match, the one fixing more wins."""
+        return len(re.sub(r"\[[^\]]*\]|[*?]", "", self.pattern))
+
+    def model(self, model_id: str) -> ModelSpec:
+        """The family's model `model_id`, whose upstream receives the id the client sent."""
+        return ModelSpec(
+            id=model_id,
+            category="llm",
+            name=model_id,
+            description=self.description,
+            pricing=self.pricing,
+            routes=[Route(provider=self.provider, model=model_id)],
+            context_window=self.context_window,
+            max_output_tokens=self.max_output_tokens,
+        )
+
+
 class CatalogFile(Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[dict[str, Any]] = Field(default_factory=list)
+    families: list[dict[str, Any]] = Field(default_factory=list)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypereal.errors import HyperealError, UnknownModel
+from hypereal.errors import HyperealError
 
 _OPENAI_TYPES = {
     400: ("invalid_request_error", None),
@@ -43,8 +43,7 @@ _ANTHROPIC_TYPES = {
 
 def openai_error(exc: HyperealError) -> dict[str, Any]:
     kind, code = _OPENAI_TYPES.get(exc.status, ("server_error" if exc.status >= 500 else "invalid_request_error", None))
-    if isinstance(exc, UnknownModel):
-        code = "model_not_found"
+    code = exc.code or code
     fields = {k: v for k, v in exc.fields.items() if k not in {"message", "type", "code", "param"}}
     param = exc.fields.get("field") if isinstance(exc.fields.get("field"), str) else None
     return {"error": {"message": exc.message, "type": kind, "param": param, "code": code, **fields}}

@@ -17,6 +17,11 @@
 
 A stream cut by the client or by the upstream is billed for what was produced; the
 settlement runs shielded from the cancellation that a client disconnect causes.
+
+Every answer says who served it, `x-hypereal-served-by: <catalog provider>/<upstream model>`
+(`Completed.headers`, `Opened.headers`). A model served by its local stand-in under
+HYPEREAL_LOCAL_FALLBACK is billed at the stand-in's price, and its ledger entry says so
+(`chat claude-sonnet-4-6 via local-echo`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from typing import Protocol as TypingProtocol
 import anyio
 
 from hypereal.billing import new_reference
-from hypereal.catalog import ModelSpec
-from hypereal.errors import HyperealError, Unavailable, UpstreamError
+from hypereal.catalog import ModelSpec, Pricing
+from hypereal.errors import HyperealError, NotConfigured, Unavailable, UpstreamError
 from hypereal.keys import Principal
 from hypereal.llm import continuity, fanout, pricing, sse, tokens
 from hypereal.llm.responses_store import ResponseStore
@@ -56,6 +61,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 RETRYABLE = (UpstreamError, Unavailable)
+SERVED_BY = "x-hypereal-served-by"
 
 
 class StreamEncoder(TypingProtocol):
@@ -100,6 +106,17 @@ class Completed:
     forwarded: Forwarded | None = None
     request: ChatRequest | None = None
     """The decoded request, when the call was translated."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """For the answer: who served it."""
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A stream whose upstream has sent its first event."""
+
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str]
+    """For the answer: who serves it."""
 
 
 @dataclass
@@ -109,23 +126,37 @@ class Call:
     ledger: Settlements
     principal: Principal
     spec: ModelSpec
+    """The model the client asked for, resolved."""
     input_estimate: int
+    stand_in: ModelSpec | None = None
+    """The local model that serves it instead (HYPEREAL_LOCAL_FALLBACK), whose prices apply."""
     reference: str = field(default_factory=lambda: new_reference("chat"))
     reserved: int = 0
     cost: int = 0
     settled: bool = False
+    served_by: str = ""
+    """`<catalog provider>/<upstream model>` of the route answering."""
+
+    @property
+    def prices(self) -> Pricing:
+        return (self.stand_in or self.spec).pricing
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {SERVED_BY: self.served_by}
 
     async def reserve(self, max_output_tokens: int, choices: int = 1, prompts: int = 1) -> None:
         self.reserved = pricing.reservation(
-            self.spec.pricing, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts
+            self.prices, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts
         )
-        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, f"chat {self.spec.id}")
+        note = f"chat {self.spec.id}" + (f" via {self.stand_in.id}" if self.stand_in is not None else "")
+        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note)
 
     def settle(self, usage: Usage) -> int:
         """The cost of `usage`, settled with the next batch of ledger writes; a second call keeps the first."""
         if not self.settled:
             self.settled = True
-            self.cost = min(self.reserved, pricing.cost(self.spec.pricing, usage))
+            self.cost = min(self.reserved, pricing.cost(self.prices, usage))
             self.ledger.settle_later(self.principal.account_id, self.reference, self.cost)
         return self.cost
 
@@ -142,7 +173,7 @@ class Call:
 class ChatGateway:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.providers = ChatProviders(services.catalog)
+        self.providers = ChatProviders(services.catalog, local_fallback=services.settings.local_fallback)
         self.responses = ResponseStore(services.db)
         self.ledger = Settlements(services.billing)
 
@@ -155,15 +186,12 @@ class ChatGateway:
         """For clients of the native /chat that name no model: the first served by a real upstream."""
         fallback: ModelSpec | None = None
         for spec in self.services.catalog.in_category("llm"):
-            try:
-                routes = self.providers.routes(spec)
-            except Unavailable:
-                continue
-            if not any(provider.offline for _, provider in routes):
+            routes = self.providers.configured(spec)
+            if routes and not any(provider.offline for _, provider in routes):
                 return spec
-            fallback = fallback or spec
+            fallback = fallback or (spec if routes else None)
         if fallback is None:
-            raise Unavailable("No chat model is configured")
+            raise NotConfigured("No chat model has a configured provider on this server; name a model")
         return fallback
 
     def _prepare(
@@ -222,7 +250,7 @@ class ChatGateway:
     ) -> Completed:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
         routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
-        call = Call(self.ledger, principal, spec, estimate)
+        call = Call(self.ledger, principal, spec, estimate, self.providers.stand_in(spec))
         await self._reserve(call, surface, body, routes, canonical)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
@@ -231,13 +259,14 @@ class ChatGateway:
                 upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, False)
                 answer = await provider.forward(surface.protocol, upstream_body, headers)
                 usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
-                return Completed(spec, call.settle(usage), forwarded=answer)
+                return Completed(spec, call.settle(usage), forwarded=answer, headers=call.headers)
             canonical = canonical or surface.decode(body)
             request = replace(canonical, model=upstream_model, stream=False)
             complete_one = partial(_counted_answer, call, provider)
             fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             response = await (fanout.complete(complete_one, request) if fans_out else complete_one(request))
-            return Completed(spec, call.settle(response.usage), response=response, request=canonical)
+            cost = call.settle(response.usage)
+            return Completed(spec, cost, response=response, request=canonical, headers=call.headers)
 
         return await _first_route(call, spec, routes, attempt)
 
@@ -254,7 +283,7 @@ class ChatGateway:
         canonical: ChatRequest | None = None,
         on_response: Callable[[ChatRequest, ChatResponse], Awaitable[None]] | None = None,
         epilogue: Callable[[int], bytes] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> Opened:
         """The stream's bytes, once the upstream sent its first event; failures before that raise.
 
         `on_response` is awaited before the translated stream's last event is sent. `epilogue`,
@@ -262,7 +291,7 @@ class ChatGateway:
         (the surface's encoder and tap then hold back their own end marker).
         """
         routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
-        call = Call(self.ledger, principal, spec, estimate)
+        call = Call(self.ledger, principal, spec, estimate, self.providers.stand_in(spec))
         await self._reserve(call, surface, body, routes, canonical)
 
         async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
@@ -280,7 +309,7 @@ class ChatGateway:
             encoder = make_encoder(canonical, estimate)
             return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
 
-        return await _first_route(call, spec, routes, attempt)
+        return Opened(await _first_route(call, spec, routes, attempt), call.headers)
 
     async def _relay(
         self,
@@ -396,6 +425,7 @@ async def _first_route(
     failure: HyperealError | None = None
     try:
         for upstream_model, provider in routes:
+            call.served_by = f"{provider.name}/{upstream_model}"
             try:
                 return await attempt(upstream_model, provider)
             except RETRYABLE as exc:

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from hypereal import routing
 from hypereal.catalog import Catalog, ModelSpec, Route
 from hypereal.catalog.schema import ProviderConfig
 from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
@@ -62,6 +63,8 @@ class ChatProvider(abc.ABC):
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
+        self.name = self.type
+        """The catalog's name for this provider instance, which answers say they were served by."""
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResponse:
@@ -213,8 +216,9 @@ class HttpChatProvider(ChatProvider):
 class ChatProviders:
     """The chat provider instances of one process, built on first use from the catalog."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, local_fallback: bool = False) -> None:
         self.catalog = catalog
+        self.local_fallback = local_fallback
         self._instances: dict[str, ChatProvider] = {}
 
     def get(self, name: str) -> ChatProvider:
@@ -224,21 +228,39 @@ class ChatProviders:
             if config.type not in CHAT_TYPES:
                 raise Unavailable(f"Provider '{name}' of type {config.type} cannot serve chat")
             instance = self._instances[name] = load_class(config.type)(config)
+            instance.name = name
         return instance
 
-    def routes(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
+    def configured(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
         """The routes of a model whose provider is configured, in order of preference."""
         usable: list[tuple[Route, ChatProvider]] = []
         for route in spec.routes:
             config = self.catalog.providers[route.provider]
             if config.type in CHAT_TYPES and can_serve(config):
                 usable.append((route, self.get(route.provider)))
-        if not usable:
-            raise Unavailable(f"No configured provider can serve '{spec.id}' now", model=spec.id)
         return usable
+
+    def routes(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
+        """`configured`, or those of the model's stand-in (`stand_in`); `NotConfigured` when none."""
+        usable = self.configured(spec)
+        if usable:
+            return usable
+        local = self.stand_in(spec)
+        usable = self.configured(local) if local is not None else []
+        if not usable:
+            raise routing.not_configured(self.catalog, spec)
+        return usable
+
+    def stand_in(self, spec: ModelSpec) -> ModelSpec | None:
+        """The local model that serves `spec` instead, with HYPEREAL_LOCAL_FALLBACK and none of
+        its providers configured; None when `spec` is served by its own routes."""
+        if not self.local_fallback or self.configured(spec):
+            return None
+        return routing.stand_in(self.catalog, spec)
 
     def inject(self, name: str, provider: ChatProvider) -> None:
         """Use `provider` for the catalog provider `name` (tests, embedding)."""
+        provider.name = name
         self._instances[name] = provider
 
     async def close(self) -> None:
