@@ -22,7 +22,7 @@ from hypereal.api.deps import (
 from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
 from hypereal.api.responses import JsonResponse
-from hypereal.llm import anthropic, continuity, fields, tokens
+from hypereal.llm import anthropic, continuity, fields, tokens, tolerance
 from hypereal.llm.anthropic_stream import StreamEncoder
 from hypereal.llm.errors import anthropic_error
 from hypereal.llm.gateway import Surface, gateway
@@ -75,13 +75,13 @@ async def messages(request: Request) -> Response:
         def encoder(canonical: ChatRequest, estimate: int) -> StreamEncoder:
             return StreamEncoder(model, input_tokens=estimate)
 
-        chunks = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw=raw, headers=headers)
-        return EventStream(chunks)
+        streamed = await chat.open_stream(principal, spec, ANTHROPIC, body, encoder, raw=raw, headers=headers)
+        return EventStream(streamed.chunks, tolerance.header(streamed.dropped))
     done = await chat.complete(principal, spec, ANTHROPIC, body, raw=raw, headers=headers)
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
     assert done.response is not None
-    return JsonResponse(anthropic.encode_response(done.response, model))
+    return JsonResponse(anthropic.encode_response(done.response, model), headers=tolerance.header(done.dropped))
 
 
 @router.post("/messages/count_tokens")

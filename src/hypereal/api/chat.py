@@ -19,7 +19,7 @@ from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
 from hypereal.api.openai import OPENAI_CHAT
 from hypereal.api.responses import JsonResponse
-from hypereal.llm import fields, openai_chat, sse
+from hypereal.llm import fields, openai_chat, sse, tolerance
 from hypereal.llm.gateway import gateway
 from hypereal.llm.openai_chat_stream import StreamEncoder
 from hypereal.llm.taps import OpenAIChatTap
@@ -106,13 +106,14 @@ async def chat(request: Request) -> Response:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         native = NativeStream(spec.id, include_usage)
         surface = replace(OPENAI_CHAT, new_tap=native.tap)
-        chunks = await gateway_.open_stream(
+        streamed = await gateway_.open_stream(
             principal, spec, surface, body, native.encoder, raw=raw, headers={}, epilogue=native.closing
         )
-        return EventStream(chunks)
+        return EventStream(streamed.chunks, tolerance.header(streamed.dropped))
     done = await gateway_.complete(principal, spec, OPENAI_CHAT, body, raw=raw, headers={})
     credits = to_credits(done.cost)
     if done.forwarded is not None:
         return Response(orjson.dumps({**done.forwarded.payload, "creditsUsed": credits}), media_type="application/json")
     assert done.response is not None
-    return JsonResponse(openai_chat.encode_response(done.response, spec.id, creditsUsed=credits))
+    answer = openai_chat.encode_response(done.response, spec.id, creditsUsed=credits)
+    return JsonResponse(answer, headers=tolerance.header(done.dropped))

@@ -19,7 +19,7 @@ from hypereal.api.fastlane import fast
 from hypereal.api.models import model_list
 from hypereal.api.responses import JsonResponse
 from hypereal.errors import NotFound
-from hypereal.llm import continuity, fields, openai_chat, openai_responses
+from hypereal.llm import continuity, fields, openai_chat, openai_responses, tolerance
 from hypereal.llm.errors import openai_error
 from hypereal.llm.gateway import Surface, gateway
 from hypereal.llm.openai_chat_stream import StreamEncoder as ChatStreamEncoder
@@ -108,13 +108,13 @@ async def chat_completions(request: Request) -> Response:
         def encoder(canonical: ChatRequest, estimate: int) -> ChatStreamEncoder:
             return ChatStreamEncoder(model, include_usage=include_usage)
 
-        chunks = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw=raw, headers={})
-        return EventStream(chunks)
+        streamed = await chat.open_stream(principal, spec, OPENAI_CHAT, body, encoder, raw=raw, headers={})
+        return EventStream(streamed.chunks, tolerance.header(streamed.dropped))
     done = await chat.complete(principal, spec, OPENAI_CHAT, body, raw=raw, headers={})
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
     assert done.response is not None
-    return JsonResponse(openai_chat.encode_response(done.response, model))
+    return JsonResponse(openai_chat.encode_response(done.response, model), headers=tolerance.header(done.dropped))
 
 
 @router.get("/chat/completions")
@@ -159,7 +159,7 @@ async def responses(request: Request) -> Response:
         def encoder(canonical_: ChatRequest, estimate: int) -> ResponsesStreamEncoder:
             return ResponsesStreamEncoder(model, body, response_id)
 
-        chunks = await chat.open_stream(
+        streamed = await chat.open_stream(
             principal,
             spec,
             OPENAI_RESPONSES,
@@ -170,13 +170,14 @@ async def responses(request: Request) -> Response:
             canonical=canonical,
             on_response=remember,
         )
-        return EventStream(chunks)
+        return EventStream(streamed.chunks, tolerance.header(streamed.dropped))
     done = await chat.complete(principal, spec, OPENAI_RESPONSES, body, raw=raw, headers={}, canonical=canonical)
     if done.forwarded is not None:
         return Response(done.forwarded.body, media_type="application/json")
     assert done.response is not None and done.request is not None
     await remember(done.request, done.response)
-    return JsonResponse(openai_responses.encode_response(done.response, model, body, response_id))
+    answer = openai_responses.encode_response(done.response, model, body, response_id)
+    return JsonResponse(answer, headers=tolerance.header(done.dropped))
 
 
 @router.get("/responses")

@@ -4,9 +4,11 @@
               before any upstream call, when the balance cannot cover it); for `n` choices
               the output n times, and the prompt n times too when a route makes one call
               per choice (`hypereal.llm.fanout`)
-    route     a translated request with hosted tools (web search, …) goes only to the
-              routes whose upstream runs them all; when none does, the first one's refusal
-              is the answer (a 400), before anything is reserved
+    route     a translated request with hosted tools (web search, …) goes to the routes
+              whose upstream runs them all; when none does, to every route, each dropping
+              those it cannot run, unless the client forces one with its `tool_choice`: then
+              to the routes that run that one, and when none does its refusal is the answer
+              (a 400), before anything is reserved
     call      each route in order; a route whose upstream speaks the surface's protocol is
               forwarded as is (less the reasoning tokens of other vendors, `continuity`),
               the others are translated through the canonical types; an upstream failure
@@ -17,12 +19,16 @@
 
 A stream cut by the client or by the upstream is billed for what was produced; the
 settlement runs shielded from the cancellation that a client disconnect causes.
+
+What a translated call left out (`hypereal.llm.tolerance`) comes back with its answer,
+`Completed.dropped` or `Streamed.dropped`, and is logged once, naming the route that
+answered; a forwarded call drops nothing and pays nothing for it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -34,7 +40,7 @@ from hypereal.billing import new_reference
 from hypereal.catalog import ModelSpec
 from hypereal.errors import HyperealError, Unavailable, UpstreamError
 from hypereal.keys import Principal
-from hypereal.llm import continuity, fanout, pricing, sse, tokens
+from hypereal.llm import continuity, fanout, pricing, sse, tokens, tolerance
 from hypereal.llm.responses_store import ResponseStore
 from hypereal.llm.settlements import Settlements
 from hypereal.llm.taps import Tap
@@ -100,6 +106,16 @@ class Completed:
     forwarded: Forwarded | None = None
     request: ChatRequest | None = None
     """The decoded request, when the call was translated."""
+    dropped: Sequence[str] = ()
+    """What the translation left out (`tolerance.summary`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """A stream that has begun: its bytes, and what its translation left out."""
+
+    chunks: AsyncIterator[bytes]
+    dropped: Sequence[str] = ()
 
 
 @dataclass
@@ -233,11 +249,12 @@ class ChatGateway:
                 usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
                 return Completed(spec, call.settle(usage), forwarded=answer)
             canonical = canonical or surface.decode(body)
-            request = replace(canonical, model=upstream_model, stream=False)
+            request = _attempt(canonical, upstream_model, stream=False)
             complete_one = partial(_counted_answer, call, provider)
             fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             response = await (fanout.complete(complete_one, request) if fans_out else complete_one(request))
-            return Completed(spec, call.settle(response.usage), response=response, request=canonical)
+            dropped = tolerance.report(request.dropped, spec.id, provider.type)
+            return Completed(spec, call.settle(response.usage), response=response, request=canonical, dropped=dropped)
 
         return await _first_route(call, spec, routes, attempt)
 
@@ -254,7 +271,7 @@ class ChatGateway:
         canonical: ChatRequest | None = None,
         on_response: Callable[[ChatRequest, ChatResponse], Awaitable[None]] | None = None,
         epilogue: Callable[[int], bytes] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> Streamed:
         """The stream's bytes, once the upstream sent its first event; failures before that raise.
 
         `on_response` is awaited before the translated stream's last event is sent. `epilogue`,
@@ -265,20 +282,21 @@ class ChatGateway:
         call = Call(self.ledger, principal, spec, estimate)
         await self._reserve(call, surface, body, routes, canonical)
 
-        async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
+        async def attempt(upstream_model: str, provider: ChatProvider) -> Streamed:
             nonlocal canonical
             if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
                 upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, True)
                 batches = provider.forward_stream(surface.protocol, upstream_body, headers)
                 first_batch = await _first(batches)
-                return self._relay(call, surface, surface.new_tap(body), first_batch, batches, epilogue)
+                return Streamed(self._relay(call, surface, surface.new_tap(body), first_batch, batches, epilogue))
             canonical = canonical or surface.decode(body)
-            request = replace(canonical, model=upstream_model, stream=True)
+            request = _attempt(canonical, upstream_model, stream=True)
             fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             stream = fanout.stream(provider.stream, request) if fans_out else provider.stream(request)
             first = await _first(stream)
             encoder = make_encoder(canonical, estimate)
-            return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
+            chunks = self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
+            return Streamed(chunks, tolerance.report(request.dropped, spec.id, provider.type))
 
         return await _first_route(call, spec, routes, attempt)
 
@@ -361,6 +379,12 @@ class ChatGateway:
                     call.settle(counted)
 
 
+def _attempt(canonical: ChatRequest, model: str, *, stream: bool) -> ChatRequest:
+    """The request one route is sent, with a list of drops of its own: what an upstream that
+    failed left out is not the answer's."""
+    return replace(canonical, model=model, stream=stream, dropped=list(canonical.dropped))
+
+
 def _running(
     routes: list[tuple[str, ChatProvider]],
     request: ChatRequest,
@@ -369,20 +393,30 @@ def _running(
     *,
     forwardable: bool,
 ) -> list[tuple[str, ChatProvider]]:
-    """The routes that run every hosted tool of `request`, or the first route's refusal raised.
+    """The routes that run every hosted tool of `request`; when none does, all of them, each
+    dropping what it cannot run, or those that run the tool the client forces, if it forces one.
 
     A route that takes the body as is (`forwardable`: no caller asked for translation) runs
     whatever its upstream runs. When the first route left is translated, so are those after
-    it (`ChatGateway.complete`), and those only run what they run translated.
+    it (`ChatGateway.complete`), and those only run what they run translated. Raises the
+    first route's refusal when the forced tool runs nowhere.
     """
     forwarded = [forwardable and provider.forwards(surface.protocol, model, body) for model, provider in routes]
     refusals = [provider.refusal(replace(request, model=model)) for model, provider in routes]
     able = [index for index in range(len(routes)) if forwarded[index] or refusals[index] is None]
-    if not able:
-        raise next(refusal for refusal in refusals if refusal is not None)
-    if not forwarded[able[0]]:
-        able = [index for index in able if refusals[index] is None]
-    return [routes[index] for index in able]
+    if able:
+        if not forwarded[able[0]]:
+            able = [index for index in able if refusals[index] is None]
+        return [routes[index] for index in able]
+    forced = tolerance.forced_hosted(request)
+    if forced is None:
+        return routes
+    alone = replace(request, hosted_tools=[forced])
+    refused = [provider.refusal(replace(alone, model=model)) for model, provider in routes]
+    running = [route for route, refusal in zip(routes, refused, strict=True) if refusal is None]
+    if not running:
+        raise next(refusal for refusal in refused if refusal is not None)
+    return running
 
 
 async def _first_route(
