@@ -14,6 +14,17 @@ come back unwrapped (`custom_tools`), for which the decoders are told the custom
 names. OpenAI's web search goes out as Anthropic's server tool, and a search comes back to
 a client as Anthropic gives it (`hosted_tools`). The tools Anthropic defines, server tools
 among them, are read in `anthropic_tools` and go back to Anthropic as the client declared them.
+
+What the canonical form cannot hold follows `tolerance`: a system turn inside `messages`
+(Claude Code puts one after the first user turn) stays in its place, as a system message;
+adaptive thinking and `output_config.effort` are the reasoning effort (`max` is OpenAI's
+`xhigh`, adaptive without an effort `medium`) and go back to Anthropic as such, while an
+OpenAI client's effort becomes a thinking budget; `metadata.user_id` is the end user's id;
+the settings only Anthropic has (`context_management`, `top_k`, how thinking is shown, a
+thinking kind not known here) go back to Anthropic as they came. A text document or a search
+result is text; a document of another source is input the model must see, refused with a
+400; `cache_control`, blocks only Anthropic interprets (server tool results) and roles or
+blocks not known here are dropped and reported.
 """
 
 from __future__ import annotations
@@ -61,21 +72,8 @@ EFFORTS = {openai: anthropic for anthropic, openai in ANTHROPIC_EFFORTS.items()}
 
 
 KNOWN_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "system",
-        "tools",
-        "tool_choice",
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "stop_sequences",
-        "stream",
-        "thinking",
-        "metadata",
-        "output_config",
-    }
+    "model messages system tools tool_choice max_tokens temperature top_p stop_sequences stream"
+    " thinking metadata output_config".split()
 )
 """The fields the decoder reads; the others travel as extras (`tolerance.carry`)."""
 TEXT_SOURCES = frozenset({"text", "content"})

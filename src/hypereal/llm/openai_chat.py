@@ -13,6 +13,14 @@ their names, unwrap the calls. Web search is `web_search_options`, which a clien
 request carries as OpenAI's web search tool and only search models take (`searches=True`);
 no other hosted tool runs behind Chat Completions. A searched answer's `url_citation`
 annotations are its text's citations.
+
+What the canonical form cannot hold follows `tolerance`: system and developer messages
+before the first turn are the system prompt, later ones stay in their place; a role, a
+content part or a `tool_choice` not known here is dropped and reported, a tool type other
+than function and custom is one of OpenAI's hosted tools; audio and file parts are input
+the model must see, refused with a 400 when the request is translated. The fields the
+decoder does not read go to an upstream of this format as they came, some to the Responses
+API (`tolerance.OPENAI_ALIKE`). An Anthropic client's end user id goes as `safety_identifier`.
 """
 
 from __future__ import annotations
@@ -76,27 +84,9 @@ def choices_of(body: dict[str, Any]) -> int:
 
 
 KNOWN_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "tools",
-        "functions",
-        "tool_choice",
-        "function_call",
-        "parallel_tool_calls",
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "stop",
-        "n",
-        "response_format",
-        "reasoning_effort",
-        "stream",
-        "stream_options",
-        "user",
-        "web_search_options",
-    }
+    "model messages tools functions tool_choice function_call parallel_tool_calls max_tokens"
+    " max_completion_tokens temperature top_p stop n response_format reasoning_effort stream"
+    " stream_options user web_search_options".split()
 )
 """The fields the decoder (or the surface, for `stream_options`) reads; the others travel as
 extras (`tolerance.carry`)."""

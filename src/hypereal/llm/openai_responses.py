@@ -11,7 +11,17 @@ went through an Anthropic upstream can hand its signed thinking back on the next
 Codex's tools: custom tools and their `custom_tool_call(_output)` items map to custom
 tools and calls; `local_shell` to a function of that name whose arguments are the action;
 every other non-function tool is a hosted one, kept for the upstream codec to map or
-refuse. Output items are built in `openai_responses_items`.
+drop; the tools of a `namespace` are offered as functions of their own (`namespace_tools`),
+and a call of one goes back to the client under its own name and namespace. Output items
+are built in `openai_responses_items`.
+
+What the canonical form cannot hold follows `tolerance`: the instructions and the developer
+or system messages before the first turn are the system prompt, later ones stay in their
+place (as developer messages on the way out); input items of hosted tools, item references,
+and roles, items or content parts not known here are dropped and reported; file and audio
+parts are input the model must see, refused with a 400. The fields the decoder does not
+read (`store`, `include`, `prompt_cache_key`, `client_metadata`, `text.verbosity`, …) go to
+an upstream of this format as they came, some to Chat Completions (`tolerance.OPENAI_ALIKE`).
 """
 
 from __future__ import annotations
@@ -54,22 +64,8 @@ WEB_SEARCH_SOURCES = "web_search_call.action.sources"
 
 
 KNOWN_FIELDS = frozenset(
-    {
-        "model",
-        "input",
-        "instructions",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "max_output_tokens",
-        "temperature",
-        "top_p",
-        "text",
-        "reasoning",
-        "stream",
-        "user",
-        "previous_response_id",
-    }
+    "model input instructions tools tool_choice parallel_tool_calls max_output_tokens temperature"
+    " top_p text reasoning stream user previous_response_id".split()
 )
 """The fields the decoder (or the surface, for `previous_response_id`) reads; the others,
 and the settings of `text` other than its format, travel as extras (`tolerance.carry`)."""
