@@ -253,7 +253,7 @@ class ChatGateway:
             complete_one = partial(_counted_answer, call, provider)
             fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             response = await (fanout.complete(complete_one, request) if fans_out else complete_one(request))
-            dropped = tolerance.report(request.dropped, spec.id, provider.type)
+            dropped = tolerance.report(request.dropped, spec.id, f"{provider.type}/{upstream_model}")
             return Completed(spec, call.settle(response.usage), response=response, request=canonical, dropped=dropped)
 
         return await _first_route(call, spec, routes, attempt)
@@ -296,7 +296,7 @@ class ChatGateway:
             first = await _first(stream)
             encoder = make_encoder(canonical, estimate)
             chunks = self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
-            return Streamed(chunks, tolerance.report(request.dropped, spec.id, provider.type))
+            return Streamed(chunks, tolerance.report(request.dropped, spec.id, f"{provider.type}/{upstream_model}"))
 
         return await _first_route(call, spec, routes, attempt)
 

@@ -83,10 +83,10 @@ def choices_of(body: dict[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
 
 
-KNOWN_FIELDS = frozenset(
-    "model messages tools functions tool_choice function_call parallel_tool_calls max_tokens"
-    " max_completion_tokens temperature top_p stop n response_format reasoning_effort stream"
-    " stream_options user web_search_options".split()
+KNOWN_FIELDS = (
+    frozenset({"model", "messages", "tools", "functions", "tool_choice", "function_call", "parallel_tool_calls"})
+    | {"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "n", "response_format"}
+    | {"reasoning_effort", "stream", "stream_options", "user", "web_search_options"}
 )
 """The fields the decoder (or the surface, for `stream_options`) reads; the others travel as
 extras (`tolerance.carry`)."""

@@ -213,7 +213,8 @@ def summary(dropped: Iterable[str]) -> list[str]:
 
 
 def report(dropped: Sequence[str], model: str, route: str) -> list[str]:
-    """The entries of a translated call's drops, logged once; [] when nothing was dropped."""
+    """The entries of a translated call's drops, logged once with the model and the route
+    (provider and upstream model) that answered; [] when nothing was dropped."""
     if not dropped:
         return []
     entries = summary(dropped)
