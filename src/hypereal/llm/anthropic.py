@@ -71,14 +71,23 @@ EFFORTS = {openai: anthropic for anthropic, openai in ANTHROPIC_EFFORTS.items()}
 # ---------------------------------------------------------------- requests
 
 
-KNOWN_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "metadata", "stream"}) | {
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "stop_sequences",
-    "thinking",
-    "output_config",
-}
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "stream",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "stop_sequences",
+        "thinking",
+        "output_config",
+    }
+)
 """The fields the decoder reads; the others travel as extras (`tolerance.carry`)."""
 TEXT_SOURCES = frozenset({"text", "content"})
 """Document sources that hold text, which any model can be given."""

@@ -64,8 +64,23 @@ WEB_SEARCH_SOURCES = "web_search_call.action.sources"
 
 
 KNOWN_FIELDS = frozenset(
-    {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "previous_response_id"}
-) | {"max_output_tokens", "temperature", "top_p", "text", "reasoning", "stream", "user"}
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "text",
+        "reasoning",
+        "stream",
+        "user",
+    }
+)
 """The fields the decoder (or the surface, for `previous_response_id`) reads; the others,
 and the settings of `text` other than its format, travel as extras (`tolerance.carry`)."""
 UNSEEN_PARTS = frozenset({"input_file", "input_audio"})
