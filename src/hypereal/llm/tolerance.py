@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from hypereal.errors import ValidationFailed
@@ -49,6 +50,7 @@ HEADER = "x-hypereal-dropped"
 MAX_HEADER_CHARS = 2000
 """Proxies commonly refuse a header past 4 or 8 KB; the rest of a long list is counted."""
 MAX_ENTRY_CHARS = 120
+NO_HEADER: Mapping[str, str] = MappingProxyType({})
 CACHE_CONTROL = "cache_control"
 
 OPENAI_ALIKE = {
@@ -222,10 +224,10 @@ def report(dropped: Sequence[str], model: str, route: str) -> list[str]:
     return entries
 
 
-def header(entries: Sequence[str]) -> dict[str, str]:
+def header(entries: Sequence[str]) -> Mapping[str, str]:
     """The answer's header naming the entries; those past `MAX_HEADER_CHARS` are counted."""
     if not entries:
-        return {}
+        return NO_HEADER
     value = ""
     for position, entry in enumerate(entries):
         rest = len(entries) - position
