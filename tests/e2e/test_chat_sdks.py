@@ -10,7 +10,8 @@ the SDK parsed. Same-protocol pairs are forwarded; every other pair is translate
 tools follow: its `apply_patch` custom tool and OpenAI's web search on a Claude model, and
 the hosted tools that no translated route can run. Claude Code's close the file: Anthropic's
 web search, bash and text editor on OpenAI models, and web search citations in Chat
-Completions streams.
+Completions streams. A hosted tool a route cannot run is dropped and named in the
+`x-hypereal-dropped` header, unless the client forces it: that is a 400.
 """
 
 from __future__ import annotations
@@ -389,7 +390,7 @@ def test_web_search_on_a_claude_model_is_a_web_search_call_with_citations(stack:
     assert tools == [{"type": "web_search_20250305", "name": "web_search"}]
 
 
-@pytest.mark.parametrize(
+HOSTED_ELSEWHERE = pytest.mark.parametrize(
     ("model", "tool", "upstream"),
     [
         ("double-claude", {"type": "file_search", "vector_store_ids": ["vs_1"]}, "Anthropic Messages"),
@@ -397,13 +398,37 @@ def test_web_search_on_a_claude_model_is_a_web_search_call_with_citations(stack:
         ("double-compat", {"type": "web_search"}, "Chat Completions"),
     ],
 )
-def test_a_hosted_tool_the_upstream_cannot_run_is_a_400_naming_it(
+
+
+@HOSTED_ELSEWHERE
+def test_a_hosted_tool_the_upstream_cannot_run_is_dropped_and_named_in_a_header(
+    stack: Stack, model: str, tool: dict[str, Any], upstream: str
+) -> None:
+    client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
+    tools = [WEATHER_TOOL | {"type": "function"}, tool]
+    raw = client.responses.with_raw_response.create(model=model, input="Hello gateway", tools=tools)
+    assert raw.headers["x-hypereal-dropped"] == f"tools[1]:{tool['type']}"
+    assert raw.parse().output_text.endswith("Hello gateway")
+    with client.responses.with_streaming_response.create(
+        model=model, input="Hello gateway", tools=tools, stream=True
+    ) as streamed:
+        assert streamed.headers["x-hypereal-dropped"] == f"tools[1]:{tool['type']}"
+        assert "response.completed" in streamed.text()
+
+
+@HOSTED_ELSEWHERE
+def test_a_forced_hosted_tool_the_upstream_cannot_run_is_a_400_naming_it(
     stack: Stack, model: str, tool: dict[str, Any], upstream: str
 ) -> None:
     before, calls = stack.balance(), len(stack.anthropic_double.requests) + len(stack.openai_double.requests)
     client = openai.OpenAI(base_url=stack.api, api_key=stack.key, max_retries=0)
     with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model=model, input="Hello gateway", tools=[WEATHER_TOOL | {"type": "function"}, tool])
+        client.responses.create(
+            model=model,
+            input="Hello gateway",
+            tools=[WEATHER_TOOL | {"type": "function"}, tool],
+            tool_choice={"type": tool["type"]},  # type: ignore[misc,arg-type]
+        )
     assert refused.value.status_code == 400
     assert refused.value.body == {
         "message": f"Tool type '{tool['type']}' cannot run at this model's upstream ({upstream}); "
@@ -483,13 +508,29 @@ def test_claude_code_s_bash_and_text_editor_reach_an_openai_model_as_functions(s
     assert [block.text for block in answer.content] == ["The tool said hello.py"]
 
 
-def test_a_tool_only_anthropic_runs_is_refused_in_anthropic_s_shape_naming_it(stack: Stack) -> None:
+COMPUTER = {"type": "computer_20250124", "name": "computer", "display_width_px": 1024, "display_height_px": 768}
+
+
+def test_a_tool_only_anthropic_runs_is_dropped_elsewhere_and_named(stack: Stack) -> None:
+    claude = anthropic.Anthropic(base_url=stack.server.url + "/api", api_key=stack.key, max_retries=0)
+    raw = claude.messages.with_raw_response.create(
+        model="double-gpt", max_tokens=100, messages=[{"role": "user", "content": "hi"}], tools=[BASH, COMPUTER]
+    )
+    assert raw.headers["x-hypereal-dropped"] == "tools[1]:computer_20250124"
+    assert [block.text for block in raw.parse().content] == ["Hello from OpenAI: hi"]
+    assert [tool["name"] for tool in stack.openai_double.requests[-1].body["tools"]] == ["bash"]
+
+
+def test_a_forced_tool_only_anthropic_runs_is_refused_in_anthropic_s_shape_naming_it(stack: Stack) -> None:
     before, calls = stack.balance(), len(stack.openai_double.requests)
-    computer = {"type": "computer_20250124", "name": "computer", "display_width_px": 1024, "display_height_px": 768}
     claude = anthropic.Anthropic(base_url=stack.server.url + "/api", api_key=stack.key, max_retries=0)
     with pytest.raises(anthropic.BadRequestError) as refused:
         claude.messages.create(
-            model="double-gpt", max_tokens=100, messages=[{"role": "user", "content": "hi"}], tools=[BASH, computer]
+            model="double-gpt",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[BASH, COMPUTER],
+            tool_choice={"type": "tool", "name": "computer"},
         )
     assert refused.value.body == {
         "type": "error",

@@ -2,8 +2,9 @@
 
 `bill-echo-claude` and `bill-echo-gpt` are served first by local-echo, which runs no hosted
 tool, then by the Anthropic or the OpenAI double (`tests.integration.chat_support`). A
-request with a hosted tool skips the routes that cannot run it; one that no route runs is
-refused before anything is reserved, so it leaves no trace in the ledger.
+request with a hosted tool skips the routes that cannot run it; a tool that no route runs
+is dropped and named in the answer's `x-hypereal-dropped` header, unless the client forces
+it: that is refused before anything is reserved, so it leaves no trace in the ledger.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ FILE_SEARCH = {"type": "file_search", "vector_store_ids": ["vs_1"]}
 RESPONSES = "OpenAI Responses, reached through translation"
 
 
-@pytest.mark.parametrize(
+NO_ROUTE_RUNS = pytest.mark.parametrize(
     ("path", "model", "tool", "upstream"),
     [
         ("/messages", "bill-echo-gpt", CODE_EXECUTION, "local-echo"),
@@ -111,16 +112,48 @@ RESPONSES = "OpenAI Responses, reached through translation"
         ("/responses", "bill-echo-claude", FILE_SEARCH, "local-echo"),
     ],
 )
-def test_a_tool_no_route_runs_is_a_400_in_the_surface_shape_before_anything_is_reserved(
+
+
+def offering(path: str, model: str, tool: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "tools": [tool], **extra}
+    if path == "/messages":
+        body.update(max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    else:
+        body.update(max_output_tokens=50, input="hi")
+    return body
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+@NO_ROUTE_RUNS
+def test_a_tool_no_route_runs_is_dropped_and_named_in_the_answer(
+    stack: Stack, path: str, model: str, tool: dict[str, Any], upstream: str, stream: bool
+) -> None:
+    client, before = stack.account(), len(stack.gpt.requests)
+    body = offering(path, model, tool, stream=stream)
+    with httpx.stream("POST", client.api + path, content=orjson.dumps(body), headers=client.headers) as answer:
+        answer.read()
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-hypereal-dropped"] == f"tools[0]:{tool['type']}"
+    if stream:
+        assert answer.headers["content-type"].startswith("text/event-stream")
+    if upstream == RESPONSES:
+        (sent,) = stack.gpt.requests[before:]
+        assert sent.path == "/v1/responses" and "tools" not in sent.body
+    assert client.settled_cost() > 0
+
+
+def forcing(path: str, tool: dict[str, Any]) -> dict[str, Any]:
+    if path == "/messages":
+        return {"type": "tool", "name": tool["name"]}
+    return {"type": tool["type"]}
+
+
+@NO_ROUTE_RUNS
+def test_a_forced_tool_no_route_runs_is_a_400_in_the_surface_shape_before_anything_is_reserved(
     stack: Stack, path: str, model: str, tool: dict[str, Any], upstream: str
 ) -> None:
     client, seen = stack.account(), calls(stack)
-    body: dict[str, Any] = {"model": model, "max_tokens": 50, "tools": [tool]}
-    if path == "/messages":
-        body["messages"] = [{"role": "user", "content": "hi"}]
-    else:
-        body["input"] = "hi"
-    answer = client.post(path, body)
+    answer = client.post(path, offering(path, model, tool, tool_choice=forcing(path, tool)))
     assert answer.status_code == 400
     error = answer.json()
     message = error["error"]["message"]
@@ -131,6 +164,17 @@ def test_a_tool_no_route_runs_is_a_400_in_the_surface_shape_before_anything_is_r
         assert error["error"]["param"] == "tools.0"
     assert calls(stack) == seen, "no upstream call"
     assert client.chat_entries() == [], "nothing charged, nothing refunded"
+
+
+def test_a_forced_search_goes_to_the_route_that_runs_it(stack: Stack) -> None:
+    client, before = stack.account(), len(stack.claude.requests)
+    body = offering("/responses", "bill-echo-claude", {"type": "web_search"}, tool_choice={"type": "web_search"})
+    body["tools"].append(FILE_SEARCH)
+    answer = client.post("/responses", {**body, "input": SEARCH_PROMPT})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-hypereal-dropped"] == "tools[1]:file_search"
+    (sent,) = stack.claude.requests[before:]
+    assert sent.body["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
 
 
 def test_a_route_that_forwards_runs_what_its_upstream_runs(stack: Stack) -> None:

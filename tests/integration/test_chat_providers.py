@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
+from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
 from hypereal.llm import custom_tools
 from hypereal.llm.types import (
     Accumulator,
@@ -236,9 +236,13 @@ async def test_openai_gets_custom_tools_natively_and_compatible_servers_as_funct
     await compatible.complete(request(tools=[patch]))
     (offered,) = gpt.requests[-1].body["tools"]
     assert offered["type"] == "function" and offered["function"]["parameters"] == custom_tools.INPUT_SCHEMA
-    with pytest.raises(ValidationFailed, match=r"'web_search' cannot run .*Chat Completions") as refused:
-        await compatible.complete(request(tools=[patch], hosted_tools=[web_search]))
-    assert refused.value.fields == {"field": "tools.1"}
+    searching = request(tools=[patch], hosted_tools=[web_search])
+    await compatible.complete(searching)
+    sent = gpt.requests[-1]
+    assert sent.path == "/v1/chat/completions" and "web_search_options" not in sent.body
+    assert searching.dropped == ["tools[1]:web_search"], "a compatible server runs no web search"
+    refused = compatible.refusal(searching)
+    assert refused is not None and refused.fields == {"field": "tools.1"}
     await openai_provider.close()
     await compatible.close()
 

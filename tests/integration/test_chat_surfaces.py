@@ -92,7 +92,7 @@ async def test_bad_input_leaves_no_trace_in_the_ledger(client: httpx.AsyncClient
     account = await make_account()
     bad = await client.post(
         "/api/v1/chat/completions",
-        json={"model": "local-echo", "messages": [{"role": "wizard", "content": "x"}]},
+        json={"model": "local-echo", "messages": [{"role": "user", "content": 7}]},
         headers=account.headers,
     )
     assert bad.status_code == 400
@@ -161,11 +161,14 @@ async def test_responses_custom_tool_call_continues_through_a_stored_response(
     second = await client.post("/api/v1/responses", json=answering(first, output, tools), headers=account.headers)
     assert second.json()["output"][-1]["content"][0]["text"] == "The tool returned: patched"
 
-    refused = await client.post(
-        "/api/v1/responses",
-        json={"model": "local-echo", "input": "hi", "tools": [*tools, {"type": "image_generation"}]},
-        headers=account.headers,
+    hosted = [*tools, {"type": "image_generation"}]
+    unforced = await client.post(
+        "/api/v1/responses", json={"model": "local-echo", "input": "hi", "tools": hosted}, headers=account.headers
     )
+    assert unforced.status_code == 200
+    assert unforced.headers["x-hypereal-dropped"] == "tools[2]:image_generation"
+    forced = {"model": "local-echo", "input": "hi", "tools": hosted, "tool_choice": {"type": "image_generation"}}
+    refused = await client.post("/api/v1/responses", json=forced, headers=account.headers)
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "tools.2"
     assert refused.json()["error"]["message"].startswith("Tool type 'image_generation' cannot run")

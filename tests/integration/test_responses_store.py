@@ -86,7 +86,7 @@ def test_the_stored_form_round_trips_every_part() -> None:
     [
         "not json",
         '{"v": 99, "messages": []}',
-        '{"v": 1, "messages": [{"role": "system", "content": []}]}',
+        '{"v": 1, "messages": [{"role": "developer", "content": []}]}',
         '{"v": 1, "messages": [{"role": "user", "content": [{"type": "video", "url": "x"}]}]}',
         '{"v": 1, "messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]}',
         '{"v": 1, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a",'

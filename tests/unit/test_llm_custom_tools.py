@@ -7,7 +7,6 @@ import json
 import orjson
 import pytest
 
-from hypereal.errors import ValidationFailed
 from hypereal.llm import anthropic, openai_chat, openai_responses, sse
 from hypereal.llm.anthropic_stream import StreamDecoder as AnthropicDecoder
 from hypereal.llm.anthropic_stream import StreamEncoder as AnthropicEncoder
@@ -223,14 +222,14 @@ def request_with(*hosted: dict[str, object]) -> ChatRequest:
 @pytest.mark.parametrize(
     "tool", ["file_search", "code_interpreter", "computer_use_preview", "image_generation", "mcp", "shell"]
 )
-def test_hosted_tools_without_a_counterpart_are_refused_by_name(tool: str) -> None:
+def test_hosted_tools_without_a_counterpart_are_dropped_and_reported_by_name(tool: str) -> None:
     chat = request_with({"type": "web_search"}, {"type": tool})
-    with pytest.raises(ValidationFailed) as refused:
-        anthropic.encode_request(chat)
-    assert refused.value.fields == {"field": "tools.1"}
-    assert refused.value.message.startswith(f"Tool type '{tool}' cannot run at this model's upstream")
-    with pytest.raises(ValidationFailed, match=f"'{tool}'"):
-        openai_responses.encode_request(chat)
+    assert anthropic.encode_request(chat)["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
+    assert chat.dropped == [f"tools[1]:{tool}"]
+    assert anthropic.refusal(chat) is not None, "a route that runs them all is preferred"
+    responses = request_with({"type": "web_search"}, {"type": tool})
+    assert openai_responses.encode_request(responses)["tools"] == [{"type": "web_search"}]
+    assert responses.dropped == [f"tools[1]:{tool}"]
 
 
 @pytest.mark.parametrize("tool", ["web_search", "web_search_preview", "web_search_preview_2025_03_11"])
@@ -240,5 +239,7 @@ def test_web_search_runs_at_anthropic_and_through_responses_but_not_behind_chat_
         {"type": "web_search_20250305", "name": "web_search", "allowed_domains": ["python.org"]}
     ]
     assert openai_responses.encode_request(chat)["tools"] == [chat.hosted_tools[0].spec]
-    with pytest.raises(ValidationFailed, match=f"Tool type '{tool}' cannot run .*Chat Completions"):
-        openai_chat.encode_request(chat)
+    assert chat.dropped == []
+    body = openai_chat.encode_request(chat)
+    assert "web_search_options" not in body and "tools" not in body
+    assert chat.dropped == [f"tools[0]:{tool}"]

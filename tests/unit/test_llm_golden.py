@@ -5,7 +5,8 @@ Each case file holds the published example it was built from (`source`), the con
 timestamps zeroed, so the files compare exactly. A case whose answer comes from an upstream
 may say what the client asked for: `request`, the client's body (a Responses client's tools
 decide how calls come back), and `custom_tools`, the custom tools the upstream was offered
-as functions (their calls are unwrapped).
+as functions (their calls are unwrapped). A request case lists in `dropped` what its
+translation reported leaving out (`hypereal.llm.tolerance`); without that key, nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from hypereal.llm import (
     openai_responses_items,
     openai_responses_stream,
     sse,
+    tolerance,
     types,
 )
 from hypereal.llm.types import StreamEvent
@@ -101,39 +103,31 @@ def encode_stream(kind: str, events: list[StreamEvent], request: dict[str, Any])
     return parse_sse(b"".join(encoder.encode(event) for event in events))
 
 
-def _upstream(body: dict[str, Any], decode: Callable[[dict[str, Any]], types.ChatRequest]) -> types.ChatRequest:
-    return replace(decode(body), model="upstream-model")
-
-
 Case = dict[str, Any]
+Decode = Callable[[dict[str, Any]], types.ChatRequest]
+Encode = Callable[[types.ChatRequest], dict[str, Any]]
+REQUESTS: dict[str, tuple[Decode, Encode]] = {
+    "chat_request_to_anthropic": (openai_chat.decode_request, anthropic.encode_request),
+    "chat_request_to_responses": (openai_chat.decode_request, openai_responses.encode_request),
+    "chat_request_to_chat": (openai_chat.decode_request, openai_chat.encode_request),
+    "chat_request_to_compatible": (
+        openai_chat.decode_request,
+        lambda request: openai_chat.encode_request(request, native_custom=False),
+    ),
+    "anthropic_request_to_anthropic": (anthropic.decode_request, anthropic.encode_request),
+    "anthropic_request_to_chat": (anthropic.decode_request, openai_chat.encode_request),
+    "anthropic_request_to_responses": (anthropic.decode_request, openai_responses.encode_request),
+    "anthropic_request_to_search_chat": (
+        anthropic.decode_request,
+        lambda request: openai_chat.encode_request(request, searches=True),
+    ),
+    "responses_request_to_anthropic": (openai_responses.decode_request, anthropic.encode_request),
+    "responses_request_to_chat": (openai_responses.decode_request, openai_chat.encode_request),
+    "responses_request_to_responses": (openai_responses.decode_request, openai_responses.encode_request),
+}
+"""Requests: the client's body decoded, then encoded for an upstream; what the two left out
+is the case's `dropped` (none when the case has no such key)."""
 CONVERSIONS: dict[str, Callable[[Any, Case], Any]] = {
-    "chat_request_to_anthropic": lambda body, case: anthropic.encode_request(
-        _upstream(body, openai_chat.decode_request)
-    ),
-    "chat_request_to_responses": lambda body, case: openai_responses.encode_request(
-        _upstream(body, openai_chat.decode_request)
-    ),
-    "chat_request_to_compatible": lambda body, case: openai_chat.encode_request(
-        _upstream(body, openai_chat.decode_request), native_custom=False
-    ),
-    "anthropic_request_to_chat": lambda body, case: openai_chat.encode_request(
-        _upstream(body, anthropic.decode_request)
-    ),
-    "anthropic_request_to_responses": lambda body, case: openai_responses.encode_request(
-        _upstream(body, anthropic.decode_request)
-    ),
-    "anthropic_request_to_search_chat": lambda body, case: openai_chat.encode_request(
-        _upstream(body, anthropic.decode_request), searches=True
-    ),
-    "responses_request_to_anthropic": lambda body, case: anthropic.encode_request(
-        _upstream(body, openai_responses.decode_request)
-    ),
-    "responses_request_to_chat": lambda body, case: openai_chat.encode_request(
-        _upstream(body, openai_responses.decode_request)
-    ),
-    "responses_request_to_responses": lambda body, case: openai_responses.encode_request(
-        _upstream(body, openai_responses.decode_request)
-    ),
     "chat_response_to_anthropic": lambda body, case: anthropic.encode_response(
         openai_chat.decode_response(body, _custom(case)), "served-model"
     ),
@@ -173,20 +167,34 @@ def cases(prefix: str) -> list[Any]:
     return [pytest.param(path, id=path.stem) for path in sorted(GOLDEN.glob(f"{prefix}*.json"))]
 
 
-def run_case(path: Path) -> tuple[Any, Any]:
+def convert(case: Case) -> tuple[Any, list[str]]:
+    """The case's output, and what the translation reported dropped."""
+    if case["kind"] in REQUESTS:
+        decode, encode = REQUESTS[case["kind"]]
+        request = replace(decode(case["input"]), model="upstream-model")
+        body = encode(request)
+        return normalise(body), tolerance.summary(request.dropped)
+    return normalise(CONVERSIONS[case["kind"]](case["input"], case)), []
+
+
+def run_case(path: Path) -> tuple[tuple[Any, list[str]], tuple[Any, list[str]]]:
     case = json.loads(path.read_text())
     assert case["source"].startswith("https://"), "each case names the published example it was built from"
-    return normalise(CONVERSIONS[case["kind"]](case["input"], case)), case["expected"]
+    return convert(case), (case["expected"], case.get("dropped", []))
 
 
 def write_expected(path: Path) -> None:
     """Refresh a case's expected output from the current code (review the diff before committing)."""
     case = json.loads(path.read_text())
-    case["expected"] = normalise(CONVERSIONS[case["kind"]](case["input"], case))
+    case["expected"], dropped = convert(case)
+    case.pop("dropped", None)
+    if dropped:
+        case["dropped"] = dropped
     path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
 
 
 @pytest.mark.parametrize("path", cases(""))
 def test_golden_translation(path: Path) -> None:
-    actual, expected = run_case(path)
+    (actual, dropped), (expected, expected_dropped) = run_case(path)
     assert actual == expected
+    assert dropped == expected_dropped

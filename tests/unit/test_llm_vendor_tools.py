@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import ValidationFailed
 from hypereal.llm import anthropic, anthropic_tools, openai_chat, openai_responses, sse
 from hypereal.llm.anthropic_stream import StreamEncoder as AnthropicEncoder
 from hypereal.llm.openai_chat_stream import StreamDecoder as ChatDecoder
@@ -83,8 +82,9 @@ def test_anthropic_web_search_is_openai_s_web_search_with_the_settings_both_have
     ]
     assert body["include"] == ["web_search_call.action.sources"], "so that the search results can be shown"
     assert anthropic.encode_request(request)["tools"] == [search], "as declared, max_uses and all"
-    with pytest.raises(ValidationFailed, match=rf"'{version}' with 'allowed_domains' cannot run .*Chat Completions"):
-        openai_chat.encode_request(request, searches=True)
+    assert request.dropped == []
+    assert "web_search_options" not in openai_chat.encode_request(request, searches=True)
+    assert request.dropped == [f"tools[0]:{version}"], "a search limited to some domains is not run unlimited"
     without_domains = messages_request({**SEARCH, "user_location": location})
     assert openai_chat.encode_request(without_domains, searches=True)["web_search_options"] == {
         "user_location": {
@@ -94,12 +94,19 @@ def test_anthropic_web_search_is_openai_s_web_search_with_the_settings_both_have
     }
 
 
-def test_a_search_that_must_leave_domains_out_is_refused_rather_than_widened() -> None:
+def test_a_search_that_must_leave_domains_out_is_dropped_rather_than_widened() -> None:
     request = messages_request(BASH, {**SEARCH, "blocked_domains": ["example.com"]})
-    with pytest.raises(ValidationFailed) as refused:
-        openai_responses.encode_request(request)
-    assert refused.value.message.startswith("Tool type 'web_search_20250305' with 'blocked_domains' cannot run")
-    assert refused.value.fields == {"field": "tools.1"}
+    assert [tool["name"] for tool in openai_responses.encode_request(request)["tools"]] == ["bash"]
+    assert request.dropped == ["tools[1]:web_search_20250305"]
+    refused = forced_refusal(request)
+    assert refused.startswith("Tool type 'web_search_20250305' with 'blocked_domains' cannot run")
+
+
+def forced_refusal(request: ChatRequest) -> str:
+    """The 400 a client forcing the request's first hosted tool gets from a Responses route."""
+    refused = openai_responses.refusal(request)
+    assert refused is not None and refused.fields == {"field": request.hosted_tools[0].field}
+    return refused.message
 
 
 @pytest.mark.parametrize(
@@ -111,14 +118,15 @@ def test_a_search_that_must_leave_domains_out_is_refused_rather_than_widened() -
         {"type": "memory_20250818", "name": "memory"},
     ],
 )
-def test_tools_only_anthropic_runs_are_refused_elsewhere_by_name(tool: dict[str, Any]) -> None:
-    request = messages_request(BASH, tool)
+def test_tools_only_anthropic_runs_are_dropped_elsewhere_by_name(tool: dict[str, Any]) -> None:
     for encode in (openai_responses.encode_request, openai_chat.encode_request):
-        with pytest.raises(ValidationFailed) as refused:
-            encode(request)
-        assert refused.value.message.startswith(f"Tool type '{tool['type']}' cannot run at this model's upstream")
-        assert refused.value.fields == {"field": "tools.1"}
+        request = messages_request(BASH, tool)
+        assert [tool["type"] for tool in encode(request)["tools"]] == ["function"]
+        assert request.dropped == [f"tools[1]:{tool['type']}"]
+        assert forced_refusal(request).startswith(f"Tool type '{tool['type']}' cannot run at this")
+    request = messages_request(BASH, tool)
     assert anthropic.encode_request(request)["tools"] == [BASH, tool]
+    assert request.dropped == []
 
 
 def test_chat_completions_web_search_options_are_a_web_search_on_every_upstream() -> None:
@@ -147,9 +155,9 @@ def test_chat_completions_web_search_options_are_a_web_search_on_every_upstream(
         }
     ]
     assert openai_chat.encode_request(request, searches=True)["web_search_options"] == options
-    with pytest.raises(ValidationFailed) as refused:
-        openai_chat.encode_request(request)
-    assert refused.value.fields == {"field": "web_search_options"}
+    assert request.dropped == []
+    assert "web_search_options" not in openai_chat.encode_request(request), "only search models search"
+    assert request.dropped == ["web_search_options:web_search"]
 
 
 def test_chat_completions_answers_give_their_annotations_as_citations() -> None:

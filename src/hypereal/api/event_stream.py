@@ -10,7 +10,7 @@ cut by its client still stops reading the upstream and is billed for what it pro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Mapping
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -19,8 +19,10 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 class EventStream(StreamingResponse):
-    def __init__(self, chunks: AsyncIterable[bytes], headers: dict[str, str] | None = None) -> None:
-        super().__init__(chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
+    def __init__(self, chunks: AsyncIterable[bytes], headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(
+            chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streaming = asyncio.current_task()

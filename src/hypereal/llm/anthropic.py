@@ -14,6 +14,17 @@ come back unwrapped (`custom_tools`), for which the decoders are told the custom
 names. OpenAI's web search goes out as Anthropic's server tool, and a search comes back to
 a client as Anthropic gives it (`hosted_tools`). The tools Anthropic defines, server tools
 among them, are read in `anthropic_tools` and go back to Anthropic as the client declared them.
+
+What the canonical form cannot hold follows `tolerance`: a system turn inside `messages`
+(Claude Code puts one after the first user turn) stays in its place, as a system message;
+adaptive thinking and `output_config.effort` are the reasoning effort (`max` is OpenAI's
+`xhigh`, adaptive without an effort `medium`) and go back to Anthropic as such, while an
+OpenAI client's effort becomes a thinking budget; `metadata.user_id` is the end user's id;
+the settings only Anthropic has (`context_management`, `top_k`, how thinking is shown, a
+thinking kind not known here) go back to Anthropic as they came. A text document or a search
+result is text; a document of another source is input the model must see, refused with a
+400; `cache_control`, blocks only Anthropic interprets (server tool results) and roles or
+blocks not known here are dropped and reported.
 """
 
 from __future__ import annotations
@@ -23,8 +34,9 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import anthropic_tools, continuity, custom_tools, fields, hosted_tools
+from hypereal.llm import anthropic_tools, continuity, custom_tools, fields, hosted_tools, tolerance
 from hypereal.llm.types import (
+    ANTHROPIC_EFFORTS,
     MIN_THINKING_BUDGET,
     ChatRequest,
     ChatResponse,
@@ -52,39 +64,62 @@ STOP_REASONS: frozenset[str] = frozenset(
 )
 JSON_INSTRUCTION = "Answer with a single JSON object and nothing else."
 UPSTREAM = "Anthropic Messages"
+EFFORTS = {openai: anthropic for anthropic, openai in ANTHROPIC_EFFORTS.items()}
+"""Efforts in OpenAI's words as Anthropic's `output_config.effort`."""
 
 
 # ---------------------------------------------------------------- requests
+
+
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "stream",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "stop_sequences",
+        "thinking",
+        "output_config",
+    }
+)
+"""The fields the decoder reads; the others travel as extras (`tolerance.carry`)."""
+TEXT_SOURCES = frozenset({"text", "content"})
+"""Document sources that hold text, which any model can be given."""
 
 
 def decode_request(body: dict[str, Any]) -> ChatRequest:
     """A client's Messages body as a canonical request."""
     model = fields.string(body, "model", required=True)
     assert model is not None
+    dropped: list[str] = []
+    extras = tolerance.extras(body, KNOWN_FIELDS)
     messages: list[Message] = []
     for position, raw in enumerate(fields.array(body, "messages", required=True)):
-        message = fields.mapping(raw, f"messages.{position}")
+        where = f"messages.{position}"
+        message = fields.mapping(raw, where)
         role = message.get("role")
-        if role not in ("user", "assistant"):
-            raise ValidationFailed(f"Invalid value for 'messages.{position}.role': {role!r}", field="messages")
-        parts = decode_blocks(message.get("content"), f"messages.{position}.content")
+        if role not in ("user", "assistant", "system"):
+            tolerance.drop(dropped, where, str(role))
+            continue
+        parts = decode_blocks(message.get("content"), f"{where}.content", dropped)
+        if role == "system":
+            parts = [part for part in parts if isinstance(part, TextPart)]
         messages.append(Message(role, parts))
-    tools, hosted = anthropic_tools.decode_tools(fields.array(body, "tools"))
-    tool_choice, parallel = _decode_tool_choice(body.get("tool_choice"))
-    thinking = body.get("thinking")
-    budget: int | None = None
-    effort: str | None = None
-    if isinstance(thinking, dict):
-        if thinking.get("type") == "enabled":
-            budget = fields.integer(thinking, "budget_tokens", minimum=1) or MIN_THINKING_BUDGET
-        elif thinking.get("type") == "adaptive":
-            effort = "medium"
+    tools, hosted = anthropic_tools.decode_tools(fields.array(body, "tools"), dropped)
+    tool_choice, parallel = _decode_tool_choice(body.get("tool_choice"), dropped)
+    budget, adaptive = _decode_thinking(body.get("thinking"), extras)
     metadata = body.get("metadata")
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
     return ChatRequest(
         model=model,
         messages=messages,
-        system=_decode_system(body.get("system")),
+        system=_decode_system(body.get("system"), dropped),
         tools=tools,
         hosted_tools=hosted,
         tool_choice=tool_choice,
@@ -93,48 +128,79 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         temperature=fields.number(body, "temperature"),
         top_p=fields.number(body, "top_p"),
         stop=fields.stop_list(body.get("stop_sequences"), "stop_sequences"),
-        reasoning_effort=effort,
+        reasoning_effort=_decode_effort(body.get("output_config"), extras),
         thinking_budget=budget,
+        adaptive_thinking=adaptive,
         stream=fields.boolean(body, "stream"),
         user=user if isinstance(user, str) else None,
+        surface="anthropic-messages",
+        extras=extras,
+        dropped=dropped,
     )
 
 
-def _decode_system(system: Any) -> list[TextPart]:
+def _decode_thinking(thinking: Any, extras: dict[str, Any]) -> tuple[int | None, bool]:
+    """(budget, adaptive) of the `thinking` setting; a kind not known here stays an extra."""
+    if not isinstance(thinking, dict) or thinking.get("type") == "disabled":
+        return None, False
+    kind = thinking.get("type")
+    if kind == "enabled":
+        return fields.integer(thinking, "budget_tokens", minimum=1) or MIN_THINKING_BUDGET, False
+    if kind == "adaptive":
+        for key, value in thinking.items():
+            if key != "type":
+                extras[f"thinking.{key}"] = value  # how to show it (`display`): Anthropic's alone
+        return None, True
+    extras["thinking"] = thinking
+    return None, False
+
+
+def _decode_effort(config: Any, extras: dict[str, Any]) -> str | None:
+    """The effort of `output_config`, in OpenAI's words; its other settings stay extras."""
+    if not isinstance(config, dict):
+        return None
+    given = config.get("effort")
+    effort = ANTHROPIC_EFFORTS.get(given) if isinstance(given, str) else None
+    for key, value in config.items():
+        if key != "effort" or effort is None:
+            extras[f"output_config.{key}"] = value
+    return effort
+
+
+def _decode_system(system: Any, dropped: list[str]) -> list[TextPart]:
     if system is None:
         return []
     if isinstance(system, str):
         return [TextPart(system)] if system else []
     if isinstance(system, list):
-        return [
-            TextPart(block["text"])
-            for block in system
-            if isinstance(block, dict) and isinstance(block.get("text"), str) and block["text"]
-        ]
+        return [part for part in decode_blocks(system, "system", dropped) if isinstance(part, TextPart)]
     raise fields.invalid("system", "a string or an array of text blocks")
 
 
-def decode_blocks(content: Any, where: str) -> list[Part]:
+def decode_blocks(content: Any, where: str, dropped: list[str]) -> list[Part]:
     if isinstance(content, str):
         return [TextPart(content)] if content else []
     if not isinstance(content, list):
         raise fields.invalid(where, "a string or an array of content blocks")
     parts: list[Part] = []
     for index, raw in enumerate(content):
-        block = fields.mapping(raw, f"{where}.{index}")
+        here = f"{where}.{index}"
+        block = fields.mapping(raw, here)
+        if "cache_control" in block:
+            dropped.append(tolerance.CACHE_CONTROL)
         kind = block.get("type")
         if kind == "text":
             if isinstance(block.get("text"), str) and block["text"]:
                 parts.append(TextPart(block["text"]))
         elif kind == "image":
-            parts.append(_decode_image(block, f"{where}.{index}"))
+            parts.append(_decode_image(block, here))
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             parts.append(ToolUsePart(str(block.get("id") or new_id("toolu_")), str(block.get("name") or ""), arguments))
         elif kind == "tool_result":
             inner = block.get("content")
             result: list[TextPart | ImagePart] = []
-            for part in decode_blocks(inner, f"{where}.{index}.content") if inner is not None else []:
+            for part in decode_blocks(inner, f"{here}.content", dropped) if inner is not None else []:
                 if isinstance(part, TextPart | ImagePart):
                     result.append(part)
             parts.append(ToolResultPart(str(block.get("tool_use_id") or ""), result, bool(block.get("is_error"))))
@@ -143,9 +209,27 @@ def decode_blocks(content: Any, where: str) -> list[Part]:
         elif kind == "redacted_thinking":
             parts.append(RedactedThinkingPart(str(block.get("data") or "")))
         elif kind in ("document", "search_result"):
-            raise ValidationFailed(f"Content blocks of type {kind!r} are not supported", field=f"{where}.{index}.type")
-        # Server tool blocks and other types only Anthropic can interpret are left out.
+            parts.extend(_text_of(block, here, dropped))
+        else:
+            # Server tool blocks and whatever else only Anthropic can interpret.
+            tolerance.drop(dropped, here, str(kind))
     return parts
+
+
+def _text_of(block: dict[str, Any], where: str, dropped: list[str]) -> list[Part]:
+    """A document or search result as the text it holds; a document of another source
+    (a PDF, a file) is input the model must see and cannot be given here."""
+    title = block.get("title") if isinstance(block.get("title"), str) else ""
+    if block["type"] == "search_result":
+        heading = " ".join(str(part) for part in (title, block.get("source") or "") if part)
+        inner = decode_blocks(block.get("content") or [], f"{where}.content", dropped)
+        return [TextPart(heading), *inner] if heading else inner
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if not isinstance(source, dict) or kind not in TEXT_SOURCES:
+        raise tolerance.cannot_take(f"document ({kind or 'no'} source)", f"{where}.source")
+    inner = decode_blocks(source.get("data") if kind == "text" else source.get("content"), f"{where}.source", dropped)
+    return [TextPart(title), *inner] if title else inner
 
 
 def _decode_image(block: dict[str, Any], where: str) -> ImagePart:
@@ -158,7 +242,7 @@ def _decode_image(block: dict[str, Any], where: str) -> ImagePart:
     raise fields.invalid(f"{where}.source", "a base64 or url image source")
 
 
-def _decode_tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
+def _decode_tool_choice(value: Any, dropped: list[str]) -> tuple[ToolChoice | None, bool | None]:
     if value is None:
         return None, None
     choice = fields.mapping(value, "tool_choice")
@@ -172,12 +256,19 @@ def _decode_tool_choice(value: Any) -> tuple[ToolChoice | None, bool | None]:
         return ToolChoice("none"), parallel
     if kind == "tool" and isinstance(choice.get("name"), str):
         return ToolChoice("tool", choice["name"]), parallel
-    raise fields.invalid("tool_choice", 'an object with type "auto", "any", "tool" or "none"')
+    tolerance.drop(dropped, "tool_choice", str(kind))
+    return None, parallel
 
 
 def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
-    """A canonical request as a Messages body for an upstream."""
-    budget = request.thinking_budget or budget_for_effort(request.reasoning_effort)
+    """A canonical request as a Messages body for an upstream.
+
+    An Anthropic client's thinking settings go back as it sent them: a budget, or adaptive
+    thinking with `output_config.effort`. An OpenAI client's reasoning effort becomes a
+    thinking budget (`EFFORT_BUDGETS`).
+    """
+    own_settings = request.surface == "anthropic-messages"
+    budget = request.thinking_budget or (None if own_settings else budget_for_effort(request.reasoning_effort))
     # Without a client limit, thinking gets its budget on top of room for the answer.
     max_tokens = request.max_tokens or default_max_tokens + (budget or 0)
     messages = _encode_messages(request)
@@ -192,7 +283,7 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
     if system:
         body["system"] = system
     tools = [_encode_tool(tool) for tool in request.tools]
-    tools += [hosted_tools.for_anthropic(hosted, UPSTREAM) for hosted in request.hosted_tools]
+    tools += tolerance.hosted(request, lambda hosted: hosted_tools.for_anthropic(hosted, UPSTREAM))
     if tools:
         body["tools"] = tools
         choice = _encode_tool_choice(request.tool_choice, request.parallel_tool_calls)
@@ -200,7 +291,11 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
             body["tool_choice"] = choice
     if budget:
         budget = min(budget, max_tokens - 1)
-    if budget and budget >= MIN_THINKING_BUDGET and continuity.thinking_may_stay(messages):
+    thinks = request.adaptive_thinking or bool(budget and budget >= MIN_THINKING_BUDGET)
+    stays = thinks and continuity.thinking_may_stay(messages)
+    if stays and request.adaptive_thinking:
+        body["thinking"] = {"type": "adaptive"}
+    elif stays:
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     else:
         # Sampling parameters are refused together with thinking.
@@ -208,12 +303,17 @@ def encode_request(request: ChatRequest, *, default_max_tokens: int = DEFAULT_MA
             body["temperature"] = min(max(request.temperature, 0.0), 1.0)
         if request.top_p is not None:
             body["top_p"] = request.top_p
+    if own_settings and request.reasoning_effort in EFFORTS:
+        body["output_config"] = {"effort": EFFORTS[request.reasoning_effort]}
     if request.stop:
         body["stop_sequences"] = request.stop
     if request.user:
         body["metadata"] = {"user_id": request.user}
     if request.stream:
         body["stream"] = True
+    tolerance.carry(body, request, "anthropic-messages")
+    if thinks and not stays:
+        body.pop("thinking", None)  # with the client's settings of it (`display`)
     return body
 
 

@@ -12,13 +12,17 @@
 
 Calls of a bash or text editor function come back under the tool's own name, which is what
 the client dispatches on, so they need no unwrapping.
+
+A function's keys other than its name, description and schema (`cache_control`, Claude
+Code's `defer_loading`, …) have no counterpart elsewhere and are dropped, each reported once
+(`tolerance`); the tools Anthropic defines keep theirs for an Anthropic upstream.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypereal.llm import fields
+from hypereal.llm import fields, tolerance
 from hypereal.llm.types import HostedTool, Tool
 
 BASH_DESCRIPTION = (
@@ -42,6 +46,7 @@ UNDO_DESCRIPTION = " `undo_edit` reverts the last edit of the file."
 UNDO_VERSIONS = frozenset({"text_editor_20241022", "text_editor_20250124"})
 """The text editor versions that still have `undo_edit`."""
 DEFAULT_NAMES = {"bash": "bash", "text_editor": "str_replace_based_edit_tool"}
+FUNCTION_KEYS = frozenset({"type", "name", "description", "input_schema"})
 
 
 def text_editor_schema(undo: bool) -> dict[str, Any]:
@@ -65,8 +70,8 @@ def text_editor_schema(undo: bool) -> dict[str, Any]:
     }
 
 
-def decode_tools(raw_tools: list[Any]) -> tuple[list[Tool], list[HostedTool]]:
-    """The request's `tools` as functions and vendor-defined tools."""
+def decode_tools(raw_tools: list[Any], dropped: list[str]) -> tuple[list[Tool], list[HostedTool]]:
+    """The request's `tools` as functions and vendor-defined tools; what they leave out goes to `dropped`."""
     tools: list[Tool] = []
     hosted: list[HostedTool] = []
     for index, raw in enumerate(raw_tools):
@@ -75,6 +80,7 @@ def decode_tools(raw_tools: list[Any]) -> tuple[list[Tool], list[HostedTool]]:
         kind = tool.get("type")
         if kind in (None, "custom"):
             tools.append(_function(tool, where))
+            tolerance.unknown_keys(tool, FUNCTION_KEYS, where, dropped)
         elif not isinstance(kind, str) or not kind:
             raise fields.invalid(f"{where}.type", "a tool type")
         elif (defined := _defined_tool(kind, tool)) is not None:

@@ -4,9 +4,11 @@
               before any upstream call, when the balance cannot cover it); for `n` choices
               the output n times, and the prompt n times too when a route makes one call
               per choice (`hypereal.llm.fanout`)
-    route     a translated request with hosted tools (web search, …) goes only to the
-              routes whose upstream runs them all; when none does, the first one's refusal
-              is the answer (a 400), before anything is reserved
+    route     a translated request with hosted tools (web search, …) goes to the routes
+              whose upstream runs them all; when none does, to every route, each dropping
+              those it cannot run, unless the client forces one with its `tool_choice`: then
+              to the routes that run that one, and when none does its refusal is the answer
+              (a 400), before anything is reserved
     call      each route in order; a route whose upstream speaks the surface's protocol is
               forwarded as is (less the reasoning tokens of other vendors, `continuity`),
               the others are translated through the canonical types; an upstream failure
@@ -18,16 +20,18 @@
 A stream cut by the client or by the upstream is billed for what was produced; the
 settlement runs shielded from the cancellation that a client disconnect causes.
 
-Every answer says who served it, `x-hypereal-served-by: <catalog provider>/<upstream model>`
-(`Completed.headers`, `Opened.headers`). A model served by its local stand-in under
-HYPEREAL_LOCAL_FALLBACK is billed at the stand-in's price, and its ledger entry says so
-(`chat claude-sonnet-4-6 via local-echo`).
+Every answer says who served it, `x-hypereal-served-by: <catalog provider>/<upstream model>`,
+and, when it was translated, what the translation left out, `x-hypereal-dropped`
+(`hypereal.llm.tolerance`, logged once naming the route that answered): the headers of
+`Completed` and `Opened`. A forwarded call drops nothing and pays nothing for it. A model
+served by its local stand-in under HYPEREAL_LOCAL_FALLBACK is billed at the stand-in's
+price, and its ledger entry says so (`chat claude-sonnet-4-6 via local-echo`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -39,7 +43,7 @@ from hypereal.billing import new_reference
 from hypereal.catalog import ModelSpec, Pricing
 from hypereal.errors import HyperealError, NotConfigured, Unavailable, UpstreamError
 from hypereal.keys import Principal
-from hypereal.llm import continuity, fanout, pricing, sse, tokens
+from hypereal.llm import continuity, fanout, pricing, sse, tokens, tolerance
 from hypereal.llm.responses_store import ResponseStore
 from hypereal.llm.settlements import Settlements
 from hypereal.llm.taps import Tap
@@ -107,16 +111,16 @@ class Completed:
     request: ChatRequest | None = None
     """The decoded request, when the call was translated."""
     headers: dict[str, str] = field(default_factory=dict)
-    """For the answer: who served it."""
+    """For the answer: who served it and what its translation left out (`Call.headers`)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Opened:
     """A stream whose upstream has sent its first event."""
 
     chunks: AsyncIterator[bytes]
     headers: dict[str, str]
-    """For the answer: who serves it."""
+    """For the answer, as `Completed.headers`."""
 
 
 @dataclass
@@ -136,6 +140,8 @@ class Call:
     settled: bool = False
     served_by: str = ""
     """`<catalog provider>/<upstream model>` of the route answering."""
+    dropped: Sequence[str] = ()
+    """What the answering route's translation left out (`tolerance.summary`)."""
 
     @property
     def prices(self) -> Pricing:
@@ -143,7 +149,11 @@ class Call:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {SERVED_BY: self.served_by}
+        return {SERVED_BY: self.served_by, **tolerance.header(self.dropped)}
+
+    def report(self, dropped: list[str]) -> None:
+        """What the answering route's translation left out, logged once and kept for the headers."""
+        self.dropped = tolerance.report(dropped, self.spec.id, self.served_by)
 
     async def reserve(self, max_output_tokens: int, choices: int = 1, prompts: int = 1) -> None:
         self.reserved = pricing.reservation(
@@ -261,10 +271,11 @@ class ChatGateway:
                 usage = surface.usage_of(answer.payload) or call.counted(0, len(answer.body) // 2)
                 return Completed(spec, call.settle(usage), forwarded=answer, headers=call.headers)
             canonical = canonical or surface.decode(body)
-            request = replace(canonical, model=upstream_model, stream=False)
+            request = _attempt(canonical, upstream_model, stream=False)
             complete_one = partial(_counted_answer, call, provider)
             fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             response = await (fanout.complete(complete_one, request) if fans_out else complete_one(request))
+            call.report(request.dropped)
             cost = call.settle(response.usage)
             return Completed(spec, cost, response=response, request=canonical, headers=call.headers)
 
@@ -302,11 +313,12 @@ class ChatGateway:
                 first_batch = await _first(batches)
                 return self._relay(call, surface, surface.new_tap(body), first_batch, batches, epilogue)
             canonical = canonical or surface.decode(body)
-            request = replace(canonical, model=upstream_model, stream=True)
+            request = _attempt(canonical, upstream_model, stream=True)
             fans_out = fanout.needed(provider, upstream_model, request.n, bool(request.hosted_tools))
             stream = fanout.stream(provider.stream, request) if fans_out else provider.stream(request)
             first = await _first(stream)
             encoder = make_encoder(canonical, estimate)
+            call.report(request.dropped)
             return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
 
         return Opened(await _first_route(call, spec, routes, attempt), call.headers)
@@ -390,6 +402,12 @@ class ChatGateway:
                     call.settle(counted)
 
 
+def _attempt(canonical: ChatRequest, model: str, *, stream: bool) -> ChatRequest:
+    """The request one route is sent, with a list of drops of its own: what an upstream that
+    failed left out is not the answer's."""
+    return replace(canonical, model=model, stream=stream, dropped=list(canonical.dropped))
+
+
 def _running(
     routes: list[tuple[str, ChatProvider]],
     request: ChatRequest,
@@ -398,20 +416,30 @@ def _running(
     *,
     forwardable: bool,
 ) -> list[tuple[str, ChatProvider]]:
-    """The routes that run every hosted tool of `request`, or the first route's refusal raised.
+    """The routes that run every hosted tool of `request`; when none does, all of them, each
+    dropping what it cannot run, or those that run the tool the client forces, if it forces one.
 
     A route that takes the body as is (`forwardable`: no caller asked for translation) runs
     whatever its upstream runs. When the first route left is translated, so are those after
-    it (`ChatGateway.complete`), and those only run what they run translated.
+    it (`ChatGateway.complete`), and those only run what they run translated. Raises the
+    first route's refusal when the forced tool runs nowhere.
     """
     forwarded = [forwardable and provider.forwards(surface.protocol, model, body) for model, provider in routes]
     refusals = [provider.refusal(replace(request, model=model)) for model, provider in routes]
     able = [index for index in range(len(routes)) if forwarded[index] or refusals[index] is None]
-    if not able:
-        raise next(refusal for refusal in refusals if refusal is not None)
-    if not forwarded[able[0]]:
-        able = [index for index in able if refusals[index] is None]
-    return [routes[index] for index in able]
+    if able:
+        if not forwarded[able[0]]:
+            able = [index for index in able if refusals[index] is None]
+        return [routes[index] for index in able]
+    forced = tolerance.forced_hosted(request)
+    if forced is None:
+        return routes
+    alone = replace(request, hosted_tools=[forced])
+    refused = [provider.refusal(replace(alone, model=model)) for model, provider in routes]
+    running = [route for route, refusal in zip(routes, refused, strict=True) if refusal is None]
+    if not running:
+        raise next(refusal for refusal in refused if refusal is not None)
+    return running
 
 
 async def _first_route(

@@ -15,10 +15,15 @@ search has counterparts:
                        search on every call): `url_citation` annotations, no record of a search
 
 A search becomes a `WebSearchPart`, its citations the text's. A setting one side cannot
-honour (Anthropic's `blocked_domains`, domain filters behind Chat Completions) refuses the
-tool rather than widen the search; a cap on how many searches the model may make
-(`max_uses`) has no counterpart and is let go. Anything else is refused with a 400 that
-names it, rather than dropped, so the model never answers as if it had used the tool.
+honour (Anthropic's `blocked_domains`, domain filters behind Chat Completions, Codex's
+`external_web_access: false`, which keeps a search off the live web) makes the tool one that
+side cannot run, rather than a wider search; a cap on how many searches the model may make
+(`max_uses`) has no counterpart and is let go.
+
+The converters here raise `cannot_run` for a tool they cannot map. The upstream codecs drop
+such a tool and report it (`tolerance.hosted`); the gateway prefers the routes that run them
+all (`refusal`), and answers with the 400 only when the client forces the tool with its
+`tool_choice` and no route runs it (`tolerance.forced_hosted`).
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ def cannot_run(tool: HostedTool, upstream: str, setting: str | None = None) -> V
 
 
 def refusal(tools: Iterable[HostedTool], convert: Callable[[HostedTool], object]) -> ValidationFailed | None:
-    """The error `convert` raises for the first tool it cannot map, None when it maps them all."""
+    """The error `convert` raises for the first tool it cannot map, None when it maps them all:
+    why a route cannot run them all."""
     for tool in tools:
         try:
             convert(tool)
@@ -69,8 +75,7 @@ def for_anthropic(tool: HostedTool, upstream: str) -> dict[str, Any]:
     """The tool as the Messages API takes it."""
     if tool.vendor == "anthropic":
         return tool.spec
-    if not is_web_search(tool):
-        raise cannot_run(tool, upstream)
+    _search_anywhere(tool, upstream)
     server_tool: dict[str, Any] = {"type": ANTHROPIC_WEB_SEARCH, "name": WEB_SEARCH_NAME}
     filters = tool.spec.get("filters")
     allowed = filters.get("allowed_domains") if isinstance(filters, dict) else None
@@ -100,22 +105,31 @@ def for_responses(tool: HostedTool, upstream: str) -> dict[str, Any]:
     return search
 
 
-def chat_web_search_options(tools: list[HostedTool], upstream: str, *, searches: bool) -> dict[str, Any]:
-    """The `web_search_options` of a Chat Completions body; `searches`: the model is a search model."""
+def for_chat(tool: HostedTool, upstream: str, *, searches: bool) -> dict[str, Any]:
+    """The tool's part of a Chat Completions body's `web_search_options`; `searches`: the model
+    is a search model."""
+    if not searches:
+        raise cannot_run(tool, upstream)
+    _search_anywhere(tool, upstream)
+    spec = tool.spec
+    for setting in ("filters", "allowed_domains", "blocked_domains"):
+        if spec.get(setting):
+            raise cannot_run(tool, upstream, setting)
     options: dict[str, Any] = {}
-    for tool in tools:
-        if not searches or not is_web_search(tool):
-            raise cannot_run(tool, upstream)
-        spec = tool.spec
-        for setting in ("filters", "allowed_domains", "blocked_domains"):
-            if spec.get(setting):
-                raise cannot_run(tool, upstream, setting)
-        location = _location(spec.get("user_location"))
-        if location:
-            options["user_location"] = {"type": "approximate", "approximate": location}
-        if isinstance(spec.get("search_context_size"), str):
-            options["search_context_size"] = spec["search_context_size"]
+    location = _location(spec.get("user_location"))
+    if location:
+        options["user_location"] = {"type": "approximate", "approximate": location}
+    if isinstance(spec.get("search_context_size"), str):
+        options["search_context_size"] = spec["search_context_size"]
     return options
+
+
+def _search_anywhere(tool: HostedTool, upstream: str) -> None:
+    """Raise unless `tool` is a web search another vendor's search can stand for."""
+    if not is_web_search(tool):
+        raise cannot_run(tool, upstream)
+    if tool.spec.get("external_web_access") is False:
+        raise cannot_run(tool, upstream, "external_web_access")
 
 
 def from_chat_web_search_options(value: Any) -> HostedTool:

@@ -13,6 +13,14 @@ their names, unwrap the calls. Web search is `web_search_options`, which a clien
 request carries as OpenAI's web search tool and only search models take (`searches=True`);
 no other hosted tool runs behind Chat Completions. A searched answer's `url_citation`
 annotations are its text's citations.
+
+What the canonical form cannot hold follows `tolerance`: system and developer messages
+before the first turn are the system prompt, later ones stay in their place; a role, a
+content part or a `tool_choice` not known here is dropped and reported, a tool type other
+than function and custom is one of OpenAI's hosted tools; audio and file parts are input
+the model must see, refused with a 400 when the request is translated. The fields the
+decoder does not read go to an upstream of this format as they came, some to the Responses
+API (`tolerance.OPENAI_ALIKE`). An Anthropic client's end user id goes as `safety_identifier`.
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import continuity, custom_tools, fields, hosted_tools
+from hypereal.llm import continuity, custom_tools, fields, hosted_tools, tolerance
 from hypereal.llm.types import (
     ChatRequest,
     ChatResponse,
     Choice,
     Citation,
+    HostedTool,
     ImagePart,
     Message,
     OutputPart,
@@ -41,7 +50,6 @@ from hypereal.llm.types import (
     ToolResultPart,
     ToolUsePart,
     Usage,
-    effort_for_budget,
     new_id,
 )
 
@@ -62,6 +70,7 @@ STOP_REASONS: dict[str, StopReason] = {
 }
 MAX_CHOICES = 128
 """OpenAI's limit on `n`, kept for upstreams that make one call per choice too."""
+SAFETY_IDENTIFIER_CHARS = 128
 UPSTREAM = "Chat Completions"
 
 
@@ -74,10 +83,26 @@ def choices_of(body: dict[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
 
 
+KNOWN_FIELDS = (
+    frozenset({"model", "messages", "tools", "functions", "tool_choice", "function_call", "parallel_tool_calls"})
+    | {"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "n", "response_format"}
+    | {"reasoning_effort", "stream", "stream_options", "user", "web_search_options"}
+)
+"""The fields the decoder (or the surface, for `stream_options`) reads; the others travel as
+extras (`tolerance.carry`)."""
+UNSEEN_PARTS = frozenset({"input_audio", "file"})
+"""Content parts that hold input the model must see, which no translation carries."""
+
+
 def decode_request(body: dict[str, Any]) -> ChatRequest:
-    """A client's Chat Completions body as a canonical request."""
+    """A client's Chat Completions body as a canonical request.
+
+    System and developer messages before the first turn are the system prompt; those after
+    it stay where they are, as system messages.
+    """
     model = fields.string(body, "model", required=True)
     assert model is not None
+    dropped: list[str] = []
     system: list[TextPart] = []
     messages: list[Message] = []
     for position, raw in enumerate(fields.array(body, "messages", required=True)):
@@ -85,33 +110,40 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         role = message.get("role")
         where = f"messages.{position}.content"
         if role in ("system", "developer"):
-            system.extend(_text_parts(message.get("content"), where))
+            parts = _text_parts(message.get("content"), where)
+            if messages:
+                _append(messages, Message("system", list[Part](parts)))
+            else:
+                system.extend(parts)
         elif role == "user":
-            _append(messages, Message("user", list[Part](_user_parts(message.get("content"), where))))
+            _append(messages, Message("user", list[Part](_user_parts(message.get("content"), where, dropped))))
         elif role == "assistant":
             _append(messages, Message("assistant", _assistant_parts(message, where)))
         elif role in ("tool", "function"):
             call_id = message.get("tool_call_id") or message.get("name") or ""
-            content: list[TextPart | ImagePart] = list(_user_parts(message.get("content"), where, allow_empty=True))
-            _append(messages, Message("user", [ToolResultPart(str(call_id), content)]))
+            inner = _user_parts(message.get("content"), where, dropped, allow_empty=True)
+            _append(messages, Message("user", [ToolResultPart(str(call_id), list(inner))]))
         else:
-            raise ValidationFailed(f"Invalid value for 'messages.{position}.role': {role!r}", field="messages")
+            tolerance.drop(dropped, f"messages.{position}", str(role))
 
     declared = [_decode_tool(raw, f"tools.{i}") for i, raw in enumerate(fields.array(body, "tools"))]
     declared += [_decode_function(raw, f"functions.{i}") for i, raw in enumerate(fields.array(body, "functions"))]
-    tools = [tool for tool in declared if tool is not None]
+    tools = [tool for tool in declared if isinstance(tool, Tool)]
+    hosted = [tool for tool in declared if isinstance(tool, HostedTool)]
     max_tokens = fields.integer(body, "max_completion_tokens", minimum=1) or fields.integer(
         body, "max_tokens", minimum=1
     )
     response_format = body.get("response_format")
     search = body.get("web_search_options")
+    if search is not None:
+        hosted.append(hosted_tools.from_chat_web_search_options(search))
     return ChatRequest(
         model=model,
         messages=messages,
         system=system,
         tools=tools,
-        hosted_tools=[hosted_tools.from_chat_web_search_options(search)] if search is not None else [],
-        tool_choice=decode_tool_choice(body.get("tool_choice", body.get("function_call"))),
+        hosted_tools=hosted,
+        tool_choice=decode_tool_choice(body.get("tool_choice", body.get("function_call")), dropped),
         parallel_tool_calls=parallel if isinstance(parallel := body.get("parallel_tool_calls"), bool) else None,
         max_tokens=max_tokens,
         temperature=fields.number(body, "temperature"),
@@ -122,6 +154,9 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         reasoning_effort=fields.string(body, "reasoning_effort"),
         stream=fields.boolean(body, "stream"),
         user=body.get("user") if isinstance(body.get("user"), str) else None,
+        surface="openai-chat",
+        extras=tolerance.extras(body, KNOWN_FIELDS),
+        dropped=dropped,
     )
 
 
@@ -154,7 +189,7 @@ def _text_parts(content: Any, where: str) -> list[TextPart]:
     raise fields.invalid(where, "a string or an array of content parts")
 
 
-def _user_parts(content: Any, where: str, allow_empty: bool = False) -> list[TextPart | ImagePart]:
+def _user_parts(content: Any, where: str, dropped: list[str], allow_empty: bool = False) -> list[TextPart | ImagePart]:
     if content is None:
         if allow_empty:
             return []
@@ -181,8 +216,10 @@ def _user_parts(content: Any, where: str, allow_empty: bool = False) -> list[Tex
                 raise fields.invalid(f"{where}.{index}.image_url", "an object with a url")
             detail = image.get("detail") if isinstance(image, dict) else None
             parts.append(ImagePart(url, detail if isinstance(detail, str) else None))
+        elif kind in UNSEEN_PARTS:
+            raise tolerance.cannot_take(str(kind), f"{where}.{index}.type")
         else:
-            raise ValidationFailed(f"Content parts of type {kind!r} are not supported", field=f"{where}.{index}.type")
+            tolerance.drop(dropped, f"{where}.{index}", str(kind))
     return parts
 
 
@@ -216,13 +253,15 @@ def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
     return parts
 
 
-def _decode_tool(raw: Any, where: str) -> Tool | None:
+def _decode_tool(raw: Any, where: str) -> Tool | HostedTool:
+    """A function or custom tool; a tool of any other type is one OpenAI defines, which only an
+    upstream that takes the body as is may know."""
     tool = fields.mapping(raw, where)
     kind = tool.get("type", "function")
     if kind == "custom":
         return _decode_custom(tool.get("custom"), f"{where}.custom")
     if kind != "function":
-        return None
+        return HostedTool(tool, where)
     return _decode_function(tool.get("function"), f"{where}.function")
 
 
@@ -254,7 +293,7 @@ def _decode_function(raw: Any, where: str) -> Tool:
     return Tool(name, description if isinstance(description, str) else None, fields.mapping(parameters, where))
 
 
-def decode_tool_choice(value: Any) -> ToolChoice | None:
+def decode_tool_choice(value: Any, dropped: list[str]) -> ToolChoice | None:
     if value is None:
         return None
     if value in ("auto", "none", "required"):
@@ -264,14 +303,30 @@ def decode_tool_choice(value: Any) -> ToolChoice | None:
         name = (named if isinstance(named, dict) else value).get("name")
         if isinstance(name, str):
             return ToolChoice("tool", name)
-    raise fields.invalid("tool_choice", '"auto", "none", "required" or {"type": "function", "function": {"name"}}')
+    tolerance.drop(dropped, "tool_choice", str(value.get("type") if isinstance(value, dict) else value))
+    return None
 
 
 def refusal(request: ChatRequest, *, searches: bool = False) -> ValidationFailed | None:
-    """Why the request's hosted tools cannot run here (`searches`: at a search model); None when they can."""
+    """Why the request's hosted tools cannot all run here (`searches`: at a search model); None when they can."""
     return hosted_tools.refusal(
-        request.hosted_tools, lambda tool: hosted_tools.chat_web_search_options([tool], UPSTREAM, searches=searches)
+        request.hosted_tools, lambda tool: hosted_tools.for_chat(tool, UPSTREAM, searches=searches)
     )
+
+
+def encode_user(body: dict[str, Any], request: ChatRequest) -> None:
+    """The end user's id in an OpenAI body: an OpenAI client's `user` as it came; Anthropic's
+    `metadata.user_id`, an opaque id of the end user, as `safety_identifier`, which OpenAI
+    documents as such an id of at most 128 characters
+    (https://platform.openai.com/docs/api-reference/responses/create), or dropped when longer."""
+    if request.user is None:
+        return
+    if request.surface != "anthropic-messages":
+        body["user"] = request.user
+    elif len(request.user) <= SAFETY_IDENTIFIER_CHARS:
+        body["safety_identifier"] = request.user
+    else:
+        tolerance.drop(request.dropped, "metadata.user_id")
 
 
 def encode_request(
@@ -286,13 +341,15 @@ def encode_request(
     `native_custom` False offers custom tools as functions, for servers that may not know them;
     `searches` True says the model is a search model, which takes `web_search_options`.
     """
-    search = hosted_tools.chat_web_search_options(request.hosted_tools, UPSTREAM, searches=searches)
+    searching = tolerance.hosted(request, lambda tool: hosted_tools.for_chat(tool, UPSTREAM, searches=searches))
     messages: list[dict[str, Any]] = []
     if request.system:
-        messages.append({"role": "system", "content": "\n\n".join(part.text for part in request.system)})
+        messages.append(_system_message(request.system))
     for message in request.messages:
         if message.role == "assistant":
             messages.append(_encode_assistant(message.content, native_custom))
+        elif message.role == "system":
+            messages.append(_system_message(message.content))
         else:
             messages.extend(_encode_user(message.content))
     body: dict[str, Any] = {"model": request.model, "messages": messages}
@@ -305,23 +362,28 @@ def encode_request(
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.max_tokens is not None:
         body[max_tokens_field] = request.max_tokens
-    for name in ("temperature", "top_p", "response_format", "user"):
+    for name in ("temperature", "top_p", "response_format"):
         value = getattr(request, name)
         if value is not None:
             body[name] = value
+    encode_user(body, request)
     if request.stop:
         body["stop"] = request.stop
     if request.n != 1:
         body["n"] = request.n
-    effort = request.reasoning_effort or effort_for_budget(request.thinking_budget)
+    effort = request.effort()
     if effort:
         body["reasoning_effort"] = effort
-    if request.hosted_tools:
-        body["web_search_options"] = search
+    if searching:
+        body["web_search_options"] = {key: value for options in searching for key, value in options.items()}
     if request.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    return body
+    return tolerance.carry(body, request, "openai-chat")
+
+
+def _system_message(parts: list[Part] | list[TextPart]) -> dict[str, Any]:
+    return {"role": "system", "content": "\n\n".join(part.text for part in parts if isinstance(part, TextPart))}
 
 
 def _encode_tool(tool: Tool, native_custom: bool) -> dict[str, Any]:

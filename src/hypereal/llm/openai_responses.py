@@ -11,7 +11,17 @@ went through an Anthropic upstream can hand its signed thinking back on the next
 Codex's tools: custom tools and their `custom_tool_call(_output)` items map to custom
 tools and calls; `local_shell` to a function of that name whose arguments are the action;
 every other non-function tool is a hosted one, kept for the upstream codec to map or
-refuse. Output items are built in `openai_responses_items`.
+drop; the tools of a `namespace` are offered as functions of their own (`namespace_tools`),
+and a call of one goes back to the client under its own name and namespace. Output items
+are built in `openai_responses_items`.
+
+What the canonical form cannot hold follows `tolerance`: the instructions and the developer
+or system messages before the first turn are the system prompt, later ones stay in their
+place (as developer messages on the way out); input items of hosted tools, item references,
+and roles, items or content parts not known here are dropped and reported; file and audio
+parts are input the model must see, refused with a 400. The fields the decoder does not
+read (`store`, `include`, `prompt_cache_key`, `client_metadata`, `text.verbosity`, …) go to
+an upstream of this format as they came, some to Chat Completions (`tolerance.OPENAI_ALIKE`).
 """
 
 from __future__ import annotations
@@ -22,8 +32,9 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
-from hypereal.llm import continuity, custom_tools, fields, hosted_tools
-from hypereal.llm.openai_responses_items import LOCAL_SHELL, LOCAL_SHELL_TOOL, offers_local_shell, output_items
+from hypereal.llm import continuity, custom_tools, fields, hosted_tools, namespace_tools, tolerance
+from hypereal.llm.openai_chat import encode_user
+from hypereal.llm.openai_responses_items import LOCAL_SHELL, LOCAL_SHELL_TOOL, ClientTools, output_items
 from hypereal.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -43,7 +54,6 @@ from hypereal.llm.types import (
     ToolUsePart,
     Usage,
     WebSearchPart,
-    effort_for_budget,
     new_id,
 )
 
@@ -53,10 +63,40 @@ WEB_SEARCH_SOURCES = "web_search_call.action.sources"
 # ---------------------------------------------------------------- requests
 
 
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "text",
+        "reasoning",
+        "stream",
+        "user",
+    }
+)
+"""The fields the decoder (or the surface, for `previous_response_id`) reads; the others,
+and the settings of `text` other than its format, travel as extras (`tolerance.carry`)."""
+UNSEEN_PARTS = frozenset({"input_file", "input_audio"})
+"""Content parts that hold input the model must see, which no translation carries."""
+CALL_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output", "local_shell_call_output"})
+
+
 def decode_request(body: dict[str, Any]) -> ChatRequest:
-    """A client's Responses body as a canonical request (without any previous response)."""
+    """A client's Responses body as a canonical request (without any previous response).
+
+    The instructions and the system or developer messages before the first turn are the
+    system prompt; those after it stay where they are, as system messages.
+    """
     model = fields.string(body, "model", required=True)
     assert model is not None
+    dropped: list[str] = []
     system: list[TextPart] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -68,7 +108,8 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
             messages.append(Message("user", [TextPart(raw_input)]))
     elif isinstance(raw_input, list):
         for position, raw in enumerate(raw_input):
-            _decode_item(fields.mapping(raw, f"input.{position}"), f"input.{position}", system, messages)
+            where = f"input.{position}"
+            _decode_item(fields.mapping(raw, where), where, system, messages, dropped)
     elif raw_input is not None:
         raise fields.invalid("input", "a string or an array of input items")
 
@@ -82,6 +123,12 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
             tools.append(_decode_tool(tool, where))
         elif kind == LOCAL_SHELL:
             tools.append(LOCAL_SHELL_TOOL)
+        elif kind == namespace_tools.NAMESPACE:
+            for inner, inner_where in namespace_tools.flattened(tool, where):
+                if inner.get("type") in ("function", "custom"):
+                    tools.append(_decode_tool(inner, inner_where))
+                else:
+                    tolerance.drop(dropped, inner_where, str(inner.get("type")))
         elif isinstance(kind, str) and kind:
             hosted.append(HostedTool(tool, where))
         else:
@@ -90,21 +137,29 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
     reasoning = body.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     parallel = body.get("parallel_tool_calls")
+    extras = tolerance.extras(body, KNOWN_FIELDS)
+    text = body.get("text")
+    for key, value in text.items() if isinstance(text, dict) else ():
+        if key != "format":
+            extras[f"text.{key}"] = value
     return ChatRequest(
         model=model,
         messages=messages,
         system=system,
         tools=tools,
         hosted_tools=hosted,
-        tool_choice=_decode_tool_choice(body.get("tool_choice")),
+        tool_choice=_decode_tool_choice(body.get("tool_choice"), dropped),
         parallel_tool_calls=parallel if isinstance(parallel, bool) else None,
         max_tokens=fields.integer(body, "max_output_tokens", minimum=1),
         temperature=fields.number(body, "temperature"),
         top_p=fields.number(body, "top_p"),
-        response_format=_decode_text_format(body.get("text")),
+        response_format=_decode_text_format(text),
         reasoning_effort=effort if isinstance(effort, str) else None,
         stream=fields.boolean(body, "stream"),
         user=body.get("user") if isinstance(body.get("user"), str) else None,
+        surface="openai-responses",
+        extras=extras,
+        dropped=dropped,
     )
 
 
@@ -129,46 +184,54 @@ def _add(messages: list[Message], role: Role, parts: list[Part]) -> None:
         messages.append(Message(role, parts))
 
 
-def _decode_item(item: dict[str, Any], where: str, system: list[TextPart], messages: list[Message]) -> None:
+def _decode_item(
+    item: dict[str, Any], where: str, system: list[TextPart], messages: list[Message], dropped: list[str]
+) -> None:
     kind = item.get("type", "message")
     if kind == "message":
         role = item.get("role")
         content = item.get("content")
         if role in ("system", "developer"):
-            system.extend(part for part in _content_parts(content, where) if isinstance(part, TextPart))
+            parts = [part for part in _content_parts(content, where, dropped) if isinstance(part, TextPart)]
+            if messages:
+                _add(messages, "system", list[Part](parts))
+            else:
+                system.extend(parts)
         elif role in ("user", "assistant"):
-            _add(messages, role, list(_content_parts(content, where)))
+            _add(messages, role, list(_content_parts(content, where, dropped)))
         else:
-            raise ValidationFailed(f"Invalid value for '{where}.role': {role!r}", field=f"{where}.role")
+            tolerance.drop(dropped, where, str(role))
     elif kind == "function_call":
         call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
         arguments = item.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
-        _add(messages, "assistant", [ToolUsePart(call_id, str(item.get("name") or ""), arguments)])
+        _add(messages, "assistant", [ToolUsePart(call_id, namespace_tools.call_name(item), arguments)])
     elif kind == "custom_tool_call":
         call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
         raw_input = item.get("input")
         if not isinstance(raw_input, str):
             raise fields.invalid(f"{where}.input", "a string")
-        _add(messages, "assistant", [ToolUsePart(call_id, str(item.get("name") or ""), raw_input, custom=True)])
+        _add(messages, "assistant", [ToolUsePart(call_id, namespace_tools.call_name(item), raw_input, custom=True)])
     elif kind == "local_shell_call":
         call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
         action = fields.mapping(item.get("action"), f"{where}.action")
         arguments = orjson.dumps({key: value for key, value in action.items() if key != "type"}).decode()
         _add(messages, "assistant", [ToolUsePart(call_id, LOCAL_SHELL, arguments)])
-    elif kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
+    elif kind in CALL_OUTPUTS:
         # A local shell call's output names the call by `id` in OpenAI's schema.
         call_id = item.get("call_id") or (item.get("id") if kind == "local_shell_call_output" else None) or ""
-        _add(messages, "user", [ToolResultPart(str(call_id), _output_parts(item.get("output"), where))])
+        _add(messages, "user", [ToolResultPart(str(call_id), _output_parts(item.get("output"), where, dropped))])
     elif kind == "reasoning":
         summary = item.get("summary") or []
         text = "\n\n".join(str(part.get("text") or "") for part in summary if isinstance(part, dict))
         token = item.get("encrypted_content")
         if text or isinstance(token, str):
             _add(messages, "assistant", [_reasoning_part(text, token)])
-    # Items of hosted tools (a past web search among them) and item references have no meaning
-    # outside OpenAI; what a search found lives on in the text after it.
+    else:
+        # Items of hosted tools (a past web search among them), item references and kinds not
+        # known here have no meaning outside OpenAI; what a search found lives on in the text.
+        tolerance.drop(dropped, where, str(kind))
 
 
 def _reasoning_part(text: str, token: Any) -> Part:
@@ -178,15 +241,15 @@ def _reasoning_part(text: str, token: Any) -> Part:
     return part
 
 
-def _output_parts(output: Any, where: str) -> list[TextPart | ImagePart]:
+def _output_parts(output: Any, where: str, dropped: list[str]) -> list[TextPart | ImagePart]:
     if isinstance(output, str):
         return [TextPart(output)] if output else []
     if isinstance(output, list):
-        return _content_parts(output, f"{where}.output")
+        return _content_parts(output, f"{where}.output", dropped)
     return []
 
 
-def _content_parts(content: Any, where: str) -> list[TextPart | ImagePart]:
+def _content_parts(content: Any, where: str, dropped: list[str]) -> list[TextPart | ImagePart]:
     if content is None:
         return []
     if isinstance(content, str):
@@ -195,7 +258,8 @@ def _content_parts(content: Any, where: str) -> list[TextPart | ImagePart]:
         raise fields.invalid(where, "a string or an array of content parts")
     parts: list[TextPart | ImagePart] = []
     for index, raw in enumerate(content):
-        part = fields.mapping(raw, f"{where}.{index}")
+        here = f"{where}.{index}"
+        part = fields.mapping(raw, here)
         kind = part.get("type")
         if kind in ("input_text", "output_text", "text", "summary_text"):
             text = part.get("text")
@@ -207,24 +271,29 @@ def _content_parts(content: Any, where: str) -> list[TextPart | ImagePart]:
         elif kind == "input_image":
             url = part.get("image_url")
             if not isinstance(url, str) or not url:
-                raise ValidationFailed("Images by file_id are not supported; send image_url", field=f"{where}.{index}")
+                raise ValidationFailed("Images by file_id are not supported; send image_url", field=here)
             detail = part.get("detail")
             parts.append(ImagePart(url, detail if isinstance(detail, str) and detail != "auto" else None))
+        elif kind in UNSEEN_PARTS:
+            raise tolerance.cannot_take(str(kind), f"{here}.type")
         else:
-            raise ValidationFailed(f"Content parts of type {kind!r} are not supported", field=f"{where}.{index}.type")
+            tolerance.drop(dropped, here, str(kind))
     return parts
 
 
-def _decode_tool_choice(value: Any) -> ToolChoice | None:
+def _decode_tool_choice(value: Any, dropped: list[str]) -> ToolChoice | None:
     if value is None:
         return None
     if value in ("auto", "none", "required"):
         return ToolChoice(value)
     if isinstance(value, dict) and value.get("type") in ("function", "custom") and isinstance(value.get("name"), str):
-        return ToolChoice("tool", value["name"])
-    if isinstance(value, dict):
-        return ToolChoice("auto")  # hosted-tool choices: let the model decide among ours
-    raise fields.invalid("tool_choice", '"auto", "none", "required" or {"type": "function", "name"}')
+        return ToolChoice("tool", namespace_tools.call_name(value))
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        # A hosted tool's type: the routes that run it let the model decide among ours.
+        kind = value["type"]
+        return ToolChoice("auto", hosted=None if kind == "allowed_tools" else kind)
+    tolerance.drop(dropped, "tool_choice")
+    return None
 
 
 def _decode_text_format(text: Any) -> dict[str, Any] | None:
@@ -256,14 +325,19 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
     for message in request.messages:
         if message.role == "assistant":
             _encode_assistant(message.content, items)
+        elif message.role == "system":
+            texts = [part.text for part in message.content if isinstance(part, TextPart)]
+            content = [{"type": "input_text", "text": text} for text in texts]
+            items.append({"type": "message", "role": "developer", "content": content})
         else:
             _encode_user(message.content, items, custom_calls)
     body: dict[str, Any] = {"model": request.model, "input": items, "store": False}
     if request.system:
         body["instructions"] = "\n\n".join(part.text for part in request.system)
     tools = [_encode_tool(tool) for tool in request.tools]
-    tools += [hosted_tools.for_responses(hosted, UPSTREAM) for hosted in request.hosted_tools]
-    if request.hosted_tools:
+    searches = tolerance.hosted(request, lambda hosted: hosted_tools.for_responses(hosted, UPSTREAM))
+    if searches:
+        tools += searches
         body["include"] = [WEB_SEARCH_SOURCES]
     if tools:
         body["tools"] = tools
@@ -279,16 +353,15 @@ def encode_request(request: ChatRequest) -> dict[str, Any]:
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
-    effort = request.reasoning_effort or effort_for_budget(request.thinking_budget)
+    effort = request.effort()
     if effort:
         body["reasoning"] = {"effort": effort, "summary": "auto"}
     if request.response_format:
         body["text"] = {"format": _encode_text_format(request.response_format)}
-    if request.user:
-        body["user"] = request.user
+    encode_user(body, request)
     if request.stream:
         body["stream"] = True
-    return body
+    return tolerance.carry(body, request, "openai-responses")
 
 
 def refusal(request: ChatRequest) -> ValidationFailed | None:
@@ -380,9 +453,10 @@ def decode_output_item(item: dict[str, Any]) -> list[OutputPart]:
         return [text for text in texts if text.text]
     if kind in ("function_call", "custom_tool_call"):
         call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
+        name = namespace_tools.call_name(item)
         if kind == "custom_tool_call":
-            return [ToolUsePart(call_id, str(item.get("name") or ""), str(item.get("input") or ""), custom=True)]
-        return [ToolUsePart(call_id, str(item.get("name") or ""), str(item.get("arguments") or ""))]
+            return [ToolUsePart(call_id, name, str(item.get("input") or ""), custom=True)]
+        return [ToolUsePart(call_id, name, str(item.get("arguments") or ""))]
     if kind == "web_search_call":
         return [web_search_of(item)]
     if kind == "reasoning":
@@ -496,7 +570,7 @@ def encode_response(
         model,
         request,
         status="completed",
-        output=output_items(response.content, local_shell=offers_local_shell(request)),
+        output=output_items(response.content, ClientTools.of(request)),
         usage=response.usage,
         created_at=response.created,
         stop_reason=response.stop_reason,

@@ -7,14 +7,19 @@ Besides messages, function calls and reasoning, Codex CLI reads three more kinds
 - `local_shell_call`: a call of the `local_shell` tool, which reaches upstreams as a
   function of that name whose arguments are the shell action (`LOCAL_SHELL_TOOL`);
 - `web_search_call`: a search the upstream ran itself, with the query and the pages found.
+
+A call of a tool the client declared in a namespace goes back under the tool's own name
+with its `namespace` (`namespace_tools`); which tools those are, and whether the client
+offered `local_shell`, is read once from its body (`ClientTools`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from hypereal.llm import continuity
+from hypereal.llm import continuity, namespace_tools
 from hypereal.llm.types import (
     Citation,
     OutputPart,
@@ -59,10 +64,30 @@ ITEM_PREFIXES = {
 }
 
 
-def offers_local_shell(request: dict[str, Any]) -> bool:
-    """Whether a client's Responses body offered the `local_shell` tool (its calls then go back as such)."""
-    tools = request.get("tools")
-    return isinstance(tools, list) and any(isinstance(t, dict) and t.get("type") == LOCAL_SHELL for t in tools)
+@dataclass(frozen=True, slots=True)
+class ClientTools:
+    """How a Responses client's calls go back to it, from the tools its body offered."""
+
+    local_shell: bool = False
+    """It offered `local_shell`: calls of a function of that name are that tool's calls."""
+    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """flat name → (namespace, name) of its tools in namespaces."""
+
+    @classmethod
+    def of(cls, request: dict[str, Any]) -> ClientTools:
+        tools = request.get("tools")
+        if not isinstance(tools, list) or not tools:
+            return NO_TOOLS
+        local_shell = any(isinstance(tool, dict) and tool.get("type") == LOCAL_SHELL for tool in tools)
+        return cls(local_shell, namespace_tools.declared(request))
+
+    def name(self, part: ToolUsePart) -> dict[str, str]:
+        """The `name` (and `namespace`) of a call item."""
+        found = self.namespaced.get(part.name)
+        return {"name": part.name} if found is None else {"name": found[1], "namespace": found[0]}
+
+
+NO_TOOLS = ClientTools()
 
 
 def output_text(part: TextPart) -> dict[str, Any]:
@@ -81,11 +106,8 @@ def url_citation(citation: Citation, start: int, end: int) -> dict[str, Any]:
     }
 
 
-def output_items(content: list[OutputPart], *, local_shell: bool = False) -> list[dict[str, Any]]:
-    """Output parts as Responses output items: consecutive text parts share one message item.
-
-    `local_shell`: the client offered that tool, so calls of a function of its name are its calls.
-    """
+def output_items(content: list[OutputPart], tools: ClientTools = NO_TOOLS) -> list[dict[str, Any]]:
+    """Output parts as Responses output items: consecutive text parts share one message item."""
     items: list[dict[str, Any]] = []
     for part in content:
         if isinstance(part, TextPart):
@@ -96,8 +118,8 @@ def output_items(content: list[OutputPart], *, local_shell: bool = False) -> lis
             else:
                 items.append(message_item(new_id("msg_"), [output_text(part)]))
         elif isinstance(part, ToolUsePart):
-            kind = call_kind(part, local_shell)
-            items.append(CALL_ITEMS[kind](new_id(ITEM_PREFIXES[kind]), part, "completed"))
+            kind = call_kind(part, tools)
+            items.append(CALL_ITEMS[kind](new_id(ITEM_PREFIXES[kind]), part, "completed", tools))
         elif isinstance(part, ThinkingPart):
             items.append(reasoning_item(new_id("rs_"), part.text, client_token(part)))
         elif isinstance(part, RedactedThinkingPart):
@@ -107,11 +129,11 @@ def output_items(content: list[OutputPart], *, local_shell: bool = False) -> lis
     return items
 
 
-def call_kind(part: ToolUsePart, local_shell: bool) -> str:
-    """The item type of a call; `local_shell` as for `output_items`."""
+def call_kind(part: ToolUsePart, tools: ClientTools) -> str:
+    """The item type of a call."""
     if part.custom:
         return "custom_tool_call"
-    if local_shell and part.name == LOCAL_SHELL:
+    if tools.local_shell and part.name == LOCAL_SHELL:
         return "local_shell_call"
     return "function_call"
 
@@ -120,15 +142,21 @@ def message_item(item_id: str, content: list[dict[str, Any]], status: str = "com
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
 
 
-def function_call_item(item_id: str, part: ToolUsePart, status: str = "completed") -> dict[str, Any]:
-    return {**_call(item_id, "function_call", part, status), "name": part.name, "arguments": part.arguments}
+def function_call_item(
+    item_id: str, part: ToolUsePart, status: str = "completed", tools: ClientTools = NO_TOOLS
+) -> dict[str, Any]:
+    return {**_call(item_id, "function_call", part, status), **tools.name(part), "arguments": part.arguments}
 
 
-def custom_tool_call_item(item_id: str, part: ToolUsePart, status: str = "completed") -> dict[str, Any]:
-    return {**_call(item_id, "custom_tool_call", part, status), "name": part.name, "input": part.arguments}
+def custom_tool_call_item(
+    item_id: str, part: ToolUsePart, status: str = "completed", tools: ClientTools = NO_TOOLS
+) -> dict[str, Any]:
+    return {**_call(item_id, "custom_tool_call", part, status), **tools.name(part), "input": part.arguments}
 
 
-def local_shell_call_item(item_id: str, part: ToolUsePart, status: str = "completed") -> dict[str, Any]:
+def local_shell_call_item(
+    item_id: str, part: ToolUsePart, status: str = "completed", tools: ClientTools = NO_TOOLS
+) -> dict[str, Any]:
     action = {"type": "exec", **{key: value for key, value in part.input().items() if key != "type"}}
     return {**_call(item_id, "local_shell_call", part, status), "action": action}
 
@@ -164,7 +192,7 @@ def reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, 
     return item
 
 
-CALL_ITEMS: dict[str, Callable[[str, ToolUsePart, str], dict[str, Any]]] = {
+CALL_ITEMS: dict[str, Callable[[str, ToolUsePart, str, ClientTools], dict[str, Any]]] = {
     "function_call": function_call_item,
     "custom_tool_call": custom_tool_call_item,
     "local_shell_call": local_shell_call_item,

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from hypereal.errors import UpstreamError
+from hypereal.llm import namespace_tools
 from hypereal.llm.openai_responses import (
     citation_of,
     decode_usage,
@@ -27,13 +28,13 @@ from hypereal.llm.openai_responses_items import (
     CALL_ITEMS,
     ITEM_PREFIXES,
     LOCAL_SHELL,
+    ClientTools,
     call_kind,
     client_token,
     custom_tool_call_item,
     function_call_item,
     local_shell_call_item,
     message_item,
-    offers_local_shell,
     reasoning_item,
     url_citation,
     web_search_call_item,
@@ -87,7 +88,7 @@ class StreamEncoder:
         self.response_id = response_id or new_id("resp_")
         self.created_at = int(time.time())
         self.sequence = 0
-        self.local_shell = offers_local_shell(request)
+        self.tools = ClientTools.of(request)
         self.items: dict[int, _Item] = {}
         self.pending_text: set[int] = set()
         self.citations: dict[int, list[Citation]] = {}
@@ -203,10 +204,10 @@ class StreamEncoder:
             return self.encode(TextDelta(index, part.text)) if part.text else b""
         if isinstance(part, ToolUsePart):
             shell = ToolUsePart(part.id, part.name, "", part.custom)
-            item = self._open(index, call_kind(shell, self.local_shell), shell)
+            item = self._open(index, call_kind(shell, self.tools), shell)
             if item.kind == "local_shell_call":
                 return b""  # added once its action is whole
-            shell_item = CALL_ITEMS[item.kind](item.id, shell, "in_progress")
+            shell_item = CALL_ITEMS[item.kind](item.id, shell, "in_progress", self.tools)
             return self._emit("response.output_item.added", {"output_index": item.output_index, "item": shell_item})
         if isinstance(part, WebSearchPart):
             return self._web_search(part)
@@ -258,11 +259,12 @@ class StreamEncoder:
             out += self._emit("response.content_part.done", {**where, "content_index": 0, "part": part})
         elif item.kind == "function_call":
             assert isinstance(item.part, ToolUsePart)
-            full = function_call_item(item.id, ToolUsePart(item.part.id, item.part.name, item.text))
+            full = function_call_item(item.id, ToolUsePart(item.part.id, item.part.name, item.text), tools=self.tools)
             out = self._emit("response.function_call_arguments.done", {**where, "arguments": item.text})
         elif item.kind == "custom_tool_call":
             assert isinstance(item.part, ToolUsePart)
-            full = custom_tool_call_item(item.id, ToolUsePart(item.part.id, item.part.name, item.text, custom=True))
+            call = ToolUsePart(item.part.id, item.part.name, item.text, custom=True)
+            full = custom_tool_call_item(item.id, call, tools=self.tools)
             out = self._emit("response.custom_tool_call_input.done", {**where, "input": item.text})
         elif item.kind == "local_shell_call":
             assert isinstance(item.part, ToolUsePart)
@@ -365,7 +367,7 @@ class StreamDecoder:
         kind = item.get("type")
         if kind in ("function_call", "custom_tool_call"):
             call_id = str(item.get("call_id") or item.get("id") or new_id("call_"))
-            part = ToolUsePart(call_id, str(item.get("name") or ""), "", custom=kind == "custom_tool_call")
+            part = ToolUsePart(call_id, namespace_tools.call_name(item), "", custom=kind == "custom_tool_call")
             index, out = self._new(part)
             self.by_output[output_index] = index
             return out

@@ -164,10 +164,8 @@ def _decode_message(item: Any) -> Message:
     if not isinstance(item, dict):
         raise ValueError("stored message is not an object")
     role = item.get("role")
-    if role == "user":
-        return Message("user", [_decode_part(part) for part in _list(item, "content")])
-    if role == "assistant":
-        return Message("assistant", [_decode_part(part) for part in _list(item, "content")])
+    if role in ("user", "assistant", "system"):
+        return Message(role, [_decode_part(part) for part in _list(item, "content")])
     raise ValueError(f"stored message has an unknown role {role!r}")
 
 

@@ -4,15 +4,21 @@ It follows the shape of Anthropic's Messages API, the richest of the three (cont
 thinking with signatures, tool results inside user turns), so that translating a
 conversation through it loses as little as possible:
 
-- the system prompt lives beside the messages, not among them;
-- a message is a role (`user` or `assistant`) and a list of parts;
+- the system prompt lives beside the messages; instructions a client gives in the midst of
+  the conversation (Claude Code's system turns, a Chat Completions system message after the
+  first turn, a Responses developer message) stay where they were, as messages of role
+  `system` holding text;
+- a message is a role (`user`, `assistant` or `system`) and a list of parts;
 - tool results are parts of a user message; tool calls are parts of an assistant message;
 - tool-call arguments are kept as JSON text, because both streaming formats deliver them
   as fragments of text and a half-received call is still worth passing on; a call of a
   custom (freeform) tool holds its raw input text there instead;
 - tools a vendor defines (OpenAI's hosted tools, Anthropic's server tools and the tools
   Anthropic's models are trained on) travel beside the client's own tools, as the client
-  sent them, so each upstream codec decides whether it can run them.
+  sent them, so each upstream codec decides whether it can run them;
+- settings of the client's body that have no canonical counterpart travel as the client
+  sent them (`ChatRequest.extras`), and what a codec leaves out is listed in
+  `ChatRequest.dropped` (`hypereal.llm.tolerance`).
 
 A stream is a sequence of `StreamEvent`s: one `StreamStart`, then for each content block
 a `BlockStart`, deltas and a `BlockStop`, then one `StreamEnd` carrying the stop reason
@@ -33,8 +39,10 @@ from typing import Any, Literal
 
 import orjson
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "system"]
 Vendor = Literal["openai", "anthropic"]
+Wire = Literal["openai-chat", "openai-responses", "anthropic-messages"]
+"""A wire format, on the client's side or the upstream's."""
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
 ToolChoiceMode = Literal["auto", "none", "required", "tool"]
 ToolKind = Literal["function", "custom"]
@@ -150,6 +158,7 @@ OutputPart = TextPart | ToolUsePart | ThinkingPart | RedactedThinkingPart | WebS
 class Message:
     role: Role
     content: list[Part]
+    """A system message holds text parts only."""
 
 
 @dataclass(slots=True)
@@ -191,6 +200,9 @@ class ToolChoice:
     mode: ToolChoiceMode = "auto"
     name: str | None = None
     """The tool to call when mode is `tool`."""
+    hosted: str | None = None
+    """The type of a vendor-defined tool the client forces (the Responses API's
+    `{"type": "web_search"}`); `mode` stays `auto` for the routes that run it."""
 
 
 @dataclass(slots=True)
@@ -210,9 +222,19 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     """OpenAI's shape: {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}."""
     reasoning_effort: str | None = None
+    """In OpenAI's words (`low` … `xhigh`); Anthropic's `output_config.effort` is mapped to it."""
     thinking_budget: int | None = None
+    adaptive_thinking: bool = False
+    """Anthropic's adaptive thinking, where the model decides how much to think."""
     stream: bool = False
     user: str | None = None
+    surface: Wire | None = None
+    """The wire format the client spoke; None for a request made in code."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Settings of the client's body the canonical form has no field for, as the client sent
+    them, keyed by their path there (`context_management`, `text.verbosity`)."""
+    dropped: list[str] = field(default_factory=list)
+    """What the translation left out, as `hypereal.llm.tolerance` entries."""
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -222,9 +244,20 @@ class ChatRequest:
                     return "\n".join(texts)
         return ""
 
+    def last_turn(self) -> Message | None:
+        """The last user or assistant message: a system message is not a turn."""
+        return next((message for message in reversed(self.messages) if message.role != "system"), None)
+
+    def effort(self) -> str | None:
+        """The reasoning effort in OpenAI's words: the one asked for, else the thinking budget's,
+        else `medium` for adaptive thinking."""
+        if self.reasoning_effort:
+            return self.reasoning_effort
+        return effort_for_budget(self.thinking_budget) or ("medium" if self.adaptive_thinking else None)
+
     @property
     def wants_thinking(self) -> bool:
-        return bool(self.thinking_budget) or self.reasoning_effort not in (None, "none", "minimal")
+        return bool(self.thinking_budget) or self.adaptive_thinking or self.effort() not in (None, "none", "minimal")
 
 
 @dataclass(slots=True)
@@ -494,8 +527,10 @@ def events_of(response: ChatResponse) -> list[StreamEvent]:
     return events
 
 
-# Reasoning effort (OpenAI) and thinking budget (Anthropic) describe the same knob.
+# Reasoning effort (OpenAI), thinking budget and effort (Anthropic) describe the same knob.
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32768}
+ANTHROPIC_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "xhigh"}
+"""Anthropic's `output_config.effort` values in OpenAI's words."""
 MIN_THINKING_BUDGET = 1024
 
 

@@ -6,7 +6,8 @@ then the surface forwards the client's body and the upstream's bytes (`forward`,
 `forward_stream`) with only the parsing billing needs: the hot path of a gateway whose
 clients mostly call a model in its own protocol. A translated request may carry tools a
 vendor defines (`HostedTool`); `refusal` tells, before any call, whether this upstream runs
-them, so that the gateway can pick a route that does.
+them all, so that the gateway can prefer a route that does. An upstream given tools it
+cannot run answers without them and reports them dropped (`hypereal.llm.tolerance`).
 
 Upstream failures are translated here, once:
 
@@ -25,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import orjson
 
@@ -35,13 +36,13 @@ from hypereal.catalog.schema import ProviderConfig
 from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
 from hypereal.llm import sse
 from hypereal.llm.hosted_tools import cannot_run
-from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
+from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent, Wire
 from hypereal.providers.http1 import ConnectionFailed, Http1Pool
 from hypereal.providers.registry import CHAT_TYPES, can_serve, load_class
 
 log = logging.getLogger(__name__)
 
-Protocol = Literal["openai-chat", "openai-responses", "anthropic-messages"]
+Protocol = Wire
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
@@ -94,8 +95,8 @@ class ChatProvider(abc.ABC):
         return False
 
     def refusal(self, request: ChatRequest) -> ValidationFailed | None:
-        """Why this upstream cannot run the hosted tools of `request` (whose `model` is the
-        upstream's), as the 400 the request would get; None when it runs them all."""
+        """Why this upstream cannot run all the hosted tools of `request` (whose `model` is the
+        upstream's), as the 400 a client forcing one of them gets; None when it runs them all."""
         return cannot_run(request.hosted_tools[0], self.type) if request.hosted_tools else None
 
     def available(self) -> bool:

@@ -7,7 +7,9 @@ It answers on every surface and behaves like a real upstream in the ways clients
   tool" (or `tool_choice` demands a call), it calls that tool (else the first) with
   arguments made from the tool's JSON schema (a custom tool gets the prompt as its raw
   input), and stops with `tool_use`;
-- it runs no hosted tool (web search, file search, …) and refuses requests that offer one;
+- it runs no hosted tool (web search, file search, …) and takes no setting beyond the
+  canonical ones: it answers without them and reports them dropped (`tolerance`);
+- system messages in the conversation are instructions, not prompts: it never echoes them;
 - after a tool result, it reports what the tool returned;
 - when thinking or reasoning is asked for, it thinks first, in a signed thinking block;
 - it honours `max_tokens` (stopping with `max_tokens`) and stop sequences;
@@ -29,7 +31,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from hypereal.llm import tokens
+from hypereal.llm import tokens, tolerance
 from hypereal.llm.types import (
     Accumulator,
     BlockStart,
@@ -74,9 +76,7 @@ class EchoProvider(ChatProvider):
         return accumulator.response()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        refused = self.refusal(request)
-        if refused is not None:
-            raise refused
+        tolerance.takes_nothing(request)
         input_tokens = tokens.request_tokens(request)
         yield StreamStart(new_id("echo-"), request.model, Usage(input_tokens=input_tokens))
         budget = request.max_tokens
@@ -140,7 +140,7 @@ def signature(text: str) -> str:
 
 
 def _reply(request: ChatRequest) -> str:
-    last = request.messages[-1] if request.messages else None
+    last = request.last_turn()
     results = [part for part in (last.content if last else []) if isinstance(part, ToolResultPart)]
     if last is not None and last.role == "user" and results:
         reply = " ".join(f"The tool returned: {result.text() or '(nothing)'}" for result in results)
@@ -154,7 +154,7 @@ def _reply(request: ChatRequest) -> str:
 def _tool_call(request: ChatRequest) -> tuple[Tool, dict[str, Any]] | None:
     if not request.tools or (request.tool_choice is not None and request.tool_choice.mode == "none"):
         return None
-    last = request.messages[-1] if request.messages else None
+    last = request.last_turn()
     if last is not None and any(isinstance(part, ToolResultPart) for part in last.content):
         return None  # a tool just answered: report it rather than calling again
     prompt = request.last_user_text()
