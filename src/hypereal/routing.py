@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.errors import NotConfigured
-from hypereal.providers.registry import can_serve, load_class
+from hypereal.providers.base import MediaProvider
+from hypereal.providers.registry import build
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Choice:
 
 def choose(catalog: Catalog, spec: ModelSpec, mode: str, local_fallback: bool) -> list[Choice]:
     """Every route that can serve the request now, best first; raises when there is none."""
-    usable = [r for r in spec.routes if can_serve(catalog.providers[r.provider])]
+    usable = [r for r in spec.routes if catalog.providers[r.provider].configured]
     if mode == "fast":
         fast = [Choice(spec, r.provider, r.model, True) for r in usable if "fast" in r.modes]
         if fast:
@@ -86,22 +86,21 @@ class ProviderPool:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._instances: dict[str, Any] = {}
+        self._instances: dict[str, MediaProvider] = {}
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str) -> MediaProvider:
         instance = self._instances.get(name)
         if instance is None:
-            config = self.catalog.providers[name]
-            instance = self._instances[name] = load_class(config.type)(config)
+            built = build(self.catalog.providers[name])
+            if not isinstance(built, MediaProvider):
+                raise TypeError(f"provider '{name}' does not serve media")
+            instance = self._instances[name] = built
         return instance
 
     async def close(self) -> None:
         for name, instance in self._instances.items():
-            closer = getattr(instance, "close", None)
-            if closer is None:
-                continue
             try:
-                await closer()
+                await instance.close()
             except Exception:
                 log.exception("closing provider %s failed", name)
         self._instances.clear()

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import (
+    AnthropicConfig,
+    EchoConfig,
+    OpenAICompatibleConfig,
+    OpenAICompatibleOptions,
+    OpenAIConfig,
+)
 from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
 from hypereal.llm import custom_tools
 from hypereal.llm.types import (
@@ -65,13 +71,13 @@ async def collect(provider: ChatProvider, chat: ChatRequest) -> Accumulator:
 @pytest.fixture
 def openai_provider(gpt: OpenAIDouble, monkeypatch: pytest.MonkeyPatch) -> OpenAIProvider:
     monkeypatch.setenv("TEST_OPENAI_KEY", gpt.key)
-    return OpenAIProvider(ProviderConfig(type="openai", api_key_env="TEST_OPENAI_KEY", base_url=gpt.url))
+    return OpenAIProvider(OpenAIConfig(api_key_env="TEST_OPENAI_KEY", base_url=gpt.url))
 
 
 @pytest.fixture
 def anthropic_provider(claude: AnthropicDouble, monkeypatch: pytest.MonkeyPatch) -> AnthropicProvider:
     monkeypatch.setenv("TEST_ANTHROPIC_KEY", claude.key)
-    return AnthropicProvider(ProviderConfig(type="anthropic", api_key_env="TEST_ANTHROPIC_KEY", base_url=claude.url))
+    return AnthropicProvider(AnthropicConfig(api_key_env="TEST_ANTHROPIC_KEY", base_url=claude.url))
 
 
 async def test_openai_complete_and_stream_with_usage(openai_provider: OpenAIProvider, gpt: OpenAIDouble) -> None:
@@ -165,7 +171,7 @@ async def test_upstream_statuses_are_translated_once(
 
 
 async def test_wrong_credentials_are_a_gateway_error_not_the_client_s(gpt: OpenAIDouble) -> None:
-    provider = OpenAIProvider(ProviderConfig(type="openai", base_url=gpt.url))
+    provider = OpenAIProvider(OpenAIConfig(base_url=gpt.url))
     with pytest.raises(UpstreamError) as raised:
         await provider.complete(request())
     assert raised.value.status == 502 and "credentials" in raised.value.message
@@ -173,7 +179,7 @@ async def test_wrong_credentials_are_a_gateway_error_not_the_client_s(gpt: OpenA
 
 
 async def test_unreachable_upstream_is_an_upstream_error() -> None:
-    provider = OpenAICompatibleProvider(ProviderConfig(type="openai-compatible", base_url="http://127.0.0.1:9/v1"))
+    provider = OpenAICompatibleProvider(OpenAICompatibleConfig(base_url="http://127.0.0.1:9/v1"))
     with pytest.raises(UpstreamError):
         await provider.complete(request())
     await provider.close()
@@ -186,7 +192,7 @@ async def test_silent_upstream_times_out(monkeypatch: pytest.MonkeyPatch) -> Non
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    config = ProviderConfig(type="openai-compatible", base_url=f"http://127.0.0.1:{port}/v1", timeout_seconds=0.2)
+    config = OpenAICompatibleConfig(base_url=f"http://127.0.0.1:{port}/v1", timeout_seconds=0.2)
     provider = OpenAICompatibleProvider(config)
     with pytest.raises(UpstreamTimeout):
         await provider.complete(request())
@@ -198,7 +204,7 @@ async def test_openai_compatible_sends_max_tokens_and_forwards_only_chat(
     gpt: OpenAIDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_COMPAT_KEY", gpt.key)
-    config = ProviderConfig(type="openai-compatible", api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
+    config = OpenAICompatibleConfig(api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
     provider = OpenAICompatibleProvider(config)
     assert provider.forwards("openai-chat", "m") and not provider.forwards("openai-responses", "m")
     codex_named = ChatRequest(model="my-codex", messages=[Message("user", [TextPart("hi")])], max_tokens=7)
@@ -207,7 +213,8 @@ async def test_openai_compatible_sends_max_tokens_and_forwards_only_chat(
     sent = gpt.requests[-1]
     assert sent.path == "/v1/chat/completions", "no model of a compatible server is sent to /responses by default"
     assert sent.body["max_tokens"] == 7 and "max_completion_tokens" not in sent.body
-    with_responses = OpenAICompatibleProvider(config.model_copy(update={"options": {"responses": True}}))
+    responses = OpenAICompatibleOptions(responses=True)
+    with_responses = OpenAICompatibleProvider(config.model_copy(update={"options": responses}))
     assert with_responses.forwards("openai-responses", "m")
     await provider.close()
 
@@ -230,9 +237,7 @@ async def test_openai_gets_custom_tools_natively_and_compatible_servers_as_funct
     ]
 
     monkeypatch.setenv("TEST_COMPAT_KEY", gpt.key)
-    compatible = OpenAICompatibleProvider(
-        ProviderConfig(type="openai-compatible", api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
-    )
+    compatible = OpenAICompatibleProvider(OpenAICompatibleConfig(api_key_env="TEST_COMPAT_KEY", base_url=gpt.url))
     await compatible.complete(request(tools=[patch]))
     (offered,) = gpt.requests[-1].body["tools"]
     assert offered["type"] == "function" and offered["function"]["parameters"] == custom_tools.INPUT_SCHEMA
@@ -260,7 +265,7 @@ async def test_stream_cut_mid_way_raises_after_the_partial_output(
 
 
 async def test_echo_is_deterministic_and_reports_usage() -> None:
-    echo = EchoProvider(ProviderConfig(type="local-echo"))
+    echo = EchoProvider(EchoConfig())
     first = await echo.complete(request("one two three"))
     second = await collect(echo, request("one two three"))
     assert first.text() == second.response().text() == "one two three"

@@ -32,13 +32,14 @@ import orjson
 
 from hypereal import routing
 from hypereal.catalog import Catalog, ModelSpec, Route
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import AnthropicConfig, OpenAICompatibleConfig, OpenAIConfig, ProviderBase
 from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
 from hypereal.llm import sse
 from hypereal.llm.hosted_tools import cannot_run
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent, Wire
+from hypereal.providers.base import Provider
 from hypereal.providers.http1 import ConnectionFailed, Http1Pool
-from hypereal.providers.registry import CHAT_TYPES, can_serve, load_class
+from hypereal.providers.registry import build
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,13 @@ class Forwarded:
     """The body parsed, for reading usage."""
 
 
-class ChatProvider(abc.ABC):
-    type: ClassVar[str]
+class ChatProvider(Provider, abc.ABC):
     passthrough: ClassVar[frozenset[Protocol]] = frozenset()
     offline: ClassVar[bool] = False
     """A stand-in that answers without a real model (never picked as a default)."""
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    def __init__(self, config: ProviderBase) -> None:
+        super().__init__(config)
         self.name = self.type
         """The catalog's name for this provider instance, which answers say they were served by."""
 
@@ -102,9 +102,6 @@ class ChatProvider(abc.ABC):
     def available(self) -> bool:
         return self.config.configured
 
-    async def close(self) -> None:
-        return None
-
 
 def _message_of(raw: bytes) -> str:
     try:
@@ -134,8 +131,9 @@ class HttpChatProvider(ChatProvider):
     """A provider behind HTTP(S): one pool of keep-alive connections per instance, made on first use."""
 
     default_base_url: ClassVar[str] = ""
+    config: OpenAIConfig | OpenAICompatibleConfig | AnthropicConfig
 
-    def __init__(self, config: ProviderConfig) -> None:
+    def __init__(self, config: OpenAIConfig | OpenAICompatibleConfig | AnthropicConfig) -> None:
         super().__init__(config)
         base = config.base_url or self.default_base_url
         if not base:
@@ -150,7 +148,7 @@ class HttpChatProvider(ChatProvider):
         if self._pool is None:
             self._pool = Http1Pool(
                 self.base_url,
-                max_connections=int(self.config.options.get("max_connections", 256)),
+                max_connections=self.config.deployment.max_connections or self.config.options.max_connections,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 read_timeout=self.config.timeout_seconds,
             )
@@ -225,10 +223,10 @@ class ChatProviders:
     def get(self, name: str) -> ChatProvider:
         instance = self._instances.get(name)
         if instance is None:
-            config = self.catalog.providers[name]
-            if config.type not in CHAT_TYPES:
-                raise Unavailable(f"Provider '{name}' of type {config.type} cannot serve chat")
-            instance = self._instances[name] = load_class(config.type)(config)
+            built = build(self.catalog.providers[name])
+            if not isinstance(built, ChatProvider):
+                raise TypeError(f"provider '{name}' does not serve chat")
+            instance = self._instances[name] = built
             instance.name = name
         return instance
 
@@ -236,8 +234,7 @@ class ChatProviders:
         """The routes of a model whose provider is configured, in order of preference."""
         usable: list[tuple[Route, ChatProvider]] = []
         for route in spec.routes:
-            config = self.catalog.providers[route.provider]
-            if config.type in CHAT_TYPES and can_serve(config):
+            if self.catalog.providers[route.provider].configured:
                 usable.append((route, self.get(route.provider)))
         return usable
 

@@ -16,7 +16,7 @@ import asyncio
 import time
 from typing import Any, ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import ScriptedConfig
 from hypereal.errors import BadRequest, UpstreamError
 from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRequest, Output, Pending, Result
 
@@ -24,8 +24,8 @@ from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRe
 class ScriptedProvider(MediaProvider):
     type: ClassVar[str] = "scripted"
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    def __init__(self, config: ScriptedConfig) -> None:
+        super().__init__(config)
         self.canceled: set[str] = set()
 
     async def submit(self, request: MediaRequest, fetch: InputFetcher) -> Handle | Result:

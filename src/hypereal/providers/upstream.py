@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import QueueConfig
 from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout
 from hypereal.providers.base import Output
 
@@ -71,13 +71,14 @@ class Reply:
 class UpstreamClient:
     """JSON over HTTP to one upstream with its credential; the session lives as long as the provider."""
 
-    def __init__(self, name: str, config: ProviderConfig, default_base: str, auth_scheme: str) -> None:
+    def __init__(self, name: str, config: QueueConfig, default_base: str, auth_scheme: str) -> None:
         self.name = name
         self.config = config
         self.base_url = (config.base_url or default_base).rstrip("/")
         self._auth_scheme = auth_scheme
-        default_timeout = min(config.timeout_seconds, DEFAULT_REQUEST_TIMEOUT)
-        self.timeout = float(config.options.get("request_timeout_seconds", default_timeout))
+        options = config.options
+        self.timeout = options.request_timeout_seconds or min(config.timeout_seconds, DEFAULT_REQUEST_TIMEOUT)
+        self.max_connections = config.deployment.max_connections or options.max_connections
         self._session: aiohttp.ClientSession | None = None
 
     def available(self) -> bool:
@@ -86,6 +87,7 @@ class UpstreamClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"Accept": "application/json", "User-Agent": "hypereal"},
             )
