@@ -15,7 +15,14 @@ from hypereal.catalog.providers import (
     OpenAICompatibleOptions,
     OpenAIConfig,
 )
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.errors import (
+    BadRequest,
+    ProviderRefused,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamTimeout,
+)
 from hypereal.llm import custom_tools
 from hypereal.llm.types import (
     Accumulator,
@@ -155,7 +162,14 @@ async def test_forwarding_returns_the_upstream_bytes(anthropic_provider: Anthrop
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, BadRequest), (404, BadRequest), (429, Unavailable), (529, Unavailable), (500, UpstreamError)],
+    [
+        (400, BadRequest),
+        (404, UpstreamNotFound),
+        (429, UpstreamBusy),
+        (529, UpstreamBusy),
+        (500, UpstreamError),
+        (403, ProviderRefused),
+    ],
 )
 async def test_upstream_statuses_are_translated_once(
     anthropic_provider: AnthropicProvider, claude: AnthropicDouble, status: int, error: type[Exception]
@@ -172,9 +186,9 @@ async def test_upstream_statuses_are_translated_once(
 
 async def test_wrong_credentials_are_a_gateway_error_not_the_client_s(gpt: OpenAIDouble) -> None:
     provider = OpenAIProvider(OpenAIConfig(base_url=gpt.url))
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(ProviderRefused) as raised:
         await provider.complete(request())
-    assert raised.value.status == 502 and "credentials" in raised.value.message
+    assert raised.value.status == 400 and "credentials" in raised.value.message
     await provider.close()
 
 

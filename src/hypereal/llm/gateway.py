@@ -41,7 +41,7 @@ import anyio
 
 from hypereal.billing import new_reference
 from hypereal.catalog import ModelSpec, Pricing
-from hypereal.errors import HyperealError, NotConfigured, Unavailable, UpstreamError
+from hypereal.errors import HyperealError, NotConfigured, UpstreamError
 from hypereal.keys import Principal
 from hypereal.llm import continuity, fanout, pricing, sse, tokens, tolerance
 from hypereal.llm.responses_store import ResponseStore
@@ -58,13 +58,14 @@ from hypereal.llm.types import (
     ToolUsePart,
     Usage,
 )
+from hypereal.providers import failures
 from hypereal.providers.chat import ChatProvider, ChatProviders, Forwarded, Protocol
 from hypereal.services import Services
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
-RETRYABLE = (UpstreamError, Unavailable)
+RETRYABLE = failures.FAILS_OVER
 SERVED_BY = "x-hypereal-served-by"
 
 

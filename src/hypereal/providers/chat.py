@@ -9,14 +9,8 @@ vendor defines (`HostedTool`); `refusal` tells, before any call, whether this up
 them all, so that the gateway can prefer a route that does. An upstream given tools it
 cannot run answers without them and reports them dropped (`hypereal.llm.tolerance`).
 
-Upstream failures are translated here, once:
-
-    connection refused, reset, DNS     → UpstreamError (502)
-    read or connect timeout            → UpstreamTimeout (504)
-    400, 404, 409, 413, 422            → BadRequest, with the upstream's message
-    401, 403 (our credentials)         → UpstreamError
-    429, 503, 529                      → Unavailable (503)
-    other 5xx                          → UpstreamError
+Upstream failures are translated by the table every adapter shares,
+`hypereal.providers.failures`.
 """
 
 from __future__ import annotations
@@ -33,10 +27,11 @@ import orjson
 from hypereal import routing
 from hypereal.catalog import Catalog, ModelSpec, Route
 from hypereal.catalog.providers import AnthropicConfig, OpenAICompatibleConfig, OpenAIConfig, ProviderBase
-from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
+from hypereal.errors import HyperealError, UpstreamError, UpstreamTimeout, ValidationFailed
 from hypereal.llm import sse
 from hypereal.llm.hosted_tools import cannot_run
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent, Wire
+from hypereal.providers import failures
 from hypereal.providers.base import Provider
 from hypereal.providers.http1 import ConnectionFailed, Http1Pool
 from hypereal.providers.registry import build
@@ -116,17 +111,6 @@ def _message_of(raw: bytes) -> str:
     return raw[:300].decode("utf-8", "replace").strip()
 
 
-def upstream_status_error(status: int, raw: bytes) -> HyperealError:
-    message = _message_of(raw)
-    if status in (400, 404, 409, 413, 422):
-        return BadRequest(f"Upstream rejected the request: {message}", upstream_status=status)
-    if status in (429, 503, 529):
-        return Unavailable(f"Upstream is busy or rate limited; retry later ({message})", upstream_status=status)
-    if status in (401, 403):
-        return UpstreamError("Upstream refused the gateway's credentials", upstream_status=status)
-    return UpstreamError(f"Upstream failed with status {status}: {message}", upstream_status=status)
-
-
 class HttpChatProvider(ChatProvider):
     """A provider behind HTTP(S): one pool of keep-alive connections per instance, made on first use."""
 
@@ -163,11 +147,11 @@ class HttpChatProvider(ChatProvider):
         try:
             answer = await self.pool().request("POST", path, self._headers(headers), orjson.dumps(body))
         except TimeoutError as exc:
-            raise UpstreamTimeout() from exc
+            raise failures.timed_out(self.name) from exc
         except ConnectionFailed as exc:
-            raise UpstreamError(f"Could not reach the upstream: {exc}") from exc
+            raise failures.unreachable(self.name, str(exc)) from exc
         if answer.status >= 400:
-            raise upstream_status_error(answer.status, answer.body)
+            raise self._failure(answer.status, answer.body, answer.headers)
         try:
             payload = orjson.loads(answer.body)
         except orjson.JSONDecodeError as exc:
@@ -192,7 +176,7 @@ class HttpChatProvider(ChatProvider):
         try:
             async with self.pool().open("POST", path, self._headers(headers), orjson.dumps(body)) as answer:
                 if answer.status >= 400:
-                    raise upstream_status_error(answer.status, await answer.read())
+                    raise self._failure(answer.status, await answer.read(), answer.headers)
                 async for chunk in answer.chunks():
                     batch = list(parser.feed(chunk))
                     if batch:
@@ -201,9 +185,12 @@ class HttpChatProvider(ChatProvider):
                 if rest:
                     yield rest
         except TimeoutError as exc:
-            raise UpstreamTimeout("Upstream stopped sending before the answer was complete") from exc
+            raise UpstreamTimeout(f"{self.name} stopped sending before the answer was complete") from exc
         except ConnectionFailed as exc:
-            raise UpstreamError(f"Lost the upstream connection: {exc}") from exc
+            raise failures.unreachable(self.name, str(exc)) from exc
+
+    def _failure(self, status: int, body: bytes, headers: dict[str, str]) -> HyperealError:
+        return failures.status_error(self.name, status, _message_of(body), headers.get("retry-after"))
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         headers = {"content-type": "application/json", **self.headers()}
