@@ -31,6 +31,7 @@ price, and its ledger entry says so (`chat claude-sonnet-4-6 via local-echo`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -41,7 +42,7 @@ import anyio
 
 from hypereal.billing import new_reference
 from hypereal.catalog import ModelSpec, Pricing
-from hypereal.errors import HyperealError, NotConfigured, UpstreamError
+from hypereal.errors import HyperealError, NotConfigured, UpstreamError, UpstreamTimeout
 from hypereal.keys import Principal
 from hypereal.llm import continuity, fanout, pricing, sse, tokens, tolerance
 from hypereal.llm.responses_store import ResponseStore
@@ -59,7 +60,8 @@ from hypereal.llm.types import (
     Usage,
 )
 from hypereal.providers import failures
-from hypereal.providers.chat import ChatProvider, ChatProviders, Forwarded, Protocol
+from hypereal.providers.chat import ChatProvider, Forwarded, Protocol
+from hypereal.routing import Preferences, Target
 from hypereal.services import Services
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ _T = TypeVar("_T")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 RETRYABLE = failures.FAILS_OVER
 SERVED_BY = "x-hypereal-served-by"
+TRIED = "x-hypereal-tried"
+Route = Target[ChatProvider]
 
 
 class StreamEncoder(TypingProtocol):
@@ -141,6 +145,8 @@ class Call:
     settled: bool = False
     served_by: str = ""
     """`<catalog provider>/<upstream model>` of the route answering."""
+    failed: list[str] | None = None
+    """The routes tried before it, each `<provider>/<model>=<what happened>`."""
     dropped: Sequence[str] = ()
     """What the answering route's translation left out (`tolerance.summary`)."""
 
@@ -150,6 +156,9 @@ class Call:
 
     @property
     def headers(self) -> dict[str, str]:
+        if self.failed:
+            tried = ", ".join([*self.failed, f"{self.served_by}=ok"])
+            return {SERVED_BY: self.served_by, TRIED: tried, **tolerance.header(self.dropped)}
         return {SERVED_BY: self.served_by, **tolerance.header(self.dropped)}
 
     def report(self, dropped: list[str]) -> None:
@@ -184,21 +193,20 @@ class Call:
 class ChatGateway:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.providers = ChatProviders(services.catalog, local_fallback=services.settings.local_fallback)
+        self.router = services.router
         self.responses = ResponseStore(services.db)
         self.ledger = Settlements(services.billing)
 
     async def close(self) -> None:
         await self.responses.close()
         await self.ledger.close()
-        await self.providers.close()
 
     def default_model(self) -> ModelSpec:
         """For clients of the native /chat that name no model: the first served by a real upstream."""
         fallback: ModelSpec | None = None
         for spec in self.services.catalog.in_category("llm"):
-            routes = self.providers.configured(spec)
-            if routes and not any(provider.offline for _, provider in routes):
+            routes = self.router.configured(spec)
+            if routes and not any(route.provider.offline for route in routes):
                 return spec
             fallback = fallback or (spec if routes else None)
         if fallback is None:
@@ -206,32 +214,40 @@ class ChatGateway:
         return fallback
 
     def _prepare(
-        self, body: dict[str, Any], surface: Surface, spec: ModelSpec, raw: bytes, canonical: ChatRequest | None
-    ) -> tuple[list[tuple[str, ChatProvider]], ChatRequest | None, int]:
-        """Routes, the decoded request (None while it can be forwarded as is) and the prompt estimate.
+        self,
+        body: dict[str, Any],
+        surface: Surface,
+        spec: ModelSpec,
+        raw: bytes,
+        canonical: ChatRequest | None,
+        preferences: Preferences | None,
+    ) -> tuple[list[Route], ModelSpec | None, ChatRequest | None, int]:
+        """The routes planned (`hypereal.routing`), the model's stand-in when one serves it, the
+        decoded request (None while it can be forwarded as is) and the prompt estimate.
 
         Forwarded requests are validated by the upstream; sizing them from the raw body keeps
         the hot path from decoding the whole conversation. A decoded request with hosted tools
         keeps only the routes that run them (`_running`), and is forwarded after all when the
         first of those can take the body as is.
         """
-        routes = [(route.model, provider) for route, provider in self.providers.routes(spec)]
+        plan = self.router.chat(spec, preferences)
+        routes = plan.targets
         decoded = canonical
-        if decoded is None and not routes[0][1].forwards(surface.protocol, routes[0][0], body):
+        if decoded is None and not routes[0].provider.forwards(surface.protocol, routes[0].model, body):
             decoded = surface.decode(body)
         estimate = tokens.request_tokens(decoded) if decoded else tokens.chars_to_tokens(len(raw))
         if decoded is not None and decoded.hosted_tools:
             routes = _running(routes, decoded, surface, body, forwardable=canonical is None)
-            if canonical is None and routes[0][1].forwards(surface.protocol, routes[0][0], body):
+            if canonical is None and routes[0].provider.forwards(surface.protocol, routes[0].model, body):
                 decoded = None
-        return routes, decoded, estimate
+        return routes, plan.stand_in, decoded, estimate
 
     async def _reserve(
         self,
         call: Call,
         surface: Surface,
         body: dict[str, Any],
-        routes: list[tuple[str, ChatProvider]],
+        routes: list[Route],
         request: ChatRequest | None,
     ) -> None:
         """Reserve the most any route can cost: each choice's output, each upstream call's prompt."""
@@ -245,7 +261,7 @@ class ChatGateway:
             # Not decoded yet: count hosted tools in, which can only mean more calls.
             return fanout.needed(provider, model, choices, request is None or bool(request.hosted_tools))
 
-        fans_out = choices > 1 and any(calls_per_choice(model, provider) for model, provider in routes)
+        fans_out = choices > 1 and any(calls_per_choice(route.model, route.provider) for route in routes)
         await call.reserve(min(requested, ceiling) if requested else ceiling, choices, choices if fans_out else 1)
 
     async def complete(
@@ -258,14 +274,16 @@ class ChatGateway:
         raw: bytes,
         headers: dict[str, str],
         canonical: ChatRequest | None = None,
+        preferences: Preferences | None = None,
     ) -> Completed:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
-        routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
-        call = Call(self.ledger, principal, spec, estimate, self.providers.stand_in(spec))
+        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, preferences)
+        call = Call(self.ledger, principal, spec, estimate, stand_in)
         await self._reserve(call, surface, body, routes, canonical)
 
-        async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
+        async def attempt(route: Route) -> Completed:
             nonlocal canonical
+            upstream_model, provider = route.model, route.provider
             if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
                 upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, False)
                 answer = await provider.forward(surface.protocol, upstream_body, headers)
@@ -280,7 +298,7 @@ class ChatGateway:
             cost = call.settle(response.usage)
             return Completed(spec, cost, response=response, request=canonical, headers=call.headers)
 
-        return await _first_route(call, spec, routes, attempt)
+        return await self._first_route(call, routes, attempt)
 
     async def open_stream(
         self,
@@ -295,6 +313,7 @@ class ChatGateway:
         canonical: ChatRequest | None = None,
         on_response: Callable[[ChatRequest, ChatResponse], Awaitable[None]] | None = None,
         epilogue: Callable[[int], bytes] | None = None,
+        preferences: Preferences | None = None,
     ) -> Opened:
         """The stream's bytes, once the upstream sent its first event; failures before that raise.
 
@@ -302,12 +321,13 @@ class ChatGateway:
         given the settled cost in millicredits, makes the last bytes of a stream that finished
         (the surface's encoder and tap then hold back their own end marker).
         """
-        routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
-        call = Call(self.ledger, principal, spec, estimate, self.providers.stand_in(spec))
+        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, preferences)
+        call = Call(self.ledger, principal, spec, estimate, stand_in)
         await self._reserve(call, surface, body, routes, canonical)
 
-        async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
+        async def attempt(route: Route) -> AsyncIterator[bytes]:
             nonlocal canonical
+            upstream_model, provider = route.model, route.provider
             if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
                 upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, True)
                 batches = provider.forward_stream(surface.protocol, upstream_body, headers)
@@ -322,7 +342,36 @@ class ChatGateway:
             call.report(request.dropped)
             return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
 
-        return Opened(await _first_route(call, spec, routes, attempt), call.headers)
+        return Opened(await self._first_route(call, routes, attempt), call.headers)
+
+    async def _first_route(self, call: Call, routes: list[Route], attempt: Callable[[Route], Awaitable[_T]]) -> _T:
+        """The first route's answer that does not fail in a way another route may not; each
+        attempt reported to the routes' health, with its seconds to the first byte. The
+        reservation is refunded when none answers, or when anything else goes wrong first."""
+        health = self.router.health
+        failure: HyperealError | None = None
+        try:
+            for route in routes:
+                call.served_by = route.label
+                started = time.monotonic()
+                try:
+                    answer = await attempt(route)
+                except BaseException as exc:
+                    health.record(route.key, exc)
+                    if not isinstance(exc, RETRYABLE):
+                        raise
+                    log.warning("chat route %s for %s failed: %s", route.key, call.spec.id, exc.message)
+                    call.failed = [*(call.failed or ()), f"{route.label}={_what_happened(exc)}"]
+                    failure = exc
+                    continue
+                health.record(route.key, None, time.monotonic() - started)
+                return answer
+        except BaseException:
+            await call.refund()
+            raise
+        await call.refund()
+        assert failure is not None
+        raise failure
 
     async def _relay(
         self,
@@ -410,13 +459,13 @@ def _attempt(canonical: ChatRequest, model: str, *, stream: bool) -> ChatRequest
 
 
 def _running(
-    routes: list[tuple[str, ChatProvider]],
+    routes: list[Route],
     request: ChatRequest,
     surface: Surface,
     body: dict[str, Any],
     *,
     forwardable: bool,
-) -> list[tuple[str, ChatProvider]]:
+) -> list[Route]:
     """The routes that run every hosted tool of `request`; when none does, all of them, each
     dropping what it cannot run, or those that run the tool the client forces, if it forces one.
 
@@ -425,8 +474,8 @@ def _running(
     it (`ChatGateway.complete`), and those only run what they run translated. Raises the
     first route's refusal when the forced tool runs nowhere.
     """
-    forwarded = [forwardable and provider.forwards(surface.protocol, model, body) for model, provider in routes]
-    refusals = [provider.refusal(replace(request, model=model)) for model, provider in routes]
+    forwarded = [forwardable and route.provider.forwards(surface.protocol, route.model, body) for route in routes]
+    refusals = [route.provider.refusal(replace(request, model=route.model)) for route in routes]
     able = [index for index in range(len(routes)) if forwarded[index] or refusals[index] is None]
     if able:
         if not forwarded[able[0]]:
@@ -436,36 +485,21 @@ def _running(
     if forced is None:
         return routes
     alone = replace(request, hosted_tools=[forced])
-    refused = [provider.refusal(replace(alone, model=model)) for model, provider in routes]
+    refused = [route.provider.refusal(replace(alone, model=route.model)) for route in routes]
     running = [route for route, refusal in zip(routes, refused, strict=True) if refusal is None]
     if not running:
         raise next(refusal for refusal in refused if refusal is not None)
     return running
 
 
-async def _first_route(
-    call: Call,
-    spec: ModelSpec,
-    routes: list[tuple[str, ChatProvider]],
-    attempt: Callable[[str, ChatProvider], Awaitable[_T]],
-) -> _T:
-    """The first route's answer that does not fail in a retryable way; the reservation is
-    refunded when none answers, or when anything else goes wrong before an answer."""
-    failure: HyperealError | None = None
-    try:
-        for upstream_model, provider in routes:
-            call.served_by = f"{provider.name}/{upstream_model}"
-            try:
-                return await attempt(upstream_model, provider)
-            except RETRYABLE as exc:
-                log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
-                failure = exc
-    except BaseException:
-        await call.refund()
-        raise
-    await call.refund()
-    assert failure is not None
-    raise failure
+def _what_happened(error: HyperealError) -> str:
+    """A failed attempt in `x-hypereal-tried`: the upstream's status, else what went wrong."""
+    status = error.fields.get("upstream_status")
+    if isinstance(status, int):
+        return str(status)
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    return "unreachable" if isinstance(error, UpstreamError) else str(error.status)
 
 
 async def _first(stream: AsyncIterator[Any]) -> Any:

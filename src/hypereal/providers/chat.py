@@ -16,7 +16,6 @@ Upstream failures are translated by the table every adapter shares,
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from typing import Any, ClassVar
 
 import orjson
 
-from hypereal import routing
-from hypereal.catalog import Catalog, ModelSpec, Route
 from hypereal.catalog.providers import AnthropicConfig, OpenAICompatibleConfig, OpenAIConfig, ProviderBase
 from hypereal.errors import HyperealError, UpstreamError, UpstreamTimeout, ValidationFailed
 from hypereal.llm import sse
@@ -34,7 +31,6 @@ from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent, Wire
 from hypereal.providers import failures
 from hypereal.providers.base import Provider
 from hypereal.providers.http1 import ConnectionFailed, Http1Pool
-from hypereal.providers.registry import build
 
 log = logging.getLogger(__name__)
 
@@ -197,60 +193,3 @@ class HttpChatProvider(ChatProvider):
         if extra:
             headers.update(extra)
         return headers
-
-
-class ChatProviders:
-    """The chat provider instances of one process, built on first use from the catalog."""
-
-    def __init__(self, catalog: Catalog, *, local_fallback: bool = False) -> None:
-        self.catalog = catalog
-        self.local_fallback = local_fallback
-        self._instances: dict[str, ChatProvider] = {}
-
-    def get(self, name: str) -> ChatProvider:
-        instance = self._instances.get(name)
-        if instance is None:
-            built = build(self.catalog.providers[name])
-            if not isinstance(built, ChatProvider):
-                raise TypeError(f"provider '{name}' does not serve chat")
-            instance = self._instances[name] = built
-            instance.name = name
-        return instance
-
-    def configured(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
-        """The routes of a model whose provider is configured, in order of preference."""
-        usable: list[tuple[Route, ChatProvider]] = []
-        for route in spec.routes:
-            if self.catalog.providers[route.provider].configured:
-                usable.append((route, self.get(route.provider)))
-        return usable
-
-    def routes(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
-        """`configured`, or those of the model's stand-in (`stand_in`); `NotConfigured` when none."""
-        usable = self.configured(spec)
-        if usable:
-            return usable
-        local = self.stand_in(spec)
-        usable = self.configured(local) if local is not None else []
-        if not usable:
-            raise routing.not_configured(self.catalog, spec)
-        return usable
-
-    def stand_in(self, spec: ModelSpec) -> ModelSpec | None:
-        """The local model that serves `spec` instead, with HYPEREAL_LOCAL_FALLBACK and none of
-        its providers configured; None when `spec` is served by its own routes."""
-        if not self.local_fallback or self.configured(spec):
-            return None
-        return routing.stand_in(self.catalog, spec)
-
-    def inject(self, name: str, provider: ChatProvider) -> None:
-        """Use `provider` for the catalog provider `name` (tests, embedding)."""
-        provider.name = name
-        self._instances[name] = provider
-
-    async def close(self) -> None:
-        instances, self._instances = list(self._instances.values()), {}
-        results = await asyncio.gather(*(instance.close() for instance in instances), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                log.warning("closing a chat provider failed: %s", result)
