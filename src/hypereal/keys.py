@@ -25,6 +25,7 @@ from typing import Any
 
 from hypereal.bus import Bus
 from hypereal.errors import Unauthorized
+from hypereal.routing.preferences import Preferences
 from hypereal.store import accounts as store
 from hypereal.store.db import Database
 
@@ -52,6 +53,8 @@ class Principal:
     key_id: str
     account_id: str
     rate_limit_per_hour: int | None
+    preferences: Preferences | None = None
+    """The key's default provider preferences, which a request's own replace."""
 
 
 class Invalidation(abc.ABC):

@@ -21,6 +21,8 @@ from hypereal.errors import HyperealError, UnknownModel, ValidationFailed
 from hypereal.jobs.engine import Submission, output_urls
 from hypereal.jobs.validation import validate_params
 from hypereal.keys import Principal
+from hypereal.routing.preferences import FIELD as PREFERENCES
+from hypereal.routing.preferences import Preferences, parse
 from hypereal.services import Services
 from hypereal.store.jobs import COMPLETED, Job
 from hypereal.units import to_credits
@@ -60,6 +62,20 @@ def _mode(body: dict[str, Any]) -> str:
     if mode not in ("auto", "fast"):
         raise ValidationFailed("Mode must be 'auto' or 'fast'", field="mode")
     return str(mode)
+
+
+def _preferences(services: Services, body: dict[str, Any], principal: Principal) -> Preferences | None:
+    """The body's `provider` preferences, else the key's."""
+    return parse(body.get(PREFERENCES), services.catalog.providers) or principal.preferences
+
+
+def _submission(
+    services: Services, principal: Principal, body: dict[str, Any], spec: ModelSpec, job_id: str | None
+) -> Submission:
+    """A video, audio or 3D request: its `input` checked against the model's parameters."""
+    params = validate_params(spec, _input(body), "input.")
+    preferences = _preferences(services, body, principal)
+    return Submission(spec, params, _mode(body), _webhook(body), job_id, preferences)
 
 
 def _webhook(body: dict[str, Any]) -> str | None:
@@ -139,8 +155,10 @@ async def generate_image(request: Request, body: JsonBody, principal: CurrentKey
 
     async def handle(job_id: str | None) -> Response:
         spec = _model(services, body, ("image", "image-edit"))
-        given = {k: v for k, v in body.items() if k not in ("model", "mode", "webhook_url")}
-        submission = Submission(spec, validate_params(spec, given), _mode(body), _webhook(body), job_id)
+        given = {k: v for k, v in body.items() if k not in ("model", "mode", "webhook_url", PREFERENCES)}
+        params = validate_params(spec, given)
+        preferences = _preferences(services, body, principal)
+        submission = Submission(spec, params, _mode(body), _webhook(body), job_id, preferences)
 
         def render(job: Job) -> Response:
             return JsonResponse(
@@ -164,13 +182,11 @@ async def generate_video(request: Request, body: JsonBody, principal: CurrentKey
     """Start a video generation; poll `pollUrl` or receive the result at `webhook_url`."""
 
     async def handle(job_id: str | None) -> Response:
-        spec = _model(services, body, ("video",))
-        webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
+        submission = _submission(services, principal, body, _model(services, body, ("video",)), job_id)
         job = await services.jobs.submit(principal, submission)
         message = (
             "Generation started. Result will be sent to your webhook URL."
-            if webhook
+            if submission.webhook_url
             else "Generation started. Poll pollUrl for the result."
         )
         return _accepted(request, job, message)
@@ -183,9 +199,7 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
     """Speech, voice cloning or transcription; asynchronous when `webhook_url` is given."""
 
     async def handle(job_id: str | None) -> Response:
-        spec = _model(services, body, ("audio",))
-        webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
+        submission = _submission(services, principal, body, _model(services, body, ("audio",)), job_id)
 
         def render(job: Job) -> Response:
             extra = job.extra or {}
@@ -204,7 +218,7 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
                     answer[key] = extra[key]
             return JsonResponse(answer)
 
-        return await _run(request, principal, services, submission, render, wait=webhook is None)
+        return await _run(request, principal, services, submission, render, wait=submission.webhook_url is None)
 
     return await idempotent(request, principal, services, handle)
 
@@ -214,9 +228,7 @@ async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, s
     """Image or multiview to a GLB model; asynchronous when `webhook_url` is given."""
 
     async def handle(job_id: str | None) -> Response:
-        spec = _model(services, body, ("3d",))
-        webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
+        submission = _submission(services, principal, body, _model(services, body, ("3d",)), job_id)
 
         def render(job: Job) -> Response:
             urls = output_urls(job)
@@ -230,6 +242,6 @@ async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, s
                 }
             )
 
-        return await _run(request, principal, services, submission, render, wait=webhook is None)
+        return await _run(request, principal, services, submission, render, wait=submission.webhook_url is None)
 
     return await idempotent(request, principal, services, handle)

@@ -139,8 +139,9 @@ class LocalOptions(Strict):
     """Local models run at once; the number of cores by default."""
 
 
-class NoOptions(Strict):
-    pass
+class ScriptedOptions(Strict):
+    outcome: Literal["complete", "fail", "reject", "never"] | None = None
+    """How every request to this entry ends, whatever it asks: an upstream that is down."""
 
 
 class FalConfig(ProviderBase):
@@ -175,7 +176,7 @@ class ScriptedConfig(ProviderBase):
     kind: ClassVar[ProviderKind] = "media"
     implementation: ClassVar[str] = "hypereal.providers.scripted:ScriptedProvider"
     type: Literal["scripted"] = "scripted"
-    options: NoOptions = NoOptions()
+    options: ScriptedOptions = ScriptedOptions()
 
 
 QueueConfig = FalConfig | ReplicateConfig | WaveSpeedConfig

@@ -61,7 +61,8 @@ from hypereal.llm.types import (
 )
 from hypereal.providers import failures
 from hypereal.providers.chat import ChatProvider, Forwarded, Protocol
-from hypereal.routing import Preferences, Target
+from hypereal.routing import Target
+from hypereal.routing.preferences import take as take_preferences
 from hypereal.services import Services
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ class ChatGateway:
         spec: ModelSpec,
         raw: bytes,
         canonical: ChatRequest | None,
-        preferences: Preferences | None,
+        principal: Principal,
     ) -> tuple[list[Route], ModelSpec | None, ChatRequest | None, int]:
         """The routes planned (`hypereal.routing`), the model's stand-in when one serves it, the
         decoded request (None while it can be forwarded as is) and the prompt estimate.
@@ -230,6 +231,7 @@ class ChatGateway:
         keeps only the routes that run them (`_running`), and is forwarded after all when the
         first of those can take the body as is.
         """
+        preferences = take_preferences(body, self.services.catalog.providers, principal.preferences)
         plan = self.router.chat(spec, preferences)
         routes = plan.targets
         decoded = canonical
@@ -274,10 +276,9 @@ class ChatGateway:
         raw: bytes,
         headers: dict[str, str],
         canonical: ChatRequest | None = None,
-        preferences: Preferences | None = None,
     ) -> Completed:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
-        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, preferences)
+        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, principal)
         call = Call(self.ledger, principal, spec, estimate, stand_in)
         await self._reserve(call, surface, body, routes, canonical)
 
@@ -313,7 +314,6 @@ class ChatGateway:
         canonical: ChatRequest | None = None,
         on_response: Callable[[ChatRequest, ChatResponse], Awaitable[None]] | None = None,
         epilogue: Callable[[int], bytes] | None = None,
-        preferences: Preferences | None = None,
     ) -> Opened:
         """The stream's bytes, once the upstream sent its first event; failures before that raise.
 
@@ -321,7 +321,7 @@ class ChatGateway:
         given the settled cost in millicredits, makes the last bytes of a stream that finished
         (the surface's encoder and tap then hold back their own end marker).
         """
-        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, preferences)
+        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, principal)
         call = Call(self.ledger, principal, spec, estimate, stand_in)
         await self._reserve(call, surface, body, routes, canonical)
 

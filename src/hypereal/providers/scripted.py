@@ -7,6 +7,9 @@ the job engine through every path an upstream queue can take, with real timing:
     seconds: how long the work takes (default 0)
     polls:   answer with a Handle and need this many polls before finishing (default 0: answer at once)
 
+The entry's option `outcome` overrides the request's: a provider that fails every job (when
+it submits with polls, the failure comes at the last poll), to rehearse an outage.
+
 Completed jobs produce one small text file naming the job, so outputs go through storage.
 """
 
@@ -24,12 +27,16 @@ from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRe
 class ScriptedProvider(MediaProvider):
     type: ClassVar[str] = "scripted"
 
+    config: ScriptedConfig
+
     def __init__(self, config: ScriptedConfig) -> None:
         super().__init__(config)
         self.canceled: set[str] = set()
 
     async def submit(self, request: MediaRequest, fetch: InputFetcher) -> Handle | Result:
         script = _script(request.params)
+        if self.config.options.outcome is not None:
+            script["outcome"] = self.config.options.outcome
         if script["polls"] > 0:
             ready_at = time.time() + script["seconds"]
             return Handle(request.job_id, {"job": request.job_id, **script, "ready_at": ready_at, "seen": 0})

@@ -49,6 +49,14 @@ class Preferences:
         return shown
 
 
+def take(body: dict[str, Any], known: Collection[str], default: Preferences | None = None) -> Preferences | None:
+    """The preferences `body` carries, taken out of it so that no upstream ever sees them;
+    `default` (the key's) when it carries none."""
+    if FIELD not in body:
+        return default
+    return parse(body.pop(FIELD), known) or default
+
+
 def parse(value: Any, known: Collection[str], where: str = FIELD) -> Preferences | None:
     """`value` (the body's `provider`) checked against the catalog's provider names `known`;
     None when it is absent or null."""

@@ -1,0 +1,43 @@
+"""The operator's view of routing: each route's health, as this process sees it. Admin key only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from hypereal.api.deps import AdminAccess, ServicesDep
+from hypereal.api.responses import JsonResponse
+from hypereal.routing.health import RouteHealth
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
+
+
+@router.get("/routes")
+async def routes(services: ServicesDep) -> JsonResponse:
+    """Every route this process has called: its circuit, recent errors, timeouts and latency."""
+    now = time.time()
+    return JsonResponse({"data": [_view(entry, now) for entry in sorted(services.router.health, key=_key)]})
+
+
+def _key(entry: RouteHealth) -> str:
+    return entry.key
+
+
+def _view(entry: RouteHealth, now: float) -> dict[str, Any]:
+    state = entry.state(now)
+    return {
+        "route": entry.key,
+        "state": state,
+        "reason": entry.reason or None,
+        "reopens_in_seconds": round(entry.open_until - now, 1) if state == "open" else None,
+        "times_opened": entry.opened,
+        "failures_in_a_row": entry.failures,
+        "calls": entry.requests,
+        "errors": entry.errors,
+        "timeouts": entry.timeouts,
+        "recent_error_rate": round(entry.error_rate, 3),
+        "latency_ms": round(entry.latency * 1000, 1) if entry.latency is not None else None,
+        "last_error": entry.last_error or None,
+    }
