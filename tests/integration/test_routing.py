@@ -7,6 +7,7 @@ left out for 1 s after three failures in a row, twice as long each time again, a
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -250,3 +251,34 @@ def test_malformed_preferences_are_a_400_naming_the_field(
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["param"] == field and words in error["message"]
+
+
+def test_processes_on_redis_agree_on_the_state_of_a_route(
+    start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    model = f"rt-shared-{secrets.token_hex(4)}"  # Redis outlives test runs: a key of this run's own
+    key = f"route-a/up-{model}"
+    with (
+        BackgroundServer(OpenAIDouble()) as gpt,
+        BackgroundServer(FaultyProxy(gpt.url)) as a,
+        BackgroundServer(FaultyProxy(gpt.url)) as b,
+    ):
+        catalog = tmp_path_factory.mktemp("shared") / "catalog.yaml"
+        catalog.write_text(catalog_text(a.url, b.url, "ROUTING_KEY", (model,)))
+        env = {"HYPEREAL_CATALOG": str(catalog), "ROUTING_KEY": gpt.key, "HYPEREAL_REDIS_URL": redis_url}
+        one, two = (start_server(env={**env, **ROUTE_SETTINGS}) for _ in range(2))
+        first, second = (Stack(server, gpt, a, b, new_account(server)) for server in (one, two))
+
+        a.fail(500, times=3)
+        for _ in range(3):
+            assert first.chat(model).headers["x-hypereal-served-by"] == f"route-b/up-{model}"
+        eventually(lambda: second.route(key)["state"] == "open")
+        seen = a.requests
+        assert second.chat(model).headers["x-hypereal-served-by"] == f"route-b/up-{model}"
+        assert a.requests == seen, "the second process leaves the route out too"
+        late = start_server(env={**env, **ROUTE_SETTINGS, "HYPEREAL_ROUTE_COOLDOWN_SECONDS": "1"})
+        assert route_of(late, key)["state"] in ("open", "half-open"), "a process started later reads it from Redis"
+
+        eventually(lambda: first.route(key)["state"] == "half-open")
+        assert first.chat(model).headers["x-hypereal-served-by"] == key  # the probe answers
+        eventually(lambda: second.route(key)["state"] == "closed")

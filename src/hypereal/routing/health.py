@@ -226,8 +226,8 @@ class Health:
         now = time.time()
         for raw in saved.values():
             state = orjson.loads(raw)
-            if state.get("open_until", 0) > now:
-                self._apply(state)
+            if state.get("open_until", 0) > now or state.get("opened"):
+                self._apply(state)  # open, or half-open: not trusted until a probe answers
 
     def _share(self, entry: RouteHealth) -> None:
         if self._bus is None or not self._bus.crosses_processes:
