@@ -41,7 +41,15 @@ def catalog_text(a: str, b: str, key_env: str, models: tuple[str, ...] = MODELS)
         f"    routes: [{{provider: route-a, model: up-{model}}}, {{provider: route-b, model: up-{model}}}]\n"
         for model in models
     )
-    return providers + "models:\n" + entries
+    pooled = (
+        f"  pooled:\n    type: openai\n    api_key_env: {key_env}\n    timeout_seconds: 1\n"
+        f"    deployments: [{{name: one, base_url: '{a}', weight: 3}}, {{name: two, base_url: '{b}'}}]\n"
+    )
+    pool_model = (
+        f"  - id: rt-pool\n    category: llm\n    name: rt-pool\n    pricing: {PRICING}\n"
+        "    routes: [{provider: pooled, model: up-rt-pool}]\n"
+    )
+    return providers + pooled + "models:\n" + entries + pool_model
 
 
 @dataclass
@@ -230,6 +238,24 @@ def test_preferences_choose_the_routes_and_are_not_forwarded(stack: Stack) -> No
     seen = stack.a.requests
     alone = stack.chat("rt-prefs", provider={"order": ["route-b"], "allow_fallbacks": False})
     assert alone.status_code == 503 and stack.a.requests == seen
+
+
+def test_deployments_of_a_provider_share_its_load_and_cover_for_each_other(stack: Stack) -> None:
+    before = (stack.a.requests, stack.b.requests)
+    answers = [stack.chat("rt-pool") for _ in range(40)]
+    assert all(answer.headers["x-hypereal-served-by"] == "pooled/up-rt-pool" for answer in answers)
+    to_one, to_two = stack.a.requests - before[0], stack.b.requests - before[1]
+    assert to_one + to_two == 40 and to_one > to_two > 0, (to_one, to_two)
+
+    stack.a.down()
+    answers = [stack.chat("rt-pool") for _ in range(10)]
+    assert [answer.status_code for answer in answers] == [200] * 10
+    assert {answer.headers.get("x-hypereal-tried") for answer in answers} <= {
+        None,
+        "pooled/up-rt-pool=unreachable, pooled/up-rt-pool=ok",
+    }
+    eventually(lambda: stack.route("pooled@one/up-rt-pool")["state"] == "open")
+    assert stack.route("pooled@two/up-rt-pool")["state"] == "closed"
 
 
 @pytest.mark.parametrize(

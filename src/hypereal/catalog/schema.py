@@ -68,6 +68,8 @@ class Route(Strict):
     provider: str
     model: str = Field(min_length=1)
     modes: tuple[Mode, ...] = ("auto", "fast")
+    pricing: Pricing | None = None
+    """What a call costs on this route, when it differs from the model's (another provider's rates)."""
 
 
 class ModelSpec(Strict):

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from hypereal.billing import Billing
-from hypereal.catalog import Catalog, ModelSpec
+from hypereal.catalog import Catalog, ModelSpec, Pricing
 from hypereal.catalog.schema import Mode
 from hypereal.errors import Conflict, HyperealError, NotFound
 from hypereal.jobs.inputs import PrefetchingFetcher
@@ -88,7 +88,8 @@ class JobEngine:
 
     async def submit(self, principal: Principal, request: Submission) -> Job:
         """Validate, price, charge and enqueue; a 4xx here leaves nothing behind."""
-        choice = self.router.media(request.model, mode_of(request.mode), request.preferences).targets[0]
+        plan = self.router.media(request.model, mode_of(request.mode), request.preferences)
+        choice = plan.targets[0]
         params = request.params
         if choice.fallback:
             params = stand_in_params(request.model, choice.spec, params)
@@ -100,7 +101,9 @@ class JobEngine:
             await self.guard.check_destination(request.webhook_url)
         if inputs:
             await self.inputs.check(inputs)
-        cost = price(choice.spec, params, choice.fast)
+        # The most any route of the plan costs: a job that fails over is settled at the price of
+        # the route that served it, and a settlement never exceeds the charge.
+        cost = max(price(target.pricing, params, target.fast) for target in plan.targets)
         now = time.time()
         job_id = request.job_id or new_job_id()
         values: dict[str, Any] = {
@@ -175,6 +178,12 @@ class JobEngine:
         served = (job.extra or {}).get("served_model", job.model)
         return self.catalog.models.get(served) or self.catalog.models[job.model]
 
+    def served_pricing(self, job: Job) -> Pricing:
+        """The prices of the route serving `job`: its own, else its model's."""
+        spec = self.served_spec(job)
+        route = next((r for r in spec.routes if (r.provider, r.model) == (job.provider, job.upstream_model)), None)
+        return route.pricing if route is not None and route.pricing is not None else spec.pricing
+
     async def store_outputs(self, job: Job, result: Result) -> list[dict[str, Any]]:
         stored = []
         for output in result.outputs:
@@ -200,8 +209,7 @@ class JobEngine:
             return await self.cancel_now(job, "Canceled by request")
         outputs = await self.store_outputs(job, result)
         extra = {**(job.extra or {}), **result.extra}
-        spec = self.served_spec(job)
-        actual = settled_price(spec, job.params, bool(extra.get("fast")), result.extra)
+        actual = settled_price(self.served_pricing(job), job.params, bool(extra.get("fast")), result.extra)
         async with self.db.write() as conn:
             finished = await store.finish(conn, job.id, COMPLETED, outputs=outputs, extra=extra, credits=actual)
             if finished is None:

@@ -150,10 +150,12 @@ class Call:
     """The routes tried before it, each `<provider>/<model>=<what happened>`."""
     dropped: Sequence[str] = ()
     """What the answering route's translation left out (`tolerance.summary`)."""
+    route_prices: Pricing | None = None
+    """The prices of the route answering (`Target.pricing`)."""
 
     @property
     def prices(self) -> Pricing:
-        return (self.stand_in or self.spec).pricing
+        return self.route_prices or (self.stand_in or self.spec).pricing
 
     @property
     def headers(self) -> dict[str, str]:
@@ -166,9 +168,12 @@ class Call:
         """What the answering route's translation left out, logged once and kept for the headers."""
         self.dropped = tolerance.report(dropped, self.spec.id, self.served_by)
 
-    async def reserve(self, max_output_tokens: int, choices: int = 1, prompts: int = 1) -> None:
-        self.reserved = pricing.reservation(
-            self.prices, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts
+    async def reserve(self, routes: list[Route], max_output_tokens: int, choices: int = 1, prompts: int = 1) -> None:
+        """Reserve what the dearest of `routes` would cost."""
+        prices = routes[0].pricing
+        self.reserved = max(
+            pricing.reservation(route.pricing, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts)
+            for route in (routes if any(route.pricing is not prices for route in routes) else routes[:1])
         )
         note = f"chat {self.spec.id}" + (f" via {self.stand_in.id}" if self.stand_in is not None else "")
         await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note)
@@ -264,7 +269,8 @@ class ChatGateway:
             return fanout.needed(provider, model, choices, request is None or bool(request.hosted_tools))
 
         fans_out = choices > 1 and any(calls_per_choice(route.model, route.provider) for route in routes)
-        await call.reserve(min(requested, ceiling) if requested else ceiling, choices, choices if fans_out else 1)
+        most = min(requested, ceiling) if requested else ceiling
+        await call.reserve(routes, most, choices, choices if fans_out else 1)
 
     async def complete(
         self,
@@ -352,7 +358,7 @@ class ChatGateway:
         failure: HyperealError | None = None
         try:
             for route in routes:
-                call.served_by = route.label
+                call.served_by, call.route_prices = route.label, route.pricing
                 started = time.monotonic()
                 try:
                     answer = await attempt(route)

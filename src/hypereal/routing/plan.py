@@ -99,7 +99,8 @@ class Target(Generic[P]):
 
     @property
     def pricing(self) -> Pricing:
-        return self.spec.pricing
+        """What a call costs on this route: the route's own prices, else the model's."""
+        return self.route.pricing or self.spec.pricing
 
 
 @dataclass(frozen=True, slots=True)
