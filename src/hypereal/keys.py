@@ -154,13 +154,18 @@ class KeyService:
                 record = await store.key_by_hash(conn, digest)
             if record is None or record.revoked_at is not None:
                 raise Unauthorized()
-            principal = Principal(record.id, record.account_id, record.rate_limit_per_hour)
+            preferences = Preferences.stored(record.provider_preferences)
+            principal = Principal(record.id, record.account_id, record.rate_limit_per_hour, preferences)
             self._cache[digest] = (principal, now + self.cache_seconds)
         self._last_used[principal.key_id] = time.time()
         return principal
 
     async def revoked(self) -> None:
         """Call after revoking a key: drop our cache and tell the other processes."""
+        await self.changed()
+
+    async def changed(self) -> None:
+        """Call after changing a key: drop our cache and tell the other processes."""
         self._cache.clear()
         await self.invalidation.publish()
 

@@ -258,6 +258,31 @@ def test_deployments_of_a_provider_share_its_load_and_cover_for_each_other(stack
     assert stack.route("pooled@two/up-rt-pool")["state"] == "closed"
 
 
+def test_a_key_carries_default_preferences_that_a_request_replaces(stack: Stack) -> None:
+    account = httpx.post(
+        stack.server.url + "/api/v1/admin/accounts", json={"name": "keyed", "credits": 1000}, headers=ADMIN_HEADERS
+    ).json()
+    made = httpx.post(
+        stack.server.url + f"/api/v1/admin/accounts/{account['id']}/keys", json={}, headers=ADMIN_HEADERS
+    ).json()
+    keyed = Stack(stack.server, stack.gpt, stack.a, stack.b, made["key"])
+    where = stack.server.url + f"/api/v1/admin/keys/{made['id']}/provider"
+
+    assert httpx.put(where, json={"order": ["nowhere"]}, headers=ADMIN_HEADERS).status_code == 400
+    saved = httpx.put(where, json={"order": ["route-b"]}, headers=ADMIN_HEADERS)
+    assert saved.status_code == 200 and saved.json()["provider"] == {"order": ["route-b"]}
+    listed = httpx.get(stack.server.url + f"/api/v1/admin/accounts/{account['id']}/keys", headers=ADMIN_HEADERS)
+    assert listed.json()["data"][0]["provider"] == {"order": ["route-b"]}
+
+    assert keyed.chat("rt-prefs").headers["x-hypereal-served-by"] == "route-b/up-rt-prefs"
+    own = keyed.chat("rt-prefs", provider={"order": ["route-a"]})
+    assert own.headers["x-hypereal-served-by"] == "route-a/up-rt-prefs"
+    assert stack.chat("rt-prefs").headers["x-hypereal-served-by"] == "route-a/up-rt-prefs", "other keys unchanged"
+
+    assert httpx.put(where, content=b"null", headers=ADMIN_HEADERS).json()["provider"] is None
+    assert keyed.chat("rt-prefs").headers["x-hypereal-served-by"] == "route-a/up-rt-prefs"
+
+
 @pytest.mark.parametrize(
     ("preferences", "field", "words"),
     [

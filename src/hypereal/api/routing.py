@@ -1,15 +1,19 @@
-"""The operator's view of routing: each route's health, as this process sees it. Admin key only."""
+"""The operator's view of routing: each route's health as this process sees it, and each
+key's default provider preferences. Admin key only."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+import orjson
+from fastapi import APIRouter, Depends, Request
 
 from hypereal.api.deps import AdminAccess, ServicesDep
 from hypereal.api.responses import JsonResponse
+from hypereal.errors import ValidationFailed
 from hypereal.routing.health import RouteHealth
+from hypereal.routing.preferences import parse
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
 
@@ -41,3 +45,22 @@ def _view(entry: RouteHealth, now: float) -> dict[str, Any]:
         "latency_ms": round(entry.latency * 1000, 1) if entry.latency is not None else None,
         "last_error": entry.last_error or None,
     }
+
+
+async def _json(request: Request) -> Any:
+    """The body as any JSON value (null included), with our error shape for anything else."""
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise ValidationFailed("Request body is not valid JSON") from None
+
+
+ProviderBody = Annotated[Any, Depends(_json)]
+
+
+@router.put("/keys/{key_id}/provider")
+async def key_preferences(key_id: str, services: ServicesDep, body: ProviderBody) -> JsonResponse:
+    """Set a key's default provider preferences (null clears them); a request's own replace them."""
+    checked = parse(body, services.catalog.providers)
+    record = await services.accounts.set_key_preferences(key_id, checked.public() if checked else None)
+    return JsonResponse(record.public())

@@ -149,6 +149,9 @@ class Health:
         """What an attempt on route `key` did: `error` None for an answer, `seconds` to its first byte."""
         outcome = outcome_of(error)
         if outcome == "neutral":
+            entry = self.routes.get(key)
+            if entry is not None:
+                entry.probe_until = 0.0  # a probe that told nothing: the next request probes
             return outcome
         entry = self._entry(key)
         entry.requests += 1
@@ -159,8 +162,11 @@ class Health:
                 last = entry.latency
                 entry.latency = seconds if last is None else last + SMOOTHING * (seconds - last)
             entry.failures = 0
-            if entry.opened or entry.open_until:
-                self._close(entry)
+            if entry.open_until and entry.open_until <= time.time():
+                if entry.opened:
+                    self._close(entry)  # the probe answered
+                else:
+                    entry.open_until, entry.reason = 0.0, ""  # cooled long enough
             return outcome
         entry.errors += 1
         entry.last_error = _said(error)

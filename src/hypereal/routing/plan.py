@@ -25,6 +25,7 @@ per route) returns a plan built once per model.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -77,6 +78,13 @@ class Target(Generic[P]):
     key: str
     """The route's name in health, metrics and logs: `provider/model`, or
     `provider@deployment/model` for an entry with several deployments."""
+
+    @property
+    def configured(self) -> bool:
+        """Its key is set (or it needs none); read from the environment at each plan, as the
+        configuration (`ProviderBase.configured`) is."""
+        env = self.config.api_key_env
+        return env is None or bool(os.environ.get(env))
 
     @property
     def name(self) -> str:
@@ -151,15 +159,17 @@ class Router:
         built = self._chat.get(id(spec))
         if built is None or built.spec is not spec:
             built = _remember(self._chat, id(spec), self._build(spec, None, self.pool.chat))
-        return [target for target in built.targets if target.config.configured]
+        return [target for target in built.targets if target.configured]
 
     def _plan(self, built: _Built[P], preferences: Preferences | None, make: Callable[[str, str], P]) -> Plan[P]:
         now = time.time()
         if preferences is None and not built.balanced:
-            healthy = self.health.healthy
-            if all(target.config.configured and healthy(target.key, now) for target in built.targets):
+            for target in built.targets:  # a loop, not all(): this is every chat call's path
+                if not target.configured or not self.health.healthy(target.key, now):
+                    break
+            else:
                 return built.plan
-        targets = [target for target in built.targets if target.config.configured]
+        targets = [target for target in built.targets if target.configured]
         stand_in: ModelSpec | None = None
         if not targets:
             local = stand_in_for(self.catalog, built.spec) if self.local_fallback else None
@@ -168,7 +178,7 @@ class Router:
             if built.stand_in is None:
                 local_targets = self._build(local, None if local.is_llm else "auto", make).targets
                 built.stand_in = [_fallback(target) for target in local_targets]
-            targets, stand_in = [t for t in built.stand_in if t.config.configured], local
+            targets, stand_in = [t for t in built.stand_in if t.configured], local
         if preferences is not None:
             targets = _preferred(targets, preferences, self.health, built.spec)
         if built.balanced:

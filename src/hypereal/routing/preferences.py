@@ -39,6 +39,14 @@ class Preferences:
     allow_fallbacks: bool = True
     sort: Sort | None = None
 
+    @classmethod
+    def stored(cls, value: dict[str, Any] | None) -> Preferences | None:
+        """Preferences written by `public`, checked when they were stored."""
+        if not value:
+            return None
+        lists = {name: tuple(value.get(name) or ()) for name in LISTS}
+        return cls(**lists, allow_fallbacks=value.get("allow_fallbacks", True), sort=value.get("sort"))
+
     def public(self) -> dict[str, Any]:
         """As a caller would write them, leaving out what is at its default."""
         shown: dict[str, Any] = {name: list(getattr(self, name)) for name in LISTS if getattr(self, name)}

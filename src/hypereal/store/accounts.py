@@ -38,6 +38,8 @@ class KeyRecord:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    provider_preferences: dict[str, Any] | None = None
+    """The key's default provider preferences (`hypereal.routing.preferences`), as given."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class KeyRecord:
             "name": self.name,
             "prefix": self.prefix,
             "rate_limit_per_hour": self.rate_limit_per_hour,
+            "provider": self.provider_preferences,
             "createdAt": self.created_at,
             "lastUsedAt": self.last_used_at,
             "revokedAt": self.revoked_at,
@@ -137,6 +140,12 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> KeyRecord:
     if record.revoked_at is None:
         await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=time.time()))
     return record
+
+
+async def set_key_preferences(conn: AsyncConnection, key_id: str, preferences: dict[str, Any] | None) -> KeyRecord:
+    await get_key(conn, key_id)
+    await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(provider_preferences=preferences))
+    return await get_key(conn, key_id)
 
 
 async def touch_keys(conn: AsyncConnection, last_used: dict[str, float]) -> None:
