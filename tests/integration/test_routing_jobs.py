@@ -43,6 +43,11 @@ models:
     name: Fast route down
 {PARAMS}
     routes: [{{provider: scripted-down, model: one, modes: [fast]}}, {{provider: scripted, model: two, modes: [auto]}}]
+  - id: fo-image
+    category: image
+    name: Image, first route down
+{PARAMS}
+    routes: [{{provider: scripted-down, model: one}}, {{provider: scripted, model: two}}]
   - id: fo-dead
     category: video
     name: Every route down
@@ -135,3 +140,14 @@ async def test_preferences_steer_a_job_and_are_kept_with_it(stack: Stack) -> Non
     )
     assert refused.status_code == 400 and refused.json()["field"] == "provider.only"
     assert await stack.balance(account) == millicredits(90), "nothing charged for the refusal"
+
+
+async def test_a_synchronous_answer_says_what_was_tried(stack: Stack) -> None:
+    account = await stack.account(credits=100)
+    answer = await stack.client.post(
+        "/api/v1/images/generate", json={"model": "fo-image", "prompt": "a cat"}, headers=account.headers
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["provider"] == "scripted" and body["creditsUsed"] == 10
+    assert body["tried"] == [{"provider": "scripted-down", "model": "one", "error": "Scripted failure"}]

@@ -18,7 +18,7 @@ from hypereal.api.idempotency import idempotent
 from hypereal.api.responses import JsonResponse
 from hypereal.catalog import ModelSpec
 from hypereal.errors import HyperealError, UnknownModel, ValidationFailed
-from hypereal.jobs.engine import Submission, output_urls
+from hypereal.jobs.engine import Submission, output_urls, tried_view
 from hypereal.jobs.validation import validate_params
 from hypereal.keys import Principal
 from hypereal.routing.preferences import FIELD as PREFERENCES
@@ -100,11 +100,15 @@ def _poll_url(request: Request, job: Job) -> str:
 
 
 def _served(job: Job) -> dict[str, Any]:
-    """Who served a request the requested model's upstreams could not: said in every answer."""
+    """Who served a request the requested model's upstreams could not, or that another route
+    failed first: said in every answer."""
     extra = job.extra or {}
-    if not extra.get("fallback"):
-        return {}
-    return {"provider": job.provider, "servedBy": extra.get("served_model")}
+    served: dict[str, Any] = {}
+    if extra.get("fallback"):
+        served = {"provider": job.provider, "servedBy": extra.get("served_model")}
+    if extra.get("tried"):
+        served.update(provider=job.provider, tried=tried_view(job))
+    return served
 
 
 def _accepted(request: Request, job: Job, message: str) -> JsonResponse:

@@ -381,13 +381,19 @@ def public_job(job: Job) -> dict[str, Any]:
     if extra.get("fallback"):
         view["servedBy"] = extra.get("served_model")
     if extra.get("tried"):
-        view["tried"] = [{key: entry.get(key) for key in ("provider", "model", "error")} for entry in extra["tried"]]
+        view["tried"] = tried_view(job)
     for key in ("text", "duration", "segments"):
         if key in extra:
             view[key] = extra[key]
     if job.cancel_requested and not job.terminal:
         view["cancelRequested"] = True
     return view
+
+
+def tried_view(job: Job) -> list[dict[str, Any]]:
+    """The routes a job was handed to before the one serving it, and why each gave it up."""
+    tried = (job.extra or {}).get("tried") or ()
+    return [{key: entry.get(key) for key in ("provider", "model", "error")} for entry in tried]
 
 
 def webhook_payload(job: Job) -> dict[str, Any]:

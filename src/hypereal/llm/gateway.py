@@ -1,9 +1,12 @@
 """One billed chat call, whatever the surface: route, reserve, call, settle or refund.
 
-    reserve   prompt estimate + the most output allowed, at the model's prices (402 here,
-              before any upstream call, when the balance cannot cover it); for `n` choices
-              the output n times, and the prompt n times too when a route makes one call
-              per choice (`hypereal.llm.fanout`)
+    plan      the routes to try, in order (`hypereal.routing`): the catalog's, those whose
+              key is set, as the caller's `provider` preferences (a top-level body key,
+              taken out of the body so that no upstream sees it) and the routes' health say
+    reserve   prompt estimate + the most output allowed, at the dearest planned route's
+              prices (402 here, before any upstream call, when the balance cannot cover
+              it); for `n` choices the output n times, and the prompt n times too when a
+              route makes one call per choice (`hypereal.llm.fanout`)
     route     a translated request with hosted tools (web search, …) goes to the routes
               whose upstream runs them all; when none does, to every route, each dropping
               those it cannot run, unless the client forces one with its `tool_choice`: then
@@ -11,18 +14,23 @@
               (a 400), before anything is reserved
     call      each route in order; a route whose upstream speaks the surface's protocol is
               forwarded as is (less the reasoning tokens of other vendors, `continuity`),
-              the others are translated through the canonical types; an upstream failure
-              before any output moves on to the next route
-    settle    to the usage the upstream reported (counted when it said nothing), never
-              below the per-message minimum and never above the reservation
+              the others are translated through the canonical types; a failure before the
+              first byte reaches the client that another route may not meet (a lost
+              connection, a timeout, 429, 5xx, our key refused, no such model:
+              `failures.FAILS_OVER`) moves on to the next route; each attempt is reported
+              to the routes' health with its time to the first byte
+    settle    at the answering route's prices, to the usage the upstream reported (counted
+              when it said nothing), never below the per-message minimum and never above the
+              reservation
     refund    everything, when every route failed before producing output
 
 A stream cut by the client or by the upstream is billed for what was produced; the
 settlement runs shielded from the cancellation that a client disconnect causes.
 
 Every answer says who served it, `x-hypereal-served-by: <catalog provider>/<upstream model>`,
-and, when it was translated, what the translation left out, `x-hypereal-dropped`
-(`hypereal.llm.tolerance`, logged once naming the route that answered): the headers of
+which routes failed before it, `x-hypereal-tried: <route>=<status, timeout or unreachable>, …,
+<route>=ok` (only when one did), and, when it was translated, what the translation left out,
+`x-hypereal-dropped` (`hypereal.llm.tolerance`, logged once naming the route that answered): the headers of
 `Completed` and `Opened`. A forwarded call drops nothing and pays nothing for it. A model
 served by its local stand-in under HYPEREAL_LOCAL_FALLBACK is billed at the stand-in's
 price, and its ledger entry says so (`chat claude-sonnet-4-6 via local-echo`).
