@@ -229,15 +229,6 @@ class Router:
                 start = index
         return ordered
 
-    # ---- what is configured ------------------------------------------------------------
-
-    def stand_in(self, spec: ModelSpec) -> ModelSpec | None:
-        """The local model that serves chat model `spec` instead, with HYPEREAL_LOCAL_FALLBACK
-        and none of its providers configured; None when `spec` is served by its own routes."""
-        if not self.local_fallback or self.configured(spec):
-            return None
-        return stand_in_for(self.catalog, spec)
-
 
 _K = TypeVar("_K")
 
