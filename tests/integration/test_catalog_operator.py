@@ -96,6 +96,7 @@ async def test_operator_file_adds_a_model_and_overrides_a_route(
         ("providers:\n  mine: {type: openai, deployments: [{api_key_env: A}, {api_key_env: A}]}\n", "mine",
          "'A' names two deployments"),
         ("providers:\n  mine: {api_key_env: A}\n", "mine", "type: missing"),
+        ("providers:\n  mine: {type: openai-compatible}\n", "mine", "base_url: an openai-compatible server"),
         ("models:\n  - {id: veo-3-1-t2v, routes: [{provider: echo, model: m}]}\n", "veo-3-1-t2v",
          "routes.0.provider: provider 'echo' of type local-echo serves chat, not media"),
         ("models:\n  - {id: veo-3-1-t2v, routes: [{provider: fall, model: m}]}\n", "veo-3-1-t2v",

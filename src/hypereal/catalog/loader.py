@@ -126,7 +126,8 @@ def _describe(exc: ValidationError, root: type[BaseModel] | None = None) -> str:
             known = _fields_at(model, loc[:-1])
             problems.append(f"{'.'.join(loc)}: unknown field{_did_you_mean(loc[-1], known)}")
         else:
-            problems.append(f"{'.'.join(loc)}: {err['msg']}")
+            where, said = ".".join(loc), str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {said}" if where else said)
     return "; ".join(problems)
 
 

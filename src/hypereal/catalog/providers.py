@@ -230,6 +230,12 @@ class OpenAICompatibleConfig(ProviderBase):
     type: Literal["openai-compatible"] = "openai-compatible"
     options: OpenAICompatibleOptions = OpenAICompatibleOptions()
 
+    @model_validator(mode="after")
+    def _has_a_base_url(self) -> OpenAICompatibleConfig:
+        if not self.base_url and (not self.deployments or not all(d.base_url for d in self.deployments)):
+            raise ValueError("base_url: an openai-compatible server has no default address; give its base_url")
+        return self
+
 
 class AnthropicConfig(ProviderBase):
     kind: ClassVar[ProviderKind] = "chat"
