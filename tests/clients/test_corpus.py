@@ -28,7 +28,7 @@ from hypereal.llm import anthropic, openai_chat, openai_responses
 from hypereal.llm.types import ChatRequest
 from hypereal.providers.echo import EchoProvider
 from tests.clients.programs import CLIENTS_DIR, PROGRAMS
-from tests.clients.update import CORPUS
+from tests.clients.update import CORPUS, ROOT, readme_pin
 
 GOLDENS = CLIENTS_DIR / "goldens"
 DECODERS: dict[str, Callable[[dict[str, Any]], ChatRequest]] = {
@@ -54,7 +54,7 @@ def replayed(path: Path) -> dict[str, Any]:
     for name, encode in ENCODERS.items():
         translated = copy.deepcopy(request)
         routes[name] = {**outline(encode(translated)), "dropped": list(getattr(translated, "dropped", []))}
-    return {"source": str(path.relative_to(CLIENTS_DIR.parent.parent)), "decoded": decoded(request), "routes": routes}
+    return {"source": str(path.relative_to(ROOT)), "decoded": decoded(request), "routes": routes}
 
 
 def decoded(request: ChatRequest) -> dict[str, Any]:
@@ -109,3 +109,10 @@ def test_the_corpus_holds_the_pinned_version_of_each_client() -> None:
     for program in PROGRAMS:
         recorded = CORPUS / f"{program.name}-{program.version()}"
         assert any(recorded.glob("*.json")), f"{recorded.name}: record it with scripts/update-clients"
+
+
+def test_the_readme_names_the_pinned_versions() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for program in PROGRAMS:
+        named = readme_pin(program.package).search(readme)
+        assert named is not None and named.group(1) == program.version(), program.package

@@ -23,11 +23,11 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from tests.conftest import ADMIN_HEADERS, Server
 from tests.doubles.anthropic_double import AnthropicDouble
@@ -101,10 +101,10 @@ def chat_body(model: str, **extra: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_stack(start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The server and its doubles, for a module's `stack` fixture."""
+def running_stack(start_server: Callable[..., Server], directory: Path) -> Iterator[Stack]:
+    """The server and its doubles, for a module's `stack` fixture (the catalog is written in `directory`)."""
     with BackgroundServer(OpenAIDouble()) as gpt, BackgroundServer(AnthropicDouble()) as claude:
-        catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+        catalog = directory / "catalog.yaml"
         catalog.write_text(
             "providers:\n"
             f"  dbl-openai: {{type: openai, api_key_env: DOUBLE_OPENAI_KEY, base_url: '{gpt.url}'}}\n"

@@ -89,14 +89,22 @@ async def test_a_tool_choice_forcing_another_tool_or_none_outweighs_the_script()
 
 
 async def test_after_the_tool_answers_echo_reports_its_output_instead_of_calling_again() -> None:
-    first = (await answer(request(SCRIPT, [BASH]))).response().content[0]
-    assert isinstance(first, ToolUsePart)
+    answered = await answer_after_the_tool()
+
+    assert answered.stop_reason == "end_turn" and answered.response().text() == "The tool returned: hypereal-42"
+
+
+async def test_instructions_placed_after_the_tool_result_do_not_make_echo_call_again() -> None:
+    answered = await answer_after_the_tool(Message("system", [TextPart("Mind the attribution rules.")]))  # type: ignore[arg-type]
+
+    assert answered.stop_reason == "end_turn" and answered.response().text() == "The tool returned: hypereal-42"
+
+
+async def answer_after_the_tool(*after: Message) -> Accumulator:
+    """Echo's answer once the scripted call was made and the tool printed `hypereal-42`."""
+    call = (await answer(request(SCRIPT, [BASH]))).response().content[0]
+    assert isinstance(call, ToolUsePart)
     follow_up = request(SCRIPT, [BASH])
-    follow_up.messages += [
-        Message("assistant", [first]),
-        Message("user", [ToolResultPart(first.id, [TextPart("hypereal-42\n")])]),
-    ]
-
-    answered = await answer(follow_up)
-
-    assert answered.response().text() == "The tool returned: hypereal-42\n"
+    result = Message("user", [ToolResultPart(call.id, [TextPart("hypereal-42")])])
+    follow_up.messages += [Message("assistant", [call]), result, *after]
+    return await answer(follow_up)

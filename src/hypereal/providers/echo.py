@@ -42,6 +42,7 @@ from hypereal.llm.types import (
     BlockStop,
     ChatRequest,
     ChatResponse,
+    Message,
     SignatureDelta,
     StopReason,
     StreamEnd,
@@ -144,8 +145,14 @@ def signature(text: str) -> str:
     return "echo-sig-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _last_turn(request: ChatRequest) -> Message | None:
+    """The last user or assistant message: instructions a client places mid-conversation
+    (Claude Code's `system` messages) do not end the turn a tool result is answered in."""
+    return next((message for message in reversed(request.messages) if message.role in ("user", "assistant")), None)
+
+
 def _reply(request: ChatRequest) -> str:
-    last = request.messages[-1] if request.messages else None
+    last = _last_turn(request)
     results = [part for part in (last.content if last else []) if isinstance(part, ToolResultPart)]
     if last is not None and last.role == "user" and results:
         reply = " ".join(f"The tool returned: {result.text() or '(nothing)'}" for result in results)
@@ -177,7 +184,7 @@ def _tool_call(request: ChatRequest) -> tuple[Tool, str] | None:
     """The tool to call and its input (JSON arguments, or a custom tool's raw text), if any."""
     if not request.tools or (request.tool_choice is not None and request.tool_choice.mode == "none"):
         return None
-    last = request.messages[-1] if request.messages else None
+    last = _last_turn(request)
     if last is not None and any(isinstance(part, ToolResultPart) for part in last.content):
         return None  # a tool just answered: report it rather than calling again
     prompt = request.last_user_text()
