@@ -20,6 +20,9 @@ from tests.integration.chat_support import Stack, running_stack
 
 @pytest.fixture(scope="module")
 def stack(start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    reasons = {program.missing() for program in PROGRAMS}
+    if None not in reasons:  # no program to run: no server either
+        unavailable("; ".join(sorted(str(reason) for reason in reasons)))
     with running_stack(start_server, tmp_path_factory.mktemp("catalog")) as running:
         yield running
 
