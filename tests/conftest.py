@@ -43,7 +43,9 @@ Processes
 
 Plain helpers (`from tests.conftest import ...`): ADMIN_KEY, ADMIN_HEADERS, TestAccount,
 create_test_account(services, ...), run_async(coro) (from sync code, in its own thread),
-free_port(), clean_environ(env), launch_server(directory, ...) (like start_server, unmanaged).
+free_port(), clean_environ(env), launch_server(directory, ...) (like start_server, unmanaged),
+unavailable(reason) (skips a test whose counterpart is missing; fails it when
+TEST_REQUIRE_SERVICES=1, as in CI).
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ class PostgresServer:
                 run_async(_pg_execute(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _unavailable(reason: str) -> NoReturn:
+def unavailable(reason: str) -> NoReturn:
     """Skip a test whose server is missing; in CI (TEST_REQUIRE_SERVICES=1) fail it instead."""
     if os.environ.get("TEST_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (TEST_REQUIRE_SERVICES=1)", pytrace=False)
@@ -191,14 +193,14 @@ def _reachable(url: str, default_port: int) -> str | None:
 def postgres_server() -> Iterator[PostgresServer]:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
-        _unavailable("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        unavailable("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
     problem = _reachable(url, 5432)
     if problem:
-        _unavailable(f"PostgreSQL at TEST_DATABASE_URL: {problem}")
+        unavailable(f"PostgreSQL at TEST_DATABASE_URL: {problem}")
     try:
         run_async(_pg_execute(url, "SELECT 1"))
     except Exception as exc:
-        _unavailable(f"PostgreSQL at TEST_DATABASE_URL refused the connection: {exc}")
+        unavailable(f"PostgreSQL at TEST_DATABASE_URL refused the connection: {exc}")
     server = PostgresServer(url)
     try:
         yield server
@@ -224,10 +226,10 @@ def _postgres_session_database(postgres_server: PostgresServer) -> str:
 def redis_url() -> str:
     url = os.environ.get("TEST_REDIS_URL")
     if not url:
-        _unavailable("Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        unavailable("Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     problem = _reachable(url, 6379)
     if problem:
-        _unavailable(f"Redis at TEST_REDIS_URL: {problem}")
+        unavailable(f"Redis at TEST_REDIS_URL: {problem}")
     return url
 
 
