@@ -2,8 +2,9 @@
 scripts/update-clients) is accepted by its surface and translated by every route.
 
 Each LLM request in the corpus is decoded by its surface's decoder, encoded for each upstream
-format (Anthropic Messages, Chat Completions, Responses), and offered to local-echo; none may
-be refused. What comes out is compared with a golden in goldens/<client>-<version>/, of the
+format (Anthropic Messages, Chat Completions, Responses), and offered to local-echo, which
+runs no hosted tool; none may be refused (`hypereal.llm.tolerance`: what a route cannot run
+is dropped, unless the client forces it). What comes out is compared with a golden in goldens/<client>-<version>/, of the
 same name as the request: not a copy of the 40 KB bodies but what a reviewer needs to see of
 each route, the roles in order, the tools by name, the top-level fields, and what the
 translation dropped (`ChatRequest.dropped`). A new client release is then one command and a
@@ -23,10 +24,8 @@ from typing import Any
 
 import pytest
 
-from hypereal.catalog.schema import ProviderConfig
-from hypereal.llm import anthropic, openai_chat, openai_responses
+from hypereal.llm import anthropic, openai_chat, openai_responses, tolerance
 from hypereal.llm.types import ChatRequest
-from hypereal.providers.echo import EchoProvider
 from tests.clients.programs import CLIENTS_DIR, PROGRAMS
 from tests.clients.update import CORPUS, ROOT, readme_pin
 
@@ -48,12 +47,14 @@ def replayed(path: Path) -> dict[str, Any]:
     """The summary of one captured request through its decoder and every encoder."""
     body = json.loads(path.read_text())["body"]
     request = DECODERS[path.stem.split("-", 1)[1]](body)
-    refusal = EchoProvider(ProviderConfig(type="local-echo")).refusal(request)
-    assert refusal is None, f"local-echo refuses it: {refusal}"
+    assert tolerance.forced_hosted(request) is None, "the client forces a hosted tool"
     routes = {}
     for name, encode in ENCODERS.items():
         translated = copy.deepcopy(request)
-        routes[name] = {**outline(encode(translated)), "dropped": list(getattr(translated, "dropped", []))}
+        routes[name] = {**outline(encode(translated)), "dropped": list(translated.dropped)}
+    echoed = copy.deepcopy(request)
+    tolerance.takes_nothing(echoed)
+    routes["local-echo"] = {"dropped": list(echoed.dropped)}
     return {"source": str(path.relative_to(ROOT)), "decoded": decoded(request), "routes": routes}
 
 
@@ -68,7 +69,7 @@ def decoded(request: ChatRequest) -> dict[str, Any]:
         "reasoning_effort": request.reasoning_effort,
         "thinking_budget": request.thinking_budget,
         "stream": request.stream,
-        "dropped": list(getattr(request, "dropped", [])),
+        "dropped": list(request.dropped),
     }
 
 
