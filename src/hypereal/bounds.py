@@ -3,8 +3,9 @@
 Both databases keep integers in 64 bits, signed; a larger one reaching SQLite raises in the
 driver, and PostgreSQL refuses it. So every number of a request is checked against a range
 here before it goes anywhere, and answered with a 400 outside it; the README's "Limits"
-section lists them. The money limits leave room below 2^63 on purpose: a balance at its
-ceiling can still take back every refund and settlement owed to it.
+section lists them. The money limits leave room below 2^63 on purpose: settlements and
+refunds give back what was charged and are never refused, and a balance at its ceiling can
+still take back thousands of the largest charges there can be.
 
 Credits are whole credits here (1 credit = $0.01); the ledger holds millicredits
 (`units.MILLI`).
