@@ -169,16 +169,22 @@ async def test_streamed_body_without_content_length_over_the_limit_is_413(
     assert await ledger_state(services, account.id) == before
 
 
+def failing_app(services: Services, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> Any:
+    """The app, with reading an account (GET /v1/account) and charging (every chat call) raising `failure`."""
+    from hypereal.app import create_app
+
+    async def fail(*args: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(services.accounts, "get", fail)
+    monkeypatch.setattr(services.billing, "charge", fail)
+    return create_app(services.settings, services=services, run_worker=False)
+
+
 async def test_unexpected_failures_are_a_json_500_without_details(
     services: Services, account: TestAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hypereal.app import create_app
-
-    async def broken(account_id: str) -> Any:
-        raise RuntimeError("internal detail that must not leak")
-
-    monkeypatch.setattr(services.accounts, "get", broken)
-    app = create_app(services.settings, services=services, run_worker=False)
+    app = failing_app(services, monkeypatch, RuntimeError("internal detail that must not leak"))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/v1/account", headers=account.headers)
@@ -274,21 +280,13 @@ async def test_a_balance_at_the_maximum_still_takes_back_its_refunds(services: S
         OverflowError("Python int too large to convert to SQLite INTEGER"),
         DBAPIError("SELECT ...", {}, type("OutOfRange", (Exception,), {"sqlstate": "22003"})()),
     ],
-    ids=["sqlite", "postgresql"],
+    ids=["sqlite3-overflow", "sqlstate-22003"],
 )
 async def test_a_number_the_database_cannot_hold_is_a_400_on_every_route(
     services: Services, account: TestAccount, monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
     """The last line of defence behind the ranges: for a check that is missing, not a 500."""
-
-    async def out_of_range(*args: Any) -> Any:
-        raise failure
-
-    from hypereal.app import create_app
-
-    monkeypatch.setattr(services.accounts, "get", out_of_range)
-    monkeypatch.setattr(services.billing, "charge", out_of_range)
-    app = create_app(services.settings, services=services, run_worker=False)
+    app = failing_app(services, monkeypatch, failure)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         routed = await client.get("/v1/account", headers=account.headers)
@@ -329,13 +327,7 @@ async def test_405_names_every_method_the_path_takes(
 async def test_a_500_keeps_the_connection_open_for_the_next_request(
     services: Services, account: TestAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hypereal.app import create_app
-
-    async def broken(account_id: str) -> Any:
-        raise RuntimeError("internal detail that must not leak")
-
-    monkeypatch.setattr(services.accounts, "get", broken)
-    app = create_app(services.settings, services=services, run_worker=False)
+    app = failing_app(services, monkeypatch, RuntimeError("internal detail that must not leak"))
     async with serving(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
