@@ -217,3 +217,33 @@ def test_the_settings_command_prints_and_writes_the_table(
     printed = capsys.readouterr().out.splitlines()
     assert "HYPEREAL_PORT=8000" in printed and "HYPEREAL_ADMIN_KEY=(set)" in printed
     assert STRONG_ADMIN_KEY not in "\n".join(printed)
+
+
+@pytest.mark.parametrize(
+    ("environ", "host", "base"),
+    [
+        ({}, "localhost:8000", "http://localhost:8000"),
+        ({}, "127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ({}, "[::1]:8000", "http://[::1]:8000"),
+        ({}, "evil.example", "http://127.0.0.1:8000"),
+        ({}, "localhost@evil.example", "http://127.0.0.1:8000"),
+        ({}, "localhost:8000/evil", "http://127.0.0.1:8000"),
+        ({}, "localhost:http", "http://127.0.0.1:8000"),
+        ({}, "[::1", "http://127.0.0.1:8000"),
+        ({}, None, "http://127.0.0.1:8000"),
+        ({"HYPEREAL_HOST": "10.0.0.5"}, "10.0.0.5:8000", "http://10.0.0.5:8000"),
+        ({"HYPEREAL_HOST": "0.0.0.0"}, "0.0.0.0:8000", "http://127.0.0.1:8000"),
+        ({"HYPEREAL_TRUSTED_HOSTS": "*.corp.example"}, "a.corp.example", "http://a.corp.example"),
+        ({"HYPEREAL_TRUSTED_HOSTS": "*.corp.example"}, "corp.example", "http://127.0.0.1:8000"),
+        ({"HYPEREAL_TRUSTED_HOSTS": "*.corp.example"}, "a.corp.example.evil", "http://127.0.0.1:8000"),
+        ({"HYPEREAL_PUBLIC_URL": "https://api.example.com/"}, "localhost:8000", "https://api.example.com"),
+    ],
+)
+def test_absolute_urls_never_take_an_untrusted_host(environ: dict[str, str], host: str | None, base: str) -> None:
+    assert load_settings(environ=environ).public_base(host) == base
+
+
+@pytest.mark.parametrize("value", ["https://api.example.com", "api.example.com:443", "evil/x", "a*.example.com"])
+def test_trusted_hosts_are_host_names(value: str) -> None:
+    with pytest.raises(SettingsError, match="HYPEREAL_TRUSTED_HOSTS"):
+        load_settings(environ={"HYPEREAL_TRUSTED_HOSTS": value})
