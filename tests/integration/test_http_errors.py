@@ -295,9 +295,9 @@ async def test_a_number_the_database_cannot_hold_is_a_400_on_every_route(
             json={"model": "local-echo", "messages": [{"role": "user", "content": "hi"}]},
             headers=account.headers,
         )
-    assert assert_error(routed, 400) == {"error": "A number in the request is out of range"}
+    assert assert_error(routed, 400) == {"error": "A value in the request is out of range"}
     assert fast.status_code == 400, fast.text  # in the OpenAI error shape of that surface
-    assert fast.json()["error"]["message"] == "A number in the request is out of range"
+    assert fast.json()["error"]["message"] == "A value in the request is out of range"
 
 
 # ---------------------------------------------------------------- 405

@@ -5,7 +5,7 @@ their routers are tagged with the surface name and register a renderer here.
 
 Two failures are not the server's: a client that hangs up before sending the body it
 announced (one INFO line, no traceback; the answer, 499 in the metrics, reaches nobody), and
-a number no database column can hold that got past the ranges of `hypereal.bounds` (a 400,
+a value no database column can hold that got past the ranges of `hypereal.bounds` (a 400,
 logged as the missing range check it is).
 """
 
@@ -58,15 +58,15 @@ def respond(request: Request, exc: HyperealError) -> JsonResponse:
 
 
 def unexpected(request: Request, exc: Exception) -> JsonResponse:
-    """The answer to an exception nothing else handled: a 500, or a 400 for an out-of-range number."""
+    """The answer to an exception nothing else handled: a 500, or a 400 for an out-of-range value."""
     if _out_of_range(exc):
         log.warning(
-            "a number out of the database's range reached it on %s %s; a range check is missing",
+            "a value out of the database's range reached it on %s %s; a range check is missing",
             request.method,
             request.url.path,
             exc_info=exc,
         )
-        return respond(request, ValidationFailed("A number in the request is out of range"))
+        return respond(request, ValidationFailed("A value in the request is out of range"))
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return respond(request, HyperealError())
 
