@@ -45,7 +45,9 @@ Plain helpers (`from tests.conftest import ...`): ADMIN_KEY, ADMIN_HEADERS, Test
 create_test_account(services, ...), run_async(coro) (from sync code, in its own thread),
 free_port(), clean_environ(env), launch_server(directory, ...) (like start_server, unmanaged),
 unavailable(reason) (skips a test whose counterpart is missing; fails it when
-TEST_REQUIRE_SERVICES=1, as in CI).
+TEST_REQUIRE_SERVICES=1, as in CI),
+serving(app, protocol=HttpProtocol) (async context manager: an ASGI app served by uvicorn in
+this process on the server's protocol; yields the port).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -71,6 +74,7 @@ import pytest
 
 from hypereal.app import create_app
 from hypereal.catalog import Catalog, load_catalog
+from hypereal.http_server import HttpProtocol
 from hypereal.services import Services
 from hypereal.settings import Settings, load_settings
 
@@ -378,6 +382,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def serving(app: Any, protocol: type[asyncio.Protocol] = HttpProtocol) -> AsyncIterator[int]:
+    """`app` served by uvicorn in this process on `protocol`; yields the port."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_level="error"))
+    running = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # uvicorn offers a flag, not an event
+            if running.done():
+                running.result()
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        await running
 
 
 def clean_environ(env: dict[str, str] | None = None) -> dict[str, str]:

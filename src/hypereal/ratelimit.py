@@ -43,11 +43,12 @@ class Window:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None, namespace: str = "hypereal") -> None:
+    def __init__(self, redis_url: str | None = None, prefix: str = "") -> None:
+        """`prefix` starts every Redis key of the counters (settings.effective_redis_prefix)."""
         self._shared: AsyncMovingWindow | None = None
         self._local: MovingWindow | None = None
         if redis_url:
-            storage = RedisStorage(_limits_uri(redis_url), implementation="redispy", key_prefix=f"{namespace}-rl")
+            storage = RedisStorage(_limits_uri(redis_url), implementation="redispy", key_prefix=f"{prefix}rl")
             self._shared = AsyncMovingWindow(storage)
         else:
             self._local = MovingWindow(MovingWindowMemory())

@@ -50,7 +50,7 @@ class Services:
         db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
         metrics = metrics or Metrics()
         billing = Billing(db, metrics)
-        bus = build_bus(settings.redis_url, settings.effective_database_url)
+        bus = build_bus(settings.redis_url, settings.effective_database_url, settings.effective_redis_prefix)
         invalidation: Invalidation = (
             BusInvalidation(bus) if bus.crosses_processes else EpochFileInvalidation(settings.data_dir / "keys.epoch")
         )
@@ -79,7 +79,7 @@ class Services:
             billing=billing,
             keys=keys,
             accounts=AccountService(db, billing, keys),
-            limiter=RateLimiter(settings.redis_url),
+            limiter=RateLimiter(settings.redis_url, settings.effective_redis_prefix),
             jobs=jobs,
             bus=bus,
         )

@@ -4,12 +4,12 @@ scripts/update-clients) is accepted by its surface and translated by every route
 Each LLM request in the corpus is decoded by its surface's decoder, encoded for each upstream
 format (Anthropic Messages, Chat Completions, Responses), and offered to local-echo, which
 runs no hosted tool; none may be refused (`hypereal.llm.tolerance`: what a route cannot run
-is dropped, unless the client forces it). What comes out is compared with a golden in goldens/<client>-<version>/, of the
-same name as the request: not a copy of the 40 KB bodies but what a reviewer needs to see of
-each route, the roles in order, the tools by name, the top-level fields, and what the
-translation dropped (`ChatRequest.dropped`). A new client release is then one command and a
-diff of these summaries. `UPDATE_GOLDENS=1` writes the goldens anew instead of comparing;
-review the diff before committing it.
+is dropped, unless the client forces it). What comes out is compared with a golden in
+goldens/<client>-<version>/, of the same name as the request: not a copy of the 40 KB
+bodies but what a reviewer needs to see of each route, the roles in order, the tools by
+name, the top-level fields, and what the translation dropped (`ChatRequest.dropped`). A new
+client release is then one command and a diff of these summaries. `UPDATE_GOLDENS=1` writes
+the goldens anew instead of comparing; review the diff before committing it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from hypereal.api.deps import CurrentKey, ServicesDep
 from hypereal.api.responses import JsonResponse
+from hypereal.bounds import INT64_MAX
 from hypereal.store import ledger
 
 router = APIRouter(prefix="/account", tags=["account"])
@@ -25,7 +26,7 @@ async def account_ledger(
     principal: CurrentKey,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Cursor: entries older than this id")] = None,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Cursor: entries older than this id")] = None,
 ) -> JsonResponse:
     """Every credit movement, newest first; page with `before=<next_cursor>`."""
     async with services.db.read() as conn:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from hypereal.api.deps import AdminAccess, ServicesDep, parsed
 from hypereal.api.responses import JsonResponse
+from hypereal.bounds import MAX_PAGE_OFFSET, MAX_RATE_LIMIT_PER_HOUR, MAX_TOP_UP_CREDITS
 from hypereal.units import to_credits
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
@@ -18,18 +19,18 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
 class NewAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr = Field(min_length=1, max_length=200)
-    credits: StrictInt = Field(default=0, ge=0)
+    credits: StrictInt = Field(default=0, ge=0, le=MAX_TOP_UP_CREDITS)
 
 
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr | None = Field(default=None, max_length=200)
-    rate_limit_per_hour: StrictInt | None = Field(default=None, ge=1)
+    rate_limit_per_hour: StrictInt | None = Field(default=None, ge=1, le=MAX_RATE_LIMIT_PER_HOUR)
 
 
 class TopUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: StrictInt
+    amount: StrictInt = Field(le=MAX_TOP_UP_CREDITS, description="Credits to add, at least 200.")
 
 
 @router.post("/accounts", status_code=201)
@@ -43,7 +44,7 @@ async def create_account(services: ServicesDep, body: Annotated[NewAccount, pars
 async def list_accounts(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE_OFFSET)] = 0,
 ) -> JsonResponse:
     """List accounts."""
     accounts = await services.accounts.list_accounts(limit, offset)

@@ -37,7 +37,9 @@ async def list_jobs(
     type: Literal["image", "video", "audio", "3d"] | None = None,
     model: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[float | None, Query(description="Cursor: jobs created before this time")] = None,
+    before: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="Cursor: jobs created before this time")
+    ] = None,
 ) -> JsonResponse:
     """The account's jobs, newest first."""
     filters: dict[str, tuple[str, ...]] = {}

@@ -79,7 +79,8 @@ def _input(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _poll_url(request: Request, job: Job) -> str:
-    base = str(request.base_url).rstrip("/")
+    settings = request.app.state.services.settings
+    base = settings.public_base(request.headers.get("host"), request.scope.get("scheme", "http"))
     return f"{base}/api/v1/jobs/{job.id}?model={job.model}&type={job.type}"
 
 

@@ -3,7 +3,10 @@
 The balance is moved by a guarded UPDATE (`balance >= amount`), which is atomic on both
 databases, so it can never go negative whatever the concurrency. Each (account, reference,
 kind) is unique: a retried charge, settlement or refund hits the constraint, its transaction
-rolls back, and the caller gets the first outcome instead of a second payment.
+rolls back, and the caller gets the first outcome instead of a second payment. A top-up is
+refused when it would take the balance past `bounds.MAX_BALANCE_CREDITS`; what comes back
+to an account (settlements, refunds) is never refused, and fits in the room that bound
+leaves below the 64-bit limit.
 
 Two forms of each operation: `charge(conn, ...)` and friends compose with other writes in
 the caller's transaction (a job and its charge commit together); `charge_now(db, ...)` and
@@ -28,10 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from hypereal.errors import InsufficientCredits, NotFound
+from hypereal.bounds import MAX_BALANCE_CREDITS
+from hypereal.errors import InsufficientCredits, NotFound, ValidationFailed
 from hypereal.store.db import Database
 from hypereal.store.tables import accounts, ledger
-from hypereal.units import to_credits
+from hypereal.units import to_credits, to_milli
 
 CHARGE, REFUND, SETTLE, TOPUP, ADJUSTMENT = "charge", "refund", "settle", "topup", "adjustment"
 
@@ -262,8 +266,23 @@ def _settlement_due(entries: dict[str, Entry], actual: int) -> Entry | int | Non
     return max(0, -charged.amount - max(0, actual))
 
 
+MAX_BALANCE = to_milli(MAX_BALANCE_CREDITS)
+
+
 async def top_up(conn: AsyncConnection, account_id: str, amount: int, reference: str, kind: str = TOPUP) -> Entry:
-    return await append_once(conn, account_id, kind, amount, reference)
+    """Credit `amount` once per reference, unless the balance would pass `MAX_BALANCE` (a 400)."""
+    existing = await find(conn, account_id, reference, kind)
+    if existing is not None:
+        return existing
+    await _lock_account(conn, account_id)
+    current = await balance(conn, account_id)
+    if current + amount > MAX_BALANCE:
+        raise ValidationFailed(
+            f"This top-up would take the balance past the maximum of {MAX_BALANCE_CREDITS} credits",
+            balance=to_credits(current),
+            maximum=MAX_BALANCE_CREDITS,
+        )
+    return await _append_new(conn, account_id, kind, amount, reference, None)
 
 
 async def page(conn: AsyncConnection, account_id: str, limit: int, before: int | None) -> list[Entry]:
