@@ -67,6 +67,8 @@ class Program:
     """The wire format the program speaks (a `hypereal.providers.chat.Protocol`)."""
     shell_tool: ClassVar[str]
     """The name of the program's own shell tool."""
+    docs_model: ClassVar[str]
+    """The model the Hypereal docs set the program up with ("": the program's own default)."""
 
     @classmethod
     def executable(cls) -> Path:
@@ -150,6 +152,7 @@ class ClaudeCode(Program):
     binary = "claude"
     surface = "anthropic-messages"
     shell_tool = "Bash"
+    docs_model = ""
 
     def shell_arguments(self) -> dict[str, Any]:
         return {"command": SHELL_COMMAND, "description": "print"}
@@ -165,7 +168,8 @@ class ClaudeCode(Program):
     def argv(self, prompt: str, model: str, streamed: bool) -> list[str]:
         # Bash is allowed up front: a non-interactive run has no one to ask. (Skipping every
         # permission check is refused to root, which CI machines often are.)
-        command = ["-p", prompt, "--model", model, "--allowedTools", "Bash"]
+        # No model: Claude Code's own default, as a user who follows the docs runs it.
+        command = ["-p", prompt, *(["--model", model] if model else []), "--allowedTools", "Bash"]
         if streamed:
             command += ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
         return command
@@ -183,6 +187,7 @@ class Codex(Program):
     binary = "codex"
     surface = "openai-responses"
     shell_tool = "exec_command"
+    docs_model = "gpt-5-codex"
 
     def shell_arguments(self) -> dict[str, Any]:
         return {"cmd": SHELL_COMMAND}
@@ -230,6 +235,7 @@ class OpenCode(Program):
     binary = "opencode"
     surface = "openai-chat"
     shell_tool = "bash"
+    docs_model = "claude-sonnet-4-6"
     sdk: ClassVar[str] = "@ai-sdk/openai-compatible"
     """The AI SDK provider package OpenCode speaks to hypereal through."""
 
