@@ -6,7 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from hypereal.api import schemas
 from hypereal.api.deps import ServicesDep
+from hypereal.api.openapi import PUBLIC, errors
 from hypereal.api.responses import JsonResponse
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.catalog.schema import Category
@@ -44,7 +46,7 @@ def model_list(catalog: Catalog, category: str | None) -> dict[str, Any]:
     return {"object": "list", "data": [describe(catalog, spec) for spec in catalog.in_category(category)]}
 
 
-@router.get("/models")
+@router.get("/models", response_model=schemas.ModelList, responses=errors(400), openapi_extra=PUBLIC)
 async def list_models(
     services: ServicesDep, category: Annotated[Category | None, Query(description="Filter by category")] = None
 ) -> JsonResponse:
@@ -52,7 +54,12 @@ async def list_models(
     return JsonResponse(model_list(services.catalog, category))
 
 
-@router.get("/models/{model_id}")
+@router.get(
+    "/models/{model_id}",
+    response_model=schemas.Model,
+    responses={400: {**errors(400)[400], "description": "No model has this id."}},
+    openapi_extra=PUBLIC,
+)
 async def get_model(model_id: str, services: ServicesDep) -> JsonResponse:
     """One model."""
     return JsonResponse(describe(services.catalog, services.catalog.get(model_id)))
