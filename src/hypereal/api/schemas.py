@@ -210,6 +210,11 @@ MODE_DESCRIPTION = (
     " (no queue, surcharge applies)."
 )
 WEBHOOK_DESCRIPTION = "An http(s) URL that receives the result when generation completes (signed, retried)."
+SMALL_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAJklEQVR42mP8//8/AzbAxIADsECok5qac"
+    "CHz69fx6SBdgpFkVwEAeqAJC1FnihAAAAAASUVORK5CYII="
+)
+"""An 8x8 picture, for examples that run on a fresh install without fetching anything."""
 INPUT_DESCRIPTION = (
     "The model's parameters; `GET /api/v1/models/{id}` lists each one with its type, enum and bounds."
     " Parameters the model does not declare are dropped; a declared one of the wrong type or out of"
@@ -266,7 +271,8 @@ class VideoRequest(MediaRequest):
                 "duration": 5,
             },
             "webhook_url": "https://your-server.com/webhook",
-        }
+        },
+        {"model": "local-video-t2v", "input": {"prompt": "a paper boat drifting down a river", "duration": 2}},
     )
 
     input: MediaInput = Field(default_factory=MediaInput, description=INPUT_DESCRIPTION)
@@ -276,6 +282,7 @@ class AudioRequest(MediaRequest):
     model_config = _examples(
         {"model": "audio-tts", "input": {"text": "(happy) Welcome to Hypereal!", "format": "mp3"}},
         {"model": "audio-clone", "input": {"text": "Clone my voice!", "audio": "https://example.com/voice.mp3"}},
+        {"model": "local-tts", "input": {"text": "(happy) Welcome to Hypereal!", "format": "wav"}},
     )
 
     input: MediaInput = Field(default_factory=MediaInput, description=INPUT_DESCRIPTION)
@@ -293,6 +300,7 @@ class ThreeDRequest(MediaRequest):
                 "right_image_url": "https://example.com/right.png",
             },
         },
+        {"model": "local-3d-relief", "input": {"image": SMALL_PNG, "resolution": 32}},
     )
 
     input: MediaInput = Field(default_factory=MediaInput, description=INPUT_DESCRIPTION)
