@@ -13,6 +13,7 @@ from hypereal.api.deps import AdminAccess, ServicesDep, parsed
 from hypereal.api.openapi import errors, json_body
 from hypereal.api.responses import JsonResponse
 from hypereal.api.schemas import SQL_INTEGER_MAX
+from hypereal.billing import MINIMUM_TOP_UP
 from hypereal.units import to_credits
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess], responses=errors(401, 403))
@@ -32,7 +33,8 @@ class NewKey(BaseModel):
 
 class TopUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: StrictInt
+    # The minimum is checked by Billing.top_up, whose message names it; documented here.
+    amount: StrictInt = Field(json_schema_extra={"minimum": MINIMUM_TOP_UP})
 
 
 @router.post(
