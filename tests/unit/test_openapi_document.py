@@ -80,6 +80,7 @@ def test_the_chat_routes_document_their_streams(document: dict[str, Any]) -> Non
 def test_bounds_the_api_enforces_are_in_the_document(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     assert schemas["ChatCompletionRequest"]["properties"]["n"]["maximum"] == 128
+    assert schemas["TopUp"]["properties"]["amount"]["minimum"] == 200
     ledger = document["paths"]["/api/v1/account/ledger"]["get"]["parameters"]
-    before = next(parameter for parameter in ledger if parameter["name"] == "before")["schema"]["anyOf"][0]
-    assert before["maximum"] == 2**63 - 1
+    limit = next(parameter for parameter in ledger if parameter["name"] == "limit")["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (1, 200)

@@ -10,7 +10,6 @@ from hypereal.api import schemas
 from hypereal.api.deps import CurrentKey, ServicesDep
 from hypereal.api.openapi import errors
 from hypereal.api.responses import JsonResponse
-from hypereal.api.schemas import SQL_INTEGER_MAX
 from hypereal.store import ledger
 
 router = APIRouter(prefix="/account", tags=["account"], responses=errors(401, 429))
@@ -28,9 +27,7 @@ async def account_ledger(
     principal: CurrentKey,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[
-        int | None, Query(ge=1, le=SQL_INTEGER_MAX, description="Cursor: entries older than this id")
-    ] = None,
+    before: Annotated[int | None, Query(ge=1, description="Cursor: entries older than this id")] = None,
 ) -> JsonResponse:
     """Every credit movement, newest first; page with `before=<next_cursor>`."""
     async with services.db.read() as conn:

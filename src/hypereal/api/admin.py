@@ -12,7 +12,6 @@ from hypereal.api import schemas
 from hypereal.api.deps import AdminAccess, ServicesDep, parsed
 from hypereal.api.openapi import errors, json_body
 from hypereal.api.responses import JsonResponse
-from hypereal.api.schemas import SQL_INTEGER_MAX
 from hypereal.billing import MINIMUM_TOP_UP
 from hypereal.units import to_credits
 
@@ -54,7 +53,7 @@ async def create_account(services: ServicesDep, body: Annotated[NewAccount, pars
 async def list_accounts(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=SQL_INTEGER_MAX)] = 0,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JsonResponse:
     """List accounts."""
     accounts = await services.accounts.list_accounts(limit, offset)

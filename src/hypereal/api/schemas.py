@@ -20,9 +20,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SQL_INTEGER_MAX = 2**63 - 1
-"""The largest integer the databases store; ids and cursors above it cannot exist."""
-
 Credits = float
 """Credits as shown outside: whole numbers, or fractions with up to three decimals (chat)."""
 
@@ -122,7 +119,7 @@ class WebhookSecret(BaseModel):
 
 
 class LedgerEntry(BaseModel):
-    id: int = Field(ge=1, le=SQL_INTEGER_MAX)
+    id: int = Field(ge=1)
     kind: Literal["charge", "refund", "settle", "topup", "adjustment"]
     amount: Credits = Field(description="Negative for a charge.")
     balanceAfter: Credits
