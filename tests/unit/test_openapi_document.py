@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 
 from hypereal.app import create_app
@@ -84,3 +85,27 @@ def test_bounds_the_api_enforces_are_in_the_document(document: dict[str, Any]) -
     ledger = document["paths"]["/api/v1/account/ledger"]["get"]["parameters"]
     limit = next(parameter for parameter in ledger if parameter["name"] == "limit")["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, 200)
+
+
+def test_every_example_in_the_document_fits_its_schema(document: dict[str, Any]) -> None:
+    def check(schema: dict[str, Any], example: Any, where: str) -> None:
+        validator = jsonschema_rs.Draft202012Validator({**schema, "components": document["components"]})
+        errors = [error.message for error in validator.iter_errors(example)]
+        assert not errors, (where, errors)
+
+    checked = 0
+    for name, schema in document["components"]["schemas"].items():
+        for example in schema.get("examples", []):
+            check({"$ref": f"#/components/schemas/{name}"}, example, name)
+            checked += 1
+    for method, path, operation in operations(document):
+        bodies = [operation.get("requestBody", {}), *operation["responses"].values()]
+        for body in bodies:
+            for media in body.get("content", {}).values():
+                for example in [media["example"]] if "example" in media else []:
+                    check(media["schema"], example, f"{method} {path}")
+                    checked += 1
+                for named in media.get("examples", {}).values():
+                    check(media["schema"], named["value"], f"{method} {path}")
+                    checked += 1
+    assert checked > 50

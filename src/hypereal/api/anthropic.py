@@ -42,7 +42,10 @@ from hypereal.llm.types import ChatRequest
 # A body over the limit that announced its length is refused before any route is known, in the native shape.
 router = APIRouter(
     tags=["anthropic"],
-    responses={**errors(400, 401, 429, shape=AnthropicError), **errors(413, shape=AnthropicError, also=Error)},
+    responses={
+        **errors(400, 401, 429, shape=AnthropicError, render=anthropic_error),
+        **errors(413, shape=AnthropicError, render=anthropic_error, also=Error),
+    },
 )
 
 
@@ -76,7 +79,10 @@ def _forwarded_headers(request: Request) -> dict[str, str]:
 @router.post(
     "/messages",
     response_model=AnthropicMessage,
-    responses={200: event_stream(AnthropicEvent), **errors(402, 502, 503, 504, shape=AnthropicError)},
+    responses={
+        200: event_stream(AnthropicEvent),
+        **errors(402, 502, 503, 504, shape=AnthropicError, render=anthropic_error),
+    },
     openapi_extra=json_body(MessagesRequest, parameters=ANTHROPIC_HEADERS),
 )
 @fast

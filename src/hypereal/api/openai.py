@@ -41,8 +41,8 @@ from hypereal.llm.types import ChatRequest, ChatResponse, Message, new_id
 router = APIRouter(tags=["openai"])
 # A body over the limit that announced its length is refused before any route is known, in the native shape.
 FAILURES = {
-    **errors(400, 401, 402, 429, 502, 503, 504, shape=OpenAIError),
-    **errors(413, shape=OpenAIError, also=schemas.Error),
+    **errors(400, 401, 402, 429, 502, 503, 504, shape=OpenAIError, render=openai_error),
+    **errors(413, shape=OpenAIError, render=openai_error, also=schemas.Error),
 }
 
 
@@ -147,7 +147,7 @@ async def chat_models(services: ServicesDep) -> JsonResponse:
 @router.post(
     "/responses",
     response_model=ResponseObject,
-    responses={200: event_stream(ResponsesEvent), **FAILURES, **errors(404, shape=OpenAIError)},
+    responses={200: event_stream(ResponsesEvent), **FAILURES, **errors(404, shape=OpenAIError, render=openai_error)},
     openapi_extra=json_body(ResponsesRequest),
 )
 @fast

@@ -9,21 +9,40 @@ helpers here, so the request path stays what it was:
   of the fast lane, and the routes that validate through `deps.parsed`), plus header
   parameters; `PUBLIC` for routes that need no key.
 
-`document()` then finishes what FastAPI generated: the schemas the helpers carried along
-join `components`, and FastAPI's 422 goes, since every validation error here is a 400.
+The helpers hand their parts over as JSON text, since FastAPI drops every null from the
+document (`"param": null` in an example, a `null` default). `document()` then finishes
+what FastAPI generated: the carried parts go in place, the answer models' schemas are
+written again with their nulls, and FastAPI's 422 goes, since every validation error here
+is a 400.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from hypereal.api.schemas import Error
+from hypereal.errors import (
+    Conflict,
+    Forbidden,
+    HyperealError,
+    InsufficientCredits,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    ValidationFailed,
+)
 
-CARRIED = "x-hypereal-schemas"
-"""Where a helper's output keeps the component schemas its `$ref`s need, until `document()`."""
+CARRIED = "x-hypereal-carried"
+"""Where a helper's output keeps its part of the document (and the schemas its `$ref`s need)
+until `document()` puts it in place."""
 REF = "#/components/schemas/{model}"
 
 DESCRIPTIONS = {
@@ -39,6 +58,24 @@ DESCRIPTIONS = {
     503: "No configured provider can serve the request now, or the database is unreachable.",
     504: "The upstream provider timed out; the charge was refunded.",
 }
+EXAMPLES: dict[int, HyperealError] = {
+    400: ValidationFailed("Model is required", field="model"),
+    401: Unauthorized(),
+    402: InsufficientCredits(required=69, available=10),
+    403: Forbidden("This endpoint needs the admin key"),
+    404: NotFound("Job not found"),
+    409: Conflict("This Idempotency-Key was already used with a different request"),
+    413: PayloadTooLarge("Request body larger than 33554432 bytes", limit=33554432),
+    429: RateLimited(limit=1000, retry_after=1800, reset=1766845056),
+    502: UpstreamError(),
+    503: Unavailable(
+        "No configured provider can serve 'veo-3-1-i2v'. Set FAL_KEY or REPLICATE_API_TOKEN or WAVESPEED_API_KEY,"
+        " use a built-in local- model, or enable HYPEREAL_LOCAL_FALLBACK.",
+        model="veo-3-1-i2v",
+    ),
+    504: UpstreamTimeout(),
+}
+"""The error each status's example shows, rendered in the surface's shape."""
 RATE_LIMIT_HEADERS = {
     "Retry-After": {"description": "Seconds until a request is allowed again.", "schema": {"type": "integer"}},
     "X-RateLimit-Limit": {"description": "Requests per hour of the key.", "schema": {"type": "integer"}},
@@ -84,40 +121,48 @@ def schema_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
     return {"$ref": REF.format(model=model.__name__)}, components
 
 
+def _carried(fragment: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    return {CARRIED: orjson.dumps({"fragment": fragment, "schemas": schemas}).decode()}
+
+
 def json_body(model: type[BaseModel], *, parameters: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """`openapi_extra` for an endpoint that reads a JSON body of `model`'s shape itself."""
-    ref, components = schema_of(model)
+    ref, schemas = schema_of(model)
     media: dict[str, Any] = {"schema": ref}
-    examples = components[model.__name__].get("examples")
+    examples = schemas[model.__name__].get("examples")
     if examples:
         media["examples"] = {f"example{i + 1}": {"value": value} for i, value in enumerate(examples)}
-    extra: dict[str, Any] = {
-        "requestBody": {"required": True, "content": {"application/json": media}},
-        CARRIED: components,
-    }
+    fragment: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": media}}}
     if parameters:
-        extra["parameters"] = [dict(parameter) for parameter in parameters]
-    return extra
+        fragment["parameters"] = [dict(parameter) for parameter in parameters]
+    return _carried(fragment, schemas)
 
 
-def errors(*statuses: int, shape: type[BaseModel] = Error, also: type[BaseModel] | None = None) -> dict[int | str, Any]:
-    """`responses=` entries for `statuses`, answered in `shape` (or, where `also` is given, either)."""
-    ref, components = schema_of(shape)
+def errors(
+    *statuses: int,
+    shape: type[BaseModel] = Error,
+    render: Callable[[HyperealError], dict[str, Any]] = HyperealError.body,
+    also: type[BaseModel] | None = None,
+) -> dict[int | str, Any]:
+    """`responses=` entries for `statuses`, answered in `shape` (or, where `also` is given, either).
+
+    `render` is the surface's error renderer, which writes each status's example.
+    """
+    ref, schemas = schema_of(shape)
     schema = ref
     if also is not None:
         other, more = schema_of(also)
-        components.update(more)
+        schemas.update(more)
         schema = {"anyOf": [ref, other]}
     found: dict[int | str, Any] = {}
     for status in statuses:
-        entry: dict[str, Any] = {
+        fragment: dict[str, Any] = {
             "description": DESCRIPTIONS[status],
-            "content": {"application/json": {"schema": schema}},
-            CARRIED: components,
+            "content": {"application/json": {"schema": schema, "example": render(EXAMPLES[status])}},
         }
         if status == 429:
-            entry["headers"] = RATE_LIMIT_HEADERS
-        found[status] = entry
+            fragment["headers"] = RATE_LIMIT_HEADERS
+        found[status] = _carried(fragment, schemas)
     return found
 
 
@@ -127,11 +172,11 @@ def event_stream(data: type[BaseModel], *, done: bool = False, error: type[BaseM
     Each event is described by `itemSchema` (OpenAPI 3.2's keyword, which FastAPI's own streams
     use too). `done`: the stream ends with a `data: [DONE]` event, OpenAI's terminator, no JSON.
     """
-    ref, components = schema_of(data)
+    ref, schemas = schema_of(data)
     payload = ref
     if error is not None:
         other, more = schema_of(error)
-        components.update(more)
+        schemas.update(more)
         payload = {"anyOf": [ref, other]}
     json_data = {"type": "string", "contentMediaType": "application/json", "contentSchema": payload}
     data_schema: dict[str, Any] = json_data
@@ -143,23 +188,57 @@ def event_stream(data: type[BaseModel], *, done: bool = False, error: type[BaseM
         "properties": {"event": {"type": "string"}, "data": data_schema},
         "description": f"One server-sent event; `data` holds a {data.__name__}.",
     }
-    return {"content": {"text/event-stream": {"itemSchema": event}}, CARRIED: components}
+    return _carried({"content": {"text/event-stream": {"itemSchema": event}}}, schemas)
 
 
 def document(spec: dict[str, Any]) -> dict[str, Any]:
-    """FastAPI's generated document, finished: carried schemas in `components`, no 422, the key schemes."""
+    """FastAPI's generated document, finished: carried parts in place, no 422, the key schemes."""
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
+    models = _api_models()
+    for name in [name for name in schemas if name in models]:
+        schemas.update(schema_of(models[name])[1])  # FastAPI's copies lost their nulls
     for path_item in spec.get("paths", {}).values():
         for operation in path_item.values():
-            schemas.update(operation.pop(CARRIED, {}))
+            _unpack(operation, schemas)
             responses = operation.get("responses", {})
             responses.pop("422", None)
             for response in responses.values():
-                schemas.update(response.pop(CARRIED, {}))
+                _unpack(response, schemas)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     components["schemas"] = dict(sorted(schemas.items()))
     components["securitySchemes"] = SECURITY_SCHEMES
     spec["security"] = [{"bearer": []}, {"apiKey": []}]
     return spec
+
+
+def _api_models() -> dict[str, type[BaseModel]]:
+    """The models of hypereal.api by name: the ones FastAPI wrote into `components` itself."""
+    found: dict[str, type[BaseModel]] = {}
+    pending = list(BaseModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if model.__module__.startswith(f"{__package__}."):
+            found[model.__name__] = model
+    return found
+
+
+def _unpack(target: dict[str, Any], schemas: dict[str, Any]) -> None:
+    text = target.pop(CARRIED, None)
+    if text is not None:
+        carried = orjson.loads(text)
+        schemas.update(carried["schemas"])
+        _merge(target, carried["fragment"])
+
+
+def _merge(target: dict[str, Any], fragment: dict[str, Any]) -> None:
+    """`fragment` into `target`: objects merged key by key, lists appended, anything else replaced."""
+    for key, value in fragment.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        elif isinstance(value, list) and isinstance(target.get(key), list):
+            target[key] = target[key] + value
+        else:
+            target[key] = value

@@ -35,6 +35,7 @@ class Error(BaseModel):
     """Every error of the native API: a sentence, plus fields that depend on the error."""
 
     model_config = _examples(
+        {"error": "Unauthorized. Please provide a valid API key (Authorization: Bearer ck_... or x-api-key)."},
         {"error": "Model is required", "field": "model"},
         {"error": "Insufficient credits", "required": 69, "available": 10},
         {"error": "Job not found"},
@@ -62,6 +63,8 @@ class AccountSummary(BaseModel):
 
 
 class Account(AccountSummary):
+    model_config = _examples({"id": "acc_5f0c1d2e3a4b5c6d", "name": "Acme", "balance": 1000, "createdAt": 1766841456.0})
+
     createdAt: float = Field(description="Unix time, seconds.")
 
 
@@ -206,7 +209,9 @@ MODE_DESCRIPTION = (
     "`auto` (default) selects the best provider; `fast` uses the fast route where the model has one"
     " (no queue, surcharge applies)."
 )
-WEBHOOK_DESCRIPTION = "An http(s) URL that receives the result when generation completes (signed, retried)."
+WEBHOOK_DESCRIPTION = (
+    "An http(s) URL that receives the result when generation completes (signed, retried); empty or null: none."
+)
 SMALL_PNG = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAJklEQVR42mP8//8/AzbAxIADsECok5qac"
     "CHz69fx6SBdgpFkVwEAeqAJC1FnihAAAAAASUVORK5CYII="
@@ -236,7 +241,7 @@ class MediaRequest(BaseModel):
 
     model: str = Field(min_length=1, description="A model id of the endpoint's category.")
     mode: Mode = Field(default="auto", description=MODE_DESCRIPTION)
-    webhook_url: str | None = Field(default=None, pattern=r"^https?://", description=WEBHOOK_DESCRIPTION)
+    webhook_url: str | None = Field(default=None, pattern=r"^(https?://|$)", description=WEBHOOK_DESCRIPTION)
 
 
 class ImageRequest(MediaRequest):
@@ -253,7 +258,7 @@ class ImageRequest(MediaRequest):
     )
 
     prompt: str | None = Field(default=None, description="Text-to-image models.")
-    images: list[str] | None = Field(default=None, description="Image-edit models: source image URLs.")
+    images: str | list[str] | None = Field(default=None, description="Image-edit models: the source image URL(s).")
     aspect_ratio: str | None = None
 
 
