@@ -7,9 +7,11 @@ undescribed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema_rs
 import pytest
 
@@ -109,3 +111,16 @@ def test_every_example_in_the_document_fits_its_schema(document: dict[str, Any])
                     check(media["schema"], named["value"], f"{method} {path}")
                     checked += 1
     assert checked > 50
+
+
+async def test_the_docs_page_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
+    app = create_app(load_settings(environ={}, data_dir=tmp_path))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        page = (await client.get("/docs")).text
+        assert re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", page) == []
+        for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
+            assert f"/docs/assets/{name}" in page
+            asset = await client.get(f"/docs/assets/{name}")
+            assert asset.status_code == 200 and kind in asset.headers["content-type"] and len(asset.content) > 100_000
+        assert (await client.get("/docs/assets/LICENSE")).status_code == 404
+        assert (await client.get("/docs/assets/..%2Fswagger-ui%2FLICENSE")).status_code == 404
