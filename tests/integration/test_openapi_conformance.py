@@ -10,7 +10,9 @@ server costs more requests than the run itself, so a failure is reported as foun
 The server is a fresh SQLite one with no worker and HYPEREAL_SYNC_WAIT_SECONDS=0: media
 requests are validated, charged and queued, and the synchronous endpoints answer 202 at
 once instead of rendering. Their 200 answers are checked on a server with a worker in
-`test_finished_generations_answer_as_documented`, one small request per endpoint.
+`test_finished_generations_answer_as_documented`, one small request per endpoint, and the
+admin answers about real accounts and keys (the fuzzer's ids never exist) in
+`test_admin_answers_with_real_accounts_and_keys_are_documented`.
 Media and chat requests name the built-in local models (`local-*`, `local-echo`), so the
 generated requests that are valid run through the whole path without any upstream.
 """
@@ -176,18 +178,44 @@ def _png_data_uri() -> str:
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-def test_finished_generations_answer_as_documented(start_server: Callable[..., Server]) -> None:
-    server = start_server(worker=True)
-    headers = {"Authorization": f"Bearer {_funded_key(server)}"}
+def _caller(server: Server, headers: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """`call(method, path, status, **case parts)`: the answer, checked against the document."""
     document = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
 
-    def generate(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        operation = document[path]["POST"]
-        response = operation.Case(body=body, media_type="application/json").call(headers=headers, timeout=120)
-        assert response.status_code == 200, (path, response.text)
+    def call(method: str, path: str, status: int, **parts: Any) -> dict[str, Any]:
+        operation = document[path][method]
+        response = operation.Case(**parts).call(headers=headers, timeout=120)
+        assert response.status_code == status, (method, path, response.text)
         operation.validate_response(response)
-        answer: dict[str, Any] = response.json()
+        answer: dict[str, Any] = response.json() if response.content else {}
         return answer
+
+    return call
+
+
+def test_admin_answers_with_real_accounts_and_keys_are_documented(fuzzed_server: Server) -> None:
+    call = _caller(fuzzed_server, ADMIN_HEADERS)
+
+    def post(path: str, status: int, body: dict[str, Any], **parts: Any) -> dict[str, Any]:
+        return call("POST", path, status, body=body, media_type="application/json", **parts)
+
+    created = post("/api/v1/admin/accounts", 201, {"name": "documented", "credits": 500})
+    account = {"account_id": created["id"]}
+    call("GET", "/api/v1/admin/accounts/{account_id}", 200, path_parameters=account)
+    key = post("/api/v1/admin/accounts/{account_id}/keys", 201, {"rate_limit_per_hour": 50}, path_parameters=account)
+    assert len(call("GET", "/api/v1/admin/accounts/{account_id}/keys", 200, path_parameters=account)["data"]) == 1
+    topped = post("/api/v1/admin/accounts/{account_id}/credits", 200, {"amount": 300}, path_parameters=account)
+    assert topped == {"balance": 800}
+    call("DELETE", "/api/v1/admin/keys/{key_id}", 204, path_parameters={"key_id": key["id"]})
+    call("DELETE", "/api/v1/admin/keys/{key_id}", 404, path_parameters={"key_id": "key_nope"})
+
+
+def test_finished_generations_answer_as_documented(start_server: Callable[..., Server]) -> None:
+    server = start_server(worker=True)
+    call = _caller(server, {"Authorization": f"Bearer {_funded_key(server)}"})
+
+    def generate(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return call("POST", path, 200, body=body, media_type="application/json")
 
     generate("/api/v1/images/generate", {"model": "local-image", "prompt": "a red kite", "resolution": "512"})
     speech = generate(
@@ -198,3 +226,11 @@ def test_finished_generations_answer_as_documented(start_server: Callable[..., S
     transcript = generate("/api/v1/audio/generate", {"model": "local-asr", "input": {"audio": heard}})
     assert "segments" in transcript
     generate("/api/v1/3d/generate", {"model": "local-3d-relief", "input": {"image": _png_data_uri(), "resolution": 32}})
+
+    # The jobs behind them, finished, as polling and listing show them.
+    job = {"job_id": transcript["jobId"]}
+    assert call("GET", "/api/v1/jobs/{job_id}", 200, path_parameters=job)["status"] == "completed"
+    assert len(call("GET", "/api/v1/jobs", 200, query={"limit": 10})["data"]) == 4
+    call("POST", "/api/v1/jobs/{job_id}/cancel", 409, path_parameters=job)
+    call("GET", "/api/v1/jobs/{job_id}/deliveries", 200, path_parameters=job)
+    call("POST", "/api/v1/jobs/{job_id}/deliveries/retry", 409, path_parameters=job)
