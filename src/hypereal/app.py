@@ -11,8 +11,9 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hypereal import __version__
-from hypereal.api import account, admin, files, health, jobs, media, models
+from hypereal.api import account, admin, docs, files, health, jobs, media, models
 from hypereal.api import errors as api_errors
+from hypereal.api import openapi as api_openapi
 from hypereal.api.edge import Edge
 from hypereal.api.fastlane import FastLane
 from hypereal.api.responses import JsonResponse
@@ -62,6 +63,11 @@ class App(FastAPI):
     def put_edge(self, *, max_body_bytes: int, metrics: Metrics) -> None:
         """The outermost layer (api/edge.py), in front of the lane and of FastAPI alike."""
         self.edge = Edge(self._dispatch, max_body_bytes=max_body_bytes, metrics=metrics)
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = api_openapi.document(super().openapi())
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.edge is None:
@@ -114,14 +120,17 @@ def create_app(
         description="Self-hostable implementation of the Hypereal API.",
         default_response_class=JsonResponse,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
+        # One schema per model: request bodies are documented in validation mode, and so are answers.
+        separate_input_output_schemas=False,
     )
     app.state.error_renderers = _surface_error_renderers()
     if services is not None:
         app.state.services = services
     api_errors.install(app)
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(files.root_router)
     routers = _routers()
     # Routes are matched in the order they were included and no two routers share a path, so the

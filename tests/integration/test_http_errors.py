@@ -113,6 +113,21 @@ async def test_unknown_model_is_404_and_says_where_to_look(client: httpx.AsyncCl
         assert "GET /api/v1/models" in body["error"]
 
 
+async def test_an_assistant_message_whose_tool_calls_are_no_list_is_a_400(
+    client: httpx.AsyncClient, services: Services, account: TestAccount
+) -> None:
+    # Found by the schemathesis run: iterating a number as the list of calls answered 500.
+    messages = [{"role": "assistant", "content": "x", "tool_calls": 5.0}, {"role": "user", "content": "hi"}]
+    before = await ledger_state(services, account.id)
+    native = await client.post("/v1/chat", json={"messages": messages}, headers=account.headers)
+    assert "tool_calls" in assert_error(native, 400)["error"]
+    openai = await client.post(
+        "/v1/chat/completions", json={"model": "local-echo", "messages": messages}, headers=account.headers
+    )
+    assert openai.status_code == 400 and "tool_calls" in openai.json()["error"]["message"]
+    assert await ledger_state(services, account.id) == before
+
+
 async def test_unknown_routes_and_methods(client: httpx.AsyncClient, account: TestAccount) -> None:
     for path in ("/nope", "/api/v1/nope", "/v1/admin/nope", "/api/v2/account", "/v1/account/ledger/extra"):
         assert assert_error(await client.get(path, headers=account.headers), 404) == {"error": "Not found"}

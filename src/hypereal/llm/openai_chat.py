@@ -234,7 +234,10 @@ def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(TextPart(refusal))
-    for index, call in enumerate(message.get("tool_calls") or []):
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise fields.invalid(f"{where}.tool_calls", "an array of tool calls")
+    for index, call in enumerate(calls):
         custom = call.get("custom") if isinstance(call, dict) else None
         if isinstance(custom, dict) and isinstance(custom.get("name"), str):
             call_id = str(call.get("id") or new_id("call_"))
