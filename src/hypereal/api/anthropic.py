@@ -43,7 +43,7 @@ from hypereal.llm.types import ChatRequest
 router = APIRouter(
     tags=["anthropic"],
     responses={
-        **errors(400, 401, 429, shape=AnthropicError, render=anthropic_error),
+        **errors(400, 401, 404, 429, shape=AnthropicError, render=anthropic_error),
         **errors(413, shape=AnthropicError, render=anthropic_error, also=Error),
     },
 )

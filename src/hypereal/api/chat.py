@@ -99,7 +99,7 @@ class _Tap(OpenAIChatTap):
     response_model=NativeChatCompletion,
     responses={
         200: event_stream(ChatCompletionChunk, done=True, error=OpenAIError),
-        **errors(400, 401, 402, 413, 429, 502, 503, 504),
+        **errors(400, 401, 402, 404, 413, 429, 502, 503, 504),
     },
     openapi_extra=json_body(NativeChatRequest),
 )

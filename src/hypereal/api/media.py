@@ -27,7 +27,7 @@ from hypereal.services import Services
 from hypereal.store.jobs import COMPLETED, Job
 from hypereal.units import to_credits
 
-router = APIRouter(tags=["generation"], responses=errors(400, 401, 402, 409, 413, 429, 503))
+router = APIRouter(tags=["generation"], responses=errors(400, 401, 402, 404, 409, 413, 429, 503))
 WAITED: dict[int | str, Any] = {
     202: {
         "model": schemas.JobAccepted,

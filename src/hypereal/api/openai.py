@@ -41,7 +41,7 @@ from hypereal.llm.types import ChatRequest, ChatResponse, Message, new_id
 router = APIRouter(tags=["openai"])
 # A body over the limit that announced its length is refused before any route is known, in the native shape.
 FAILURES = {
-    **errors(400, 401, 402, 429, 502, 503, 504, shape=OpenAIError, render=openai_error),
+    **errors(400, 401, 402, 404, 429, 502, 503, 504, shape=OpenAIError, render=openai_error),
     **errors(413, shape=OpenAIError, render=openai_error, also=schemas.Error),
 }
 
