@@ -391,7 +391,7 @@ def test_models_example_lists_every_category_with_prices_and_availability(server
 def test_sdk_examples_run_as_written(account: DevAccount, server: Server) -> None:
     pytest.importorskip("openai")
     pytest.importorskip("anthropic")
-    snippet = readme_block("### Claude Code, Codex CLI and the SDKs", "python")
+    snippet = readme_block("### Claude Code, Codex CLI, OpenCode and the SDKs", "python")
     snippet = snippet.replace(README_SERVER, server.url).replace("ck_YOUR_KEY", account.key)
     before = balance(account)
     ran = subprocess.run(
