@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hypereal import __version__
-from hypereal.api import account, admin, files, health, jobs, media, models
+from hypereal.api import account, account_keys, admin, files, health, jobs, media, models, usage
 from hypereal.api import errors as api_errors
 from hypereal.api.edge import Edge
 from hypereal.api.fastlane import FastLane
@@ -30,7 +30,7 @@ StartHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _builtin_routers() -> list[APIRouter]:
-    return [admin.router, account.router, models.router, media.router, jobs.router]
+    return [admin.router, account.router, account_keys.router, usage.router, models.router, media.router, jobs.router]
 
 
 def _routers() -> list[APIRouter]:

@@ -32,6 +32,7 @@ from hypereal.storage import Storage
 from hypereal.store import jobs as store
 from hypereal.store.db import Database
 from hypereal.store.jobs import CANCELED, COMPLETED, FAILED, QUEUED, Job
+from hypereal.store.ledger import Source
 from hypereal.units import to_credits
 from hypereal.webhooks import new_message_id
 
@@ -131,7 +132,8 @@ class JobEngine:
             if request.job_id is not None:
                 with suppress(NotFound):
                     return await store.get(conn, job_id, principal.account_id)  # made before a crash
-            await self.billing.charge_in(conn, principal.account_id, cost, job_id, note=f"{request.model.id}")
+            source = Source(principal.key_id, choice.spec.id, request.model.category)
+            await self.billing.charge_in(conn, principal.account_id, cost, job_id, f"{request.model.id}", source)
             await store.insert(conn, values)
         await self.signals.job_submitted()
         return Job(**values)

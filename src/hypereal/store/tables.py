@@ -67,9 +67,15 @@ ledger = Table(
     Column("reference", String(120), nullable=False),
     Column("note", String(300), nullable=True),
     Column("created_at", Float, nullable=False),
+    # What a charge paid for; its settlement and refund carry the same (store/ledger.py).
+    Column("key_id", String(40), nullable=True),
+    Column("model", String(120), nullable=True),
+    Column("category", String(20), nullable=True),
     # Idempotency: one charge, one settlement and one refund per reference.
     UniqueConstraint("account_id", "reference", "kind"),
     Index("ix_ledger_account_id_id", "account_id", "id"),
+    # Usage sums over a time range read this index alone (a covering index): no table rows.
+    Index("ix_ledger_usage", "account_id", "created_at", "kind", "category", "model", "key_id", "amount"),
 )
 
 jobs = Table(
