@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hypereal import __version__
+from hypereal import __version__, web
 from hypereal.api import account, account_keys, admin, files, health, jobs, media, models, usage
 from hypereal.api import errors as api_errors
 from hypereal.api.edge import Edge
@@ -132,6 +132,7 @@ def create_app(
         app.include_fast(router, "/v1", include_in_schema=False)
     for router in routers:
         app.include_fast(router, "/api/v1")
+    app.include_router(web.router)  # the console at `/`, after every API route
     app.put_edge(max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 

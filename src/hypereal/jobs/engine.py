@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from hypereal import previews
 from hypereal.billing import Billing
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.errors import Conflict, HyperealError, NotFound
@@ -189,7 +190,12 @@ class JobEngine:
                 return {"url": output.url, "contentType": output.content_type}
         assert data is not None
         saved = await self.storage.put(job.account_id, data, output.content_type, output.extension)
-        return {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
+        stored = {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
+        preview = await previews.make_soon(data, output.content_type)
+        if preview is not None:  # made once, here, for galleries (hypereal.previews)
+            thumbnail = await self.storage.put(job.account_id, preview.data, preview.content_type, preview.extension)
+            stored["previewKey"] = thumbnail.key
+        return stored
 
     async def complete(self, job: Job, result: Result) -> Job | None:
         """Record success and settle the charge to the real price; None if the job had already ended."""

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
+from hypereal.store import sessions
 from hypereal.store.tables import accounts, api_keys
 from hypereal.units import to_credits
 
@@ -154,6 +155,7 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> KeyRecord:
     record = await get_key(conn, key_id)
     if record.revoked_at is None:
         await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=time.time()))
+    await sessions.end_for_key(conn, key_id)  # the console sessions it opened end with it
     return record
 
 
