@@ -63,14 +63,10 @@ async def sign_in_form(request: Request) -> Response:
     return _form(request, None, 200)
 
 
-def _form(request: Request, error: str | None, status: int) -> Response:
+def _form(request: Request, error: str | None, status: int, next_path: str | None = None) -> Response:
     token = secrets.token_urlsafe(24)
-    response = render(
-        request,
-        "sign_in.html",
-        {"token": token, "error": error, "next": local_path(request.query_params.get("next")) or ""},
-        status_code=status,
-    )
+    next_path = local_path(next_path or request.query_params.get("next")) or ""
+    response = render(request, "sign_in.html", {"token": token, "error": error, "next": next_path}, status_code=status)
     response.set_cookie(
         SIGN_IN_COOKIE, token, max_age=3600, path="/sign-in", httponly=True, samesite="strict", secure=https(request)
     )
@@ -82,11 +78,11 @@ def _form(request: Request, error: str | None, status: int) -> Response:
 async def sign_in(request: Request) -> Response:
     fields = await form(request)
     if not same_secret(fields.get("csrf"), request.cookies.get(SIGN_IN_COOKIE) or "\0"):
-        return _form(request, "The sign-in form expired; please try again.", 403)
+        return _form(request, "The sign-in form expired; please try again.", 403, fields.get("next"))
     try:
         token, session = await console_sessions(services_of(request)).sign_in(fields.get("key", ""))
     except Unauthorized:
-        return _form(request, "That key was not accepted: it is unknown, revoked or mistyped.", 401)
+        return _form(request, "That key was not accepted: it is unknown, revoked or mistyped.", 401, fields.get("next"))
     target = local_path(fields.get("next")) or ("/admin" if session.operator else "/")
     if session.operator != target.startswith("/admin"):
         target = "/admin" if session.operator else "/"

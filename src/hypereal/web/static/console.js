@@ -76,6 +76,7 @@ for (const canvas of document.querySelectorAll("canvas[data-chart]")) {
         label: series.label,
         data: series.values,
         backgroundColor: stacked ? PALETTE[index % PALETTE.length] : PALETTE,
+        maxBarThickness: 28,
       })),
     },
     options: {
@@ -276,7 +277,7 @@ if (mediaForm && playground) {
         const file = wrap.querySelector("input[type=file]").files[0];
         if (withFiles && file) value = await dataUri(file);
         else if (withFiles && picked) value = await dataUri(await (await fetch(picked)).blob());
-        else if (!value && (file || picked)) value = "pending";
+        else if (!value && (file || picked)) value = "data:,(the file chosen)";  // read only on submit
         if (value) values[name] = type === "images" ? [value] : value;
         continue;
       }
@@ -314,7 +315,7 @@ if (mediaForm && playground) {
       priceNote.textContent = answer.error;
       return;
     }
-    price.textContent = `${answer.credits} credits`;
+    price.textContent = `${answer.credits} credit${answer.credits === 1 ? "" : "s"}`;
     priceNote.textContent = answer.incomplete ? `(to complete: ${answer.incomplete})` : "";
   }
 
@@ -363,9 +364,12 @@ if (mediaForm && playground) {
       const job = await finished(answer.jobId);
       if (job.status !== "completed") throw new Error(job.error || `The job ${job.status}`);
       const kind = model.category === "image-edit" ? "image" : model.category;
+      if ((kind === "image" || kind === "audio") && job.outputUrl) {
+        inputs.unshift({ url: job.outputUrl, kind, label: `${model.id}: just made` });  // offered as input from now on
+      }
       result.replaceChildren(
         element("div", { class: "viewer" }, preview(kind, job.outputUrl, job.text)),
-        element("p", {}, element("span", { text: `${job.creditsUsed} credits · ` }), element("a", { href: `/generations/${job.jobId}`, text: "Open in the gallery" })),
+        element("p", {}, element("span", { text: `${job.creditsUsed} credit${job.creditsUsed === 1 ? "" : "s"} · ` }), element("a", { href: `/generations/${job.jobId}`, text: "Open in the gallery" })),
       );
     } catch (error) {
       result.replaceChildren(element("p", { class: "error", role: "alert", text: error.message }));
