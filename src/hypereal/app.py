@@ -95,6 +95,7 @@ def create_app(
         if owned:
             await active.start()
         app.state.services = active
+        web.start(active)
         worker = settings.worker if run_worker is None else run_worker
         if worker:
             starter = _worker_starter()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 from PIL import Image
+from sqlalchemy import select, text
 
 from hypereal.app import create_app
 from hypereal.jobs.engine import Submission
@@ -19,6 +20,7 @@ from hypereal.providers.base import InputFile, MediaRequest, Output, Result
 from hypereal.services import Services
 from hypereal.sessions import COOKIE
 from hypereal.settings import Settings
+from hypereal.store.tables import jobs as jobs_table
 from tests.conftest import ADMIN_KEY, TestAccount
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -220,6 +222,8 @@ async def test_the_operator_tops_up_and_manages_keys(
     assert (await client.get("/api/v1/account", headers=account.headers)).status_code == 401
     system = await client.get("/admin/system")
     assert system.status_code == 200 and "local" in system.text
+    traffic = system.text[system.text.index('data-testid="traffic"') :]
+    assert "/api/v1/account" in traffic  # the key's calls above, in the last hour's traffic
 
 
 async def test_operator_sessions_end_when_the_admin_key_changes(
@@ -312,3 +316,49 @@ async def test_a_result_without_readable_media_gets_no_preview(
     finished = await services.jobs.complete(job, broken)
     assert finished is not None and finished.status == "completed"
     assert "previewKey" not in finished.outputs[0]
+
+
+async def fill_jobs(services: Services, account_id: str, count: int) -> None:
+    """`count` finished image jobs, one a second, made in the database itself."""
+    params = "CAST('{\"prompt\": \"bulk\"}' AS JSON)" if services.db.is_postgres else "'{\"prompt\": \"bulk\"}'"
+    statement = text(
+        f"""
+        WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last)
+        INSERT INTO jobs (id, account_id, key_id, model, category, type, mode, params, status, stage, credits,
+                          attempts, deadline_at, cancel_requested, created_at, started_at, completed_at)
+        SELECT 'job_bulk_' || CAST(i AS VARCHAR(12)), :account, NULL, 'local-image', 'image', 'image', 'auto',
+               {params}, 'completed', 'completed', 1000, 1, 0, false,
+               1000000 + i, 1000000 + i, 1000001 + i
+        FROM n
+        """
+    )
+    async with services.db.write() as conn:
+        await conn.execute(statement, {"last": count - 1, "account": account_id})
+
+
+async def test_the_gallery_pages_through_ten_thousand_jobs_by_index(
+    client: httpx.AsyncClient, services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account()
+    await fill_jobs(services, account.id, 10_000)
+    await sign_in(client, account.key)
+    first = await client.get("/generations")
+    assert first.status_code == 200
+    assert first.text.count('class="tile"') == 24 and "job_bulk_9999" in first.text
+    older = re.search(r'href="(/generations\?[^"]*before=[^"]+)">Older', first.text)
+    assert older
+    second = await client.get(older[1].replace("&amp;", "&"))
+    assert second.text.count('class="tile"') == 24
+    assert "job_bulk_9975" in second.text and "job_bulk_9976" not in second.text
+
+    query = select(jobs_table).where(jobs_table.c.account_id == account.id, jobs_table.c.status.in_(("completed",)))
+    query = query.order_by(jobs_table.c.created_at.desc()).limit(25)
+    async with services.db.read() as conn:
+        sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        if services.db.is_sqlite:
+            plan = " ".join(str(row[-1]) for row in await conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+        else:
+            await conn.execute(text("ANALYZE jobs"))
+            plan = " ".join(str(row[0]) for row in await conn.execute(text("EXPLAIN " + sql)))
+    assert re.search(r"ix_jobs_(account_id_)?created_at", plan), plan  # newest first, read off an index
+    assert "Seq Scan" not in plan and "TEMP B-TREE" not in plan, plan  # no full scan, no sort

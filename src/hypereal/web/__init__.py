@@ -12,14 +12,22 @@ answered by the fast lane before FastAPI sees them at all.
     media_pages.py     generations gallery, playground, model catalog
     operator_pages.py  accounts and the system, for the admin key
     views.py           jobs as the pages show them
+    traffic.py         the API's traffic in the last hour
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from hypereal.services import Services
 from hypereal.web import account_pages, media_pages, operator_pages, sign_in
+from hypereal.web.traffic import traffic
 
 router = APIRouter(include_in_schema=False)
 for part in (sign_in.router, account_pages.router, media_pages.router, operator_pages.router):
     router.include_router(part)
+
+
+def start(services: Services) -> None:
+    """What the console keeps while the process runs: a window on the last hour's traffic."""
+    traffic(services)

@@ -18,7 +18,6 @@ from hypereal.api.account_keys import key_views
 from hypereal.billing import MINIMUM_TOP_UP
 from hypereal.errors import HyperealError, ValidationFailed
 from hypereal.providers.registry import can_serve
-from hypereal.services import Services
 from hypereal.sessions import ConsoleSession
 from hypereal.store import console as console_store
 from hypereal.store import usage as usage_store
@@ -26,6 +25,7 @@ from hypereal.store.accounts import get_key
 from hypereal.store.usage import LedgerFilter
 from hypereal.web.pages import operator_form, operator_session, redirect, render, services_of
 from hypereal.web.sign_in import page
+from hypereal.web.traffic import traffic
 
 router = APIRouter(include_in_schema=False)
 ACCOUNTS_PAGE = 50
@@ -184,30 +184,11 @@ async def system(request: Request) -> Response:
     return render(
         request,
         "admin_system.html",
-        {"title": "Providers & system", "providers": providers, "state": state, "routes": _route_metrics(services)},
+        {
+            "title": "Providers & system",
+            "providers": providers,
+            "state": state,
+            "traffic": traffic(services).last_hour(),
+        },
         session=session,
     )
-
-
-def _route_metrics(services: Services) -> list[dict[str, Any]]:
-    """Requests, server errors and mean latency per API route since this process started."""
-    routes: dict[tuple[str, str], dict[str, Any]] = {}
-    for family in services.metrics.registry.collect():
-        for sample in family.samples:
-            labels = sample.labels
-            if "route" not in labels or not labels["route"].startswith(("/api/", "/v1/")):
-                continue
-            entry = routes.setdefault(
-                (labels["method"], labels["route"]),
-                {"method": labels["method"], "route": labels["route"], "requests": 0, "errors": 0, "sum": 0.0},
-            )
-            if sample.name == "hypereal_http_requests_total":
-                entry["requests"] += int(sample.value)
-                if labels.get("status", "").startswith("5"):
-                    entry["errors"] += int(sample.value)
-            elif sample.name == "hypereal_http_request_seconds_sum":
-                entry["sum"] += sample.value
-    rows = sorted(routes.values(), key=lambda entry: -entry["requests"])
-    for row in rows:
-        row["mean_ms"] = 1000 * row["sum"] / row["requests"] if row["requests"] else None
-    return rows
