@@ -4,6 +4,7 @@ Chromium.)"""
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from hypereal.sessions import COOKIE
 from hypereal.settings import Settings
 from hypereal.store.tables import jobs as jobs_table
 from tests.conftest import ADMIN_KEY, TestAccount
+from tests.e2e.test_local_models_api import long_wav
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -320,7 +322,7 @@ async def test_a_result_without_readable_media_gets_no_preview(
 
 async def fill_jobs(services: Services, account_id: str, count: int) -> None:
     """`count` finished image jobs, one a second, made in the database itself."""
-    params = "CAST('{\"prompt\": \"bulk\"}' AS JSON)" if services.db.is_postgres else "'{\"prompt\": \"bulk\"}'"
+    params = 'CAST(\'{"prompt": "bulk"}\' AS JSON)' if services.db.is_postgres else '\'{"prompt": "bulk"}\''
     statement = text(
         f"""
         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last)
@@ -362,3 +364,60 @@ async def test_the_gallery_pages_through_ten_thousand_jobs_by_index(
             plan = " ".join(str(row[0]) for row in await conn.execute(text("EXPLAIN " + sql)))
     assert re.search(r"ix_jobs_(account_id_)?created_at", plan), plan  # newest first, read off an index
     assert "Seq Scan" not in plan and "TEMP B-TREE" not in plan, plan  # no full scan, no sort
+
+
+async def test_cancel_and_redeliver_from_the_generation_page(
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_client: Callable[[Services], httpx.AsyncClient],
+) -> None:
+    services = await make_services(make_settings(outbound_allow="127.0.0.1/32"))
+    client = make_client(services)
+    account = await services.accounts.create_account("Webhooks", 100)
+    record, key = await services.accounts.create_key(account.id)
+    principal = Principal(record.id, account.id, None)
+    spec = services.catalog.get("local-image")
+    hooked = Submission(spec, {"prompt": "with a webhook"}, "auto", "http://127.0.0.1:9/hook")
+    finished = await services.jobs.submit(principal, hooked)
+    await services.jobs.complete(
+        finished,
+        await services.jobs.providers.get("local").submit(
+            MediaRequest(finished.id, spec.id, spec.id, spec.category, finished.params), no_inputs
+        ),
+    )
+    waiting = await services.jobs.submit(principal, Submission(spec, {"prompt": "never run"}, "auto", None))
+    await sign_in(client, key)
+
+    page = await client.get(f"/generations/{waiting.id}")
+    assert "Cancel</button>" in page.text
+    token = CSRF.search(page.text)[1]  # type: ignore[index]
+    canceled = await client.post(f"/generations/{waiting.id}/cancel", data={"csrf": token})
+    assert canceled.status_code == 303
+    assert (await services.jobs.get(waiting.id, account.id)).status == "canceled"
+    assert "Cancel</button>" not in (await client.get(f"/generations/{waiting.id}")).text
+    assert (await services.accounts.get(account.id)).balance == 99_000  # one image paid, the canceled one refunded
+
+    page = await client.get(f"/generations/{finished.id}")
+    assert "http://127.0.0.1:9/hook" in page.text and "pending" in page.text
+    again = await client.post(f"/generations/{finished.id}/redeliver", data={"csrf": token, "back": "/webhooks"})
+    assert again.status_code == 303 and again.headers["location"] == "/webhooks"
+    log = await client.get("/webhooks")
+    assert finished.id in log.text
+    no_hook = await client.post(f"/generations/{waiting.id}/redeliver", data={"csrf": token})
+    assert no_hook.status_code == 409 and "no webhook_url" in no_hook.text
+
+
+async def test_a_transcription_is_shown_as_its_text(
+    client: httpx.AsyncClient, services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account()
+    spec = services.catalog.get("local-asr")
+    audio = "data:audio/wav;base64," + base64.b64encode(long_wav(1)).decode()
+    job = await services.jobs.submit(
+        Principal(account.key_id, account.id, None), Submission(spec, {"audio": audio}, "auto", None)
+    )
+    await services.jobs.complete(job, Result(outputs=[], extra={"text": "hello <b>world</b>", "duration": 0.2}))
+    await sign_in(client, account.key)
+    for path in ("/generations", f"/generations/{job.id}"):
+        page = await client.get(path)
+        assert 'data-kind="transcript">hello &lt;b&gt;world&lt;/b&gt;<' in page.text, path
