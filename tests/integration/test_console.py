@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, text
 
+from hypereal import web
 from hypereal.app import create_app
 from hypereal.jobs.engine import Submission
 from hypereal.keys import Principal
@@ -421,3 +422,23 @@ async def test_a_transcription_is_shown_as_its_text(
     for path in ("/generations", f"/generations/{job.id}"):
         page = await client.get(path)
         assert 'data-kind="transcript">hello &lt;b&gt;world&lt;/b&gt;<' in page.text, path
+
+
+def test_console_routes_come_after_every_api_route(services: Services) -> None:
+    # Routes match in order: the console's must add nothing to the matching of an API request.
+    app = create_app(services.settings, services=services, run_worker=False)
+    console_paths = {getattr(route, "path", "") for route in web.router.routes}
+
+    def owner(entry: object) -> str:
+        router = getattr(entry, "original_router", None)  # FastAPI keeps included routers whole
+        if router is not None:
+            return "console" if router is web.router else "api"
+        path = getattr(entry, "path", "")
+        return "console" if path in console_paths else "api" if path.startswith(("/v1/", "/api/v1/")) else "other"
+
+    owners = [owner(entry) for entry in app.routes]
+    assert "console" in owners and "api" in owners
+    assert max(i for i, who in enumerate(owners) if who == "api") < min(
+        i for i, who in enumerate(owners) if who == "console"
+    )
+    assert app.lane is not None and ("POST", "/v1/chat/completions") in app.lane.routes
