@@ -4,9 +4,11 @@
   names) reaches the page as text. Data for scripts travels in `<script type="application/json">`
   blocks written with `tojson`, which escapes `<`, `>` and `&`; there is no inline script.
 - Every page carries a Content-Security-Policy that allows scripts, styles and fonts from this
-  server only, no framing (`frame-ancestors 'none'`), and forms posting only here. Output files
-  may come from the storage's own address (S3, a CDN), which images, players and the 3D viewer
-  are allowed to load.
+  server only, no framing (`frame-ancestors 'none'`), and forms posting only here. Two
+  allowances serve the vendored 3D viewer: WebAssembly may compile (`'wasm-unsafe-eval'`; eval
+  of JavaScript stays refused) and the one <style> of its shadow DOM is allowed by its hash.
+  Output files may come from the storage's own address (S3, a CDN), which images, players and
+  the viewer may load.
 - Pages that show account data are never cached (`no-store`).
 - A page answers a missing or ended session by sending the browser to the sign-in page, and a
   POST without the session's CSRF token with 403.
