@@ -8,13 +8,16 @@ import time
 
 from hypereal.billing import Billing
 from hypereal.bounds import MAX_RATE_LIMIT_PER_HOUR
-from hypereal.errors import ValidationFailed
-from hypereal.keys import KeyService, generate_key, hash_key, visible_prefix
+from hypereal.errors import Conflict, NotFound, ValidationFailed
+from hypereal.keys import KeyService, Principal, generate_key, hash_key, visible_prefix
 from hypereal.store import accounts as store
 from hypereal.store.accounts import Account, KeyRecord
 from hypereal.store.db import Database
 
 DEVELOPMENT_ACCOUNT = "Development"
+
+MAX_ACTIVE_KEYS = 100
+"""Keys an account may hold at once through the self-service API (the operator is not limited)."""
 
 
 def new_id(prefix: str) -> str:
@@ -60,6 +63,59 @@ class AccountService:
         async with self.db.write() as conn:
             await store.revoke_key(conn, key_id)
         await self.keys.revoked()
+
+    async def create_own_key(
+        self, caller: Principal, name: str | None, rate_limit_per_hour: int | None, default_limit: int
+    ) -> tuple[KeyRecord, str]:
+        """A key made by a key of the same account. Its hourly limit may not exceed the
+        caller's own, so that a user cannot raise the limit the operator set; without one it
+        takes the caller's."""
+        account_id = caller.account_id
+        ceiling = caller.rate_limit_per_hour or default_limit
+        if rate_limit_per_hour is not None and rate_limit_per_hour > ceiling:
+            raise ValidationFailed(
+                f"rate_limit_per_hour cannot exceed this key's own limit of {ceiling} per hour",
+                field="rate_limit_per_hour",
+                maximum=ceiling,
+            )
+        raw = generate_key()
+        record = _key_record(account_id, name, rate_limit_per_hour or caller.rate_limit_per_hour, raw)
+        async with self.db.write() as conn:
+            await store.lock_account(conn, account_id)
+            if await store.count_active_keys(conn, account_id) >= MAX_ACTIVE_KEYS:
+                raise Conflict(
+                    f"An account can hold at most {MAX_ACTIVE_KEYS} active keys; revoke one first",
+                    limit=MAX_ACTIVE_KEYS,
+                )
+            await store.insert_key(conn, record)
+        return record, raw
+
+    async def revoke_own_key(self, account_id: str, key_id: str, caller_key_id: str, confirm: bool) -> KeyRecord:
+        """Revoke a key of the account. The account's last active key, or the calling key
+        itself, only with `confirm`: either would end the caller's access."""
+        async with self.db.write() as conn:
+            await store.lock_account(conn, account_id)
+            record = await store.get_key(conn, key_id)
+            if record.account_id != account_id:
+                raise NotFound("Key not found")
+            if record.revoked_at is not None:
+                return record
+            if not confirm:
+                if await store.count_active_keys(conn, account_id) <= 1:
+                    raise Conflict(
+                        "This is the account's last active key: revoking it locks the account out until the"
+                        " operator issues a new one. Repeat the request with confirm=true to revoke it anyway.",
+                        confirm_required=True,
+                    )
+                if key_id == caller_key_id:
+                    raise Conflict(
+                        "This is the key making the request: it stops working at once. Repeat the request"
+                        " with confirm=true to revoke it anyway.",
+                        confirm_required=True,
+                    )
+            record = await store.revoke_key(conn, key_id)
+        await self.keys.revoked()
+        return record
 
     async def get(self, account_id: str) -> Account:
         async with self.db.read() as conn:

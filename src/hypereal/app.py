@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hypereal import __version__
-from hypereal.api import account, admin, docs, files, health, jobs, media, models
+from hypereal import __version__, web
+from hypereal.api import account, account_keys, admin, docs, files, health, jobs, media, models, usage
 from hypereal.api import errors as api_errors
 from hypereal.api import openapi as api_openapi
 from hypereal.api.edge import Edge
@@ -31,7 +31,7 @@ StartHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _builtin_routers() -> list[APIRouter]:
-    return [admin.router, account.router, models.router, media.router, jobs.router]
+    return [admin.router, account.router, account_keys.router, usage.router, models.router, media.router, jobs.router]
 
 
 def _routers() -> list[APIRouter]:
@@ -101,6 +101,7 @@ def create_app(
         if owned:
             await active.start()
         app.state.services = active
+        web.start(active)
         worker = settings.worker if run_worker is None else run_worker
         if worker:
             starter = _worker_starter()
@@ -141,6 +142,7 @@ def create_app(
         app.include_fast(router, "/v1", include_in_schema=False)
     for router in routers:
         app.include_fast(router, "/api/v1")
+    app.include_router(web.router)  # the console at `/`, after every API route
     app.put_edge(max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 

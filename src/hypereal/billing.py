@@ -17,7 +17,7 @@ from hypereal.errors import ValidationFailed
 from hypereal.metrics import Metrics
 from hypereal.store import ledger
 from hypereal.store.db import Database
-from hypereal.store.ledger import Entry
+from hypereal.store.ledger import NO_SOURCE, Entry, Source
 from hypereal.units import MILLI, to_milli
 
 MINIMUM_TOP_UP = 200
@@ -28,18 +28,27 @@ class Billing:
         self.db = db
         self.metrics = metrics
 
-    async def charge(self, account_id: str, amount: int, reference: str, note: str | None = None) -> Entry:
+    async def charge(
+        self, account_id: str, amount: int, reference: str, note: str | None = None, source: Source = NO_SOURCE
+    ) -> Entry:
         """Debit `amount` millicredits, or raise InsufficientCredits leaving nothing behind.
 
-        A transaction of its own, in the fewest round trips (the chat hot path).
+        A transaction of its own, in the fewest round trips (the chat hot path). `source` says
+        what the charge pays for; its settlement and refund inherit it.
         """
-        return self._charged(await ledger.charge_now(self.db, account_id, amount, reference, note))
+        return self._charged(await ledger.charge_now(self.db, account_id, amount, reference, note, source))
 
     async def charge_in(
-        self, conn: AsyncConnection, account_id: str, amount: int, reference: str, note: str | None = None
+        self,
+        conn: AsyncConnection,
+        account_id: str,
+        amount: int,
+        reference: str,
+        note: str | None = None,
+        source: Source = NO_SOURCE,
     ) -> Entry:
         """`charge` inside the caller's transaction, to commit with its other writes."""
-        return self._charged(await ledger.charge(conn, account_id, amount, reference, note))
+        return self._charged(await ledger.charge(conn, account_id, amount, reference, note, source))
 
     async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
         return self._returned(await ledger.settle_now(self.db, account_id, reference, actual))

@@ -77,6 +77,16 @@ class RateLimiter:
             raise RateLimited(limit=per_hour, retry_after=retry_after, reset=reset)
         return Window(limit=per_hour, remaining=stats.remaining, reset=reset)
 
+    async def used(self, key_id: str, per_hour: int) -> int:
+        """Requests the key made in the last hour, without counting one more."""
+        item = self._item(per_hour)
+        if self._local is not None:
+            stats = self._local.get_window_stats(item, key_id)
+        else:
+            assert self._shared is not None
+            stats = await self._shared.get_window_stats(item, key_id)
+        return max(0, per_hour - stats.remaining)
+
     async def reset(self) -> None:
         if self._local is not None:
             self._local.storage.reset()

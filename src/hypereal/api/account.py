@@ -10,8 +10,9 @@ from hypereal.api import schemas
 from hypereal.api.deps import CurrentKey, ServicesDep
 from hypereal.api.openapi import errors
 from hypereal.api.responses import JsonResponse
+from hypereal.api.usage import LedgerFilterDep
 from hypereal.bounds import INT64_MAX
-from hypereal.store import ledger
+from hypereal.store import usage
 
 router = APIRouter(prefix="/account", tags=["account"], responses=errors(401, 429))
 
@@ -27,12 +28,13 @@ async def account(principal: CurrentKey, services: ServicesDep) -> JsonResponse:
 async def account_ledger(
     principal: CurrentKey,
     services: ServicesDep,
+    where: LedgerFilterDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Cursor: entries older than this id")] = None,
 ) -> JsonResponse:
-    """Every credit movement, newest first; page with `before=<next_cursor>`."""
+    """Every credit movement, newest first, optionally filtered; page with `before=<next_cursor>`."""
     async with services.db.read() as conn:
-        entries = await ledger.page(conn, principal.account_id, limit + 1, before)
+        entries = await usage.search(conn, principal.account_id, where, limit + 1, before)
     more = len(entries) > limit
     entries = entries[:limit]
     return JsonResponse(

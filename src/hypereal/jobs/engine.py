@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from hypereal import previews
 from hypereal.billing import Billing
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.errors import Conflict, HyperealError, NotFound
@@ -32,6 +33,7 @@ from hypereal.storage import Storage
 from hypereal.store import jobs as store
 from hypereal.store.db import Database
 from hypereal.store.jobs import CANCELED, COMPLETED, FAILED, QUEUED, Job
+from hypereal.store.ledger import Source
 from hypereal.units import to_credits
 from hypereal.webhooks import new_message_id
 
@@ -131,7 +133,8 @@ class JobEngine:
             if request.job_id is not None:
                 with suppress(NotFound):
                     return await store.get(conn, job_id, principal.account_id)  # made before a crash
-            await self.billing.charge_in(conn, principal.account_id, cost, job_id, note=f"{request.model.id}")
+            source = Source(principal.key_id, choice.spec.id, request.model.category)
+            await self.billing.charge_in(conn, principal.account_id, cost, job_id, f"{request.model.id}", source)
             await store.insert(conn, values)
         await self.signals.job_submitted()
         return Job(**values)
@@ -187,7 +190,12 @@ class JobEngine:
                 return {"url": output.url, "contentType": output.content_type}
         assert data is not None
         saved = await self.storage.put(job.account_id, data, output.content_type, output.extension)
-        return {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
+        stored = {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
+        preview = await previews.make_soon(data, output.content_type)
+        if preview is not None:  # made once, here, for galleries (hypereal.previews)
+            thumbnail = await self.storage.put(job.account_id, preview.data, preview.content_type, preview.extension)
+            stored["previewKey"] = thumbnail.key
+        return stored
 
     async def complete(self, job: Job, result: Result) -> Job | None:
         """Record success and settle the charge to the real price; None if the job had already ended."""

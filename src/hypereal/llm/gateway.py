@@ -60,6 +60,7 @@ from hypereal.llm.types import (
 )
 from hypereal.providers.chat import ChatProvider, ChatProviders, Forwarded, Protocol
 from hypereal.services import Services
+from hypereal.store.ledger import Source
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -159,8 +160,9 @@ class Call:
         self.reserved = pricing.reservation(
             self.prices, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts
         )
+        source = Source(self.principal.key_id, self.spec.id, self.spec.category)
         note = f"chat {self.spec.id}" + (f" via {self.stand_in.id}" if self.stand_in is not None else "")
-        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note)
+        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note, source)
 
     def settle(self, usage: Usage) -> int:
         """The cost of `usage`, settled with the next batch of ledger writes; a second call keeps the first."""
