@@ -116,6 +116,6 @@ async def test_the_routes_are_documented_with_their_models(client: httpx.AsyncCl
     assert {"204", "404", "409"} <= set(revoke["responses"])
     assert any(parameter["name"] == "confirm" for parameter in revoke["parameters"])
     created = paths["/api/v1/account/keys"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
-    assert created["$ref"].endswith("/CreatedKey")
-    assert "key" in document["components"]["schemas"]["CreatedKey"]["properties"]
+    assert created["$ref"].endswith("/CreatedOwnKey")
+    assert "key" in document["components"]["schemas"]["CreatedOwnKey"]["properties"]
     assert "/api/v1/account/usage" in paths and "/api/v1/account/ledger/export" in paths

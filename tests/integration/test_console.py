@@ -184,7 +184,7 @@ async def test_user_typed_text_is_shown_as_text(
     client: httpx.AsyncClient, services: Services, make_account: Callable[..., Awaitable[TestAccount]]
 ) -> None:
     account = await make_account(name='<script>alert("name")</script>')
-    spec = services.catalog.get("local-image")
+    spec = services.catalog.resolve("local-image")
     prompt = '<img src=x onerror=alert(1)> and </script><script>alert("prompt")</script>'
     job = await services.jobs.submit(
         Principal(account.key_id, account.id, None), Submission(spec, {"prompt": prompt}, "auto", None)
@@ -290,7 +290,7 @@ async def test_stored_images_and_videos_get_a_small_preview_once(
     services: Services, make_account: Callable[..., Awaitable[TestAccount]], kind: str
 ) -> None:
     account = await make_account()
-    spec = services.catalog.get("local-image" if kind == "image" else "local-video-t2v")
+    spec = services.catalog.resolve("local-image" if kind == "image" else "local-video-t2v")
     params = {"prompt": "a harbour"} if kind == "image" else {"prompt": "a harbour", "duration": 1, "fps": 12}
     job = await services.jobs.submit(
         Principal(account.key_id, account.id, None), Submission(spec, params, "auto", None)
@@ -311,7 +311,7 @@ async def test_a_result_without_readable_media_gets_no_preview(
     services: Services, make_account: Callable[..., Awaitable[TestAccount]]
 ) -> None:
     account = await make_account()
-    spec = services.catalog.get("local-image")
+    spec = services.catalog.resolve("local-image")
     job = await services.jobs.submit(
         Principal(account.key_id, account.id, None), Submission(spec, {"prompt": "x"}, "auto", None)
     )
@@ -377,7 +377,7 @@ async def test_cancel_and_redeliver_from_the_generation_page(
     account = await services.accounts.create_account("Webhooks", 100)
     record, key = await services.accounts.create_key(account.id)
     principal = Principal(record.id, account.id, None)
-    spec = services.catalog.get("local-image")
+    spec = services.catalog.resolve("local-image")
     hooked = Submission(spec, {"prompt": "with a webhook"}, "auto", "http://127.0.0.1:9/hook")
     finished = await services.jobs.submit(principal, hooked)
     await services.jobs.complete(
@@ -412,7 +412,7 @@ async def test_a_transcription_is_shown_as_its_text(
     client: httpx.AsyncClient, services: Services, make_account: Callable[..., Awaitable[TestAccount]]
 ) -> None:
     account = await make_account()
-    spec = services.catalog.get("local-asr")
+    spec = services.catalog.resolve("local-asr")
     audio = "data:audio/wav;base64," + base64.b64encode(long_wav(1)).decode()
     job = await services.jobs.submit(
         Principal(account.key_id, account.id, None), Submission(spec, {"audio": audio}, "auto", None)

@@ -42,7 +42,7 @@ async def spend_on_chat(client: httpx.AsyncClient, account: TestAccount, text_: 
 
 
 async def submit_image(services: Services, account: TestAccount, prompt: str = "a red fox") -> str:
-    spec = services.catalog.get("local-image")
+    spec = services.catalog.resolve("local-image")
     principal = Principal(account.key_id, account.id, None)
     job = await services.jobs.submit(principal, Submission(spec, {"prompt": prompt}, "auto", None))
     return job.id

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from hypereal.api.deps import CurrentKey, ServicesDep, parsed
+from hypereal.api.openapi import errors, json_body
 from hypereal.api.responses import JsonResponse
 from hypereal.services import Services
 from hypereal.store.accounts import KeyRecord
@@ -41,17 +42,12 @@ class KeyView(BaseModel):
     current: bool = Field(description="True for the key that made this request.")
 
 
-class CreatedKey(KeyView):
+class CreatedOwnKey(KeyView):
     key: str = Field(description="The secret: shown in this answer only.")
 
 
-class KeyList(BaseModel):
+class OwnKeyList(BaseModel):
     data: list[KeyView]
-
-
-class ConfirmationNeeded(BaseModel):
-    error: str
-    confirm_required: bool
 
 
 async def key_view(services: Services, record: KeyRecord, caller_key_id: str) -> dict[str, object]:
@@ -81,7 +77,7 @@ async def key_views(
     ]
 
 
-@router.get("", responses={200: {"model": KeyList}})
+@router.get("", responses={200: {"model": OwnKeyList}, **errors(400)})
 async def list_own_keys(
     principal: CurrentKey,
     services: ServicesDep,
@@ -91,7 +87,12 @@ async def list_own_keys(
     return JsonResponse({"data": await key_views(services, principal.account_id, principal.key_id, include_revoked)})
 
 
-@router.post("", status_code=201, responses={201: {"model": CreatedKey}})
+@router.post(
+    "",
+    status_code=201,
+    responses={201: {"model": CreatedOwnKey}, **errors(400, 409, 413)},
+    openapi_extra=json_body(NewOwnKey),
+)
 async def create_own_key(
     principal: CurrentKey, services: ServicesDep, body: Annotated[NewOwnKey, parsed(NewOwnKey)]
 ) -> JsonResponse:
@@ -107,8 +108,9 @@ async def create_own_key(
     status_code=204,
     responses={
         204: {"description": "Revoked (or already revoked)"},
-        404: {"description": "No such key in this account"},
-        409: {"model": ConfirmationNeeded, "description": "The last active key, or the calling key: needs confirm"},
+        # 409: the account's last active key, or the calling key, without `confirm=true`
+        # (the error carries `confirm_required: true`).
+        **errors(400, 404, 409),
     },
 )
 async def revoke_own_key(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 
 from hypereal.api.deps import CurrentKey, ServicesDep
+from hypereal.api.openapi import errors
 from hypereal.api.responses import JsonResponse
 from hypereal.catalog.schema import Category
 from hypereal.errors import ValidationFailed
@@ -129,7 +130,7 @@ def _iso_time(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-@router.get("/usage", responses={200: {"model": UsageAnswer}})
+@router.get("/usage", responses={200: {"model": UsageAnswer}, **errors(400)})
 async def account_usage(
     principal: CurrentKey,
     services: ServicesDep,
@@ -194,7 +195,10 @@ CSV_COLUMNS = (
 @router.get(
     "/ledger/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "One row per ledger entry, newest first"}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "One row per ledger entry, newest first"},
+        **errors(400),
+    },
 )
 async def export_ledger(principal: CurrentKey, services: ServicesDep, where: LedgerFilterDep) -> StreamingResponse:
     """The ledger entries matching the filters as CSV (amounts in credits, times in ISO 8601 UTC)."""
