@@ -61,7 +61,16 @@ class Settings(BaseModel):
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
     local_fallback: bool = False
     sync_wait_seconds: float = Field(default=60.0, ge=0)
-    job_lease_seconds: float = Field(default=60.0, ge=5)
+    job_lease_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        description="How long a job stays a worker's without a heartbeat: a dead worker's jobs resume after this.",
+    )
+    job_heartbeat_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How often a worker renews the leases of the jobs it holds; default a third of the lease.",
+    )
     job_deadline_seconds: float = Field(default=3600.0, ge=10)
     job_max_attempts: int = Field(default=3, ge=1)
     private_files: bool = Field(
@@ -122,6 +131,13 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.job_heartbeat_seconds is not None and self.job_heartbeat_seconds * 2 > self.job_lease_seconds:
+            # One late heartbeat must not cost a live worker its jobs.
+            raise ValueError("HYPEREAL_JOB_HEARTBEAT_SECONDS must be at most half of HYPEREAL_JOB_LEASE_SECONDS")
+        return self
+
+    @model_validator(mode="after")
     def _s3_complete(self) -> Settings:
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("HYPEREAL_STORAGE=s3 needs HYPEREAL_S3_BUCKET")
@@ -149,6 +165,10 @@ class Settings(BaseModel):
             return self.public_url
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def job_heartbeat_interval(self) -> float:
+        return self.job_heartbeat_seconds or self.job_lease_seconds / 3
 
     @property
     def outbound_allow_list(self) -> tuple[str, ...]:

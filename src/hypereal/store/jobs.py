@@ -7,6 +7,7 @@ SQLite has one writer at a time, so the claiming transaction is already exclusiv
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,8 +129,15 @@ async def update_owned(conn: AsyncConnection, job_id: str, owner: str, **values:
     return bool(result.rowcount)
 
 
-async def extend_lease(conn: AsyncConnection, job_id: str, owner: str, until: float) -> bool:
-    return await update_owned(conn, job_id, owner, lease_expires_at=until)
+async def extend_leases(conn: AsyncConnection, job_ids: Collection[str], owner: str, until: float) -> set[str]:
+    """Renew `owner`'s leases on `job_ids` until `until`; returns the ids it still held."""
+    rows = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.lease_owner == owner, jobs.c.status.notin_(TERMINAL))
+        .values(lease_expires_at=until)
+        .returning(jobs.c.id)
+    )
+    return {row[0] for row in rows}
 
 
 async def finish(conn: AsyncConnection, job_id: str, status: str, **values: Any) -> Job | None:
