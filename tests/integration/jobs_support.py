@@ -12,6 +12,7 @@ every path of the engine can be driven from a test:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 import subprocess
@@ -40,6 +41,9 @@ from tests.conftest import TestAccount, clean_environ, create_test_account
 VIDEO_PRICE = 10
 IMAGE_PRICE = 4
 AUDIO_PRICE = 3
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 SCRIPTED_CATALOG = f"""
 providers:

@@ -11,12 +11,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
-from hypereal.store.tables import delivery_attempts, idempotency_keys, jobs, webhook_deliveries
+from hypereal.store.tables import delivery_attempts, jobs, webhook_deliveries
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = "queued", "running", "completed", "failed", "canceled"
 TERMINAL = (COMPLETED, FAILED, CANCELED)
@@ -311,83 +310,4 @@ async def reschedule_delivery(conn: AsyncConnection, delivery_id: int) -> None:
         update(webhook_deliveries)
         .where(webhook_deliveries.c.id == delivery_id)
         .values(status="pending", next_attempt_at=time.time(), lease_expires_at=None)
-    )
-
-
-# ---- idempotency keys -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IdempotencyClaim:
-    """A key's record: `claimed` when this request now owns it, else the earlier request's."""
-
-    claimed: bool
-    request_hash: str
-    job_id: str | None
-    status_code: int | None = None
-    response: str | None = None
-
-
-async def reserve_idempotency(
-    conn: AsyncConnection,
-    account_id: str,
-    key: str,
-    request_hash: str,
-    job_id: str,
-    abandoned_after: float = 600.0,
-) -> IdempotencyClaim:
-    """Claim the key for this request, naming `job_id` as the job it will create; or return
-    the record of the request that holds it.
-
-    A key still "in progress" after `abandoned_after` seconds belonged to a process that died
-    mid-request; it is taken over rather than answering 409 to every retry forever, and keeps
-    the job id its first owner chose.
-    """
-    query = select(idempotency_keys).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
-    row = (await conn.execute(query)).first()
-    if row is not None:
-        if row.status_code is None and row.created_at < time.time() - abandoned_after:
-            taken = await conn.execute(
-                update(idempotency_keys)
-                .where(
-                    idempotency_keys.c.account_id == account_id,
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.status_code.is_(None),
-                    idempotency_keys.c.created_at == row.created_at,
-                )
-                .values(request_hash=request_hash, created_at=time.time(), job_id=row.job_id or job_id)
-            )
-            if taken.rowcount:
-                return IdempotencyClaim(True, request_hash, row.job_id or job_id)
-        return IdempotencyClaim(False, row.request_hash, row.job_id, row.status_code, row.response)
-    try:
-        # A concurrent request with the same key may insert between our read and this write
-        # (PostgreSQL); the savepoint lets us read its row instead of failing the transaction.
-        async with conn.begin_nested():
-            await conn.execute(
-                idempotency_keys.insert().values(
-                    account_id=account_id, key=key, request_hash=request_hash, created_at=time.time(), job_id=job_id
-                )
-            )
-    except IntegrityError:
-        row = (await conn.execute(query)).first()
-        if row is None:
-            raise
-        return IdempotencyClaim(False, row.request_hash, row.job_id, row.status_code, row.response)
-    return IdempotencyClaim(True, request_hash, job_id)
-
-
-async def save_idempotent_response(
-    conn: AsyncConnection, account_id: str, key: str, status_code: int, response: str
-) -> None:
-    await conn.execute(
-        update(idempotency_keys)
-        .where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
-        .values(status_code=status_code, response=response)
-    )
-
-
-async def release_idempotency(conn: AsyncConnection, account_id: str, key: str) -> None:
-    await conn.execute(
-        delete(idempotency_keys).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
     )
