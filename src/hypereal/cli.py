@@ -32,10 +32,11 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from hypereal.app import create_app
-    from hypereal.http_server import HttpProtocol
+    from hypereal.http_server import HttpProtocol, Server
 
     services = Services.build(settings)
     await services.start()
+    server: Server | None = None
     try:
         key = await services.accounts.ensure_development_account(settings.dev_account_credits)
         if key is not None:
@@ -58,9 +59,10 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             proxy_headers=False,
         )
         _settle_heap()
-        await uvicorn.Server(config).serve()
+        server = Server(config, services)
+        await server.serve()
     finally:
-        await services.close()
+        await (services.close() if server is None else server.close_services())
 
 
 def _settle_heap() -> None:

@@ -14,9 +14,13 @@ one connection's calls per second fell by a fifth.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from hypereal.services import Services
 
 
 class CorkedTransport:
@@ -71,3 +75,29 @@ class HttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self.corked.flush()
         super().on_response_complete()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, closing the process's services as it shuts down.
+
+    Once shut down, uvicorn raises the signal that stopped it again, its default handler back
+    in place: a SIGTERM then ends the process before any code after `serve()` runs. Closed
+    within the shutdown, the services stop the in-process worker (its leases released), flush
+    queued ledger writes and close the database (SQLite's log truncated, not left behind).
+    """
+
+    def __init__(self, config: uvicorn.Config, services: Services) -> None:
+        super().__init__(config)
+        self.services = services
+        self._closed = False
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await self.close_services()
+
+    async def close_services(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.services.close()

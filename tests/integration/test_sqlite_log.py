@@ -1,4 +1,5 @@
-"""The SQLite write-ahead log stays bounded under writes that never pause (`Database` directly).
+"""The SQLite write-ahead log stays bounded under writes that never pause (`Database` directly),
+and a server stopped with SIGTERM leaves none behind.
 
 SQLite starts its log over only when a write begins after a checkpoint copied every frame and
 no reader is in the log; checkpoints running beside continuous writes never found that, and
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from hypereal.store import db as db_module
 from hypereal.store.db import Database
+from tests.conftest import ADMIN_HEADERS, Server
 
 WRITES = 2000
 """Each adds a row of 4,000 bytes: 8 MB of log or more, were it never started over."""
@@ -91,3 +94,24 @@ async def test_a_reader_in_the_log_holds_it_back_without_holding_up_writes(datab
 
     assert await log_size(database) <= LIMIT
 
+
+@pytest.mark.slow
+def test_a_server_stopped_with_sigterm_closes_its_database_and_leaves_no_log(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    data_dir = tmp_path / "stopped"
+    server = start_server(data_dir=data_dir, worker=True)
+    for n in range(20):
+        made = httpx.post(
+            server.url + "/api/v1/admin/accounts", json={"name": f"a{n}", "credits": 10}, headers=ADMIN_HEADERS
+        )
+        assert made.status_code == 201, made.text
+    log = data_dir / "hypereal.db-wal"
+    assert log.stat().st_size > 0
+
+    server.stop()
+
+    # uvicorn raises the SIGTERM again once shut down; the services closed before it did.
+    assert server.process.returncode == -15
+    assert not log.exists() or log.stat().st_size == 0
+    assert "Traceback" not in server.output()
