@@ -60,7 +60,8 @@ class Worker:
         self._rng = random.Random()
         self._calls: dict[str, asyncio.Future[Any]] = {}
         self._abandoned: set[str] = set()
-        self._held: set[str] = set()
+        self._held: dict[str, asyncio.Task[None]] = {}
+        """The jobs whose leases this worker holds, and the task working on each."""
         self._heartbeat: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -93,8 +94,8 @@ class Worker:
                 except Exception:
                     log.exception("claiming jobs failed")
                 for job in claimed:
-                    self._held.add(job.id)
                     task = asyncio.create_task(self._work(job), name=f"job-{job.id}")
+                    self._held[job.id] = task
                     self._running.add(task)
                     task.add_done_callback(self._done)
                 if claimed and (self._heartbeat is None or self._heartbeat.done()):
@@ -122,7 +123,9 @@ class Worker:
             log.exception("job %s failed unexpectedly", job.id)
             await self.engine.fail(job, HyperealError("Generation failed because of an internal error"))
         finally:
-            self._held.discard(job.id)
+            # Unless the job, released by this task, was claimed again and is another task's now.
+            if self._held.get(job.id) is asyncio.current_task():
+                del self._held[job.id]
 
     async def _renew_leases(self) -> None:
         """Every heartbeat interval, renew the lease of every job held; ends when none is."""
