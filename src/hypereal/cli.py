@@ -42,10 +42,11 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from hypereal.app import create_app
-    from hypereal.http_server import HttpProtocol
+    from hypereal.http_server import HttpProtocol, Server
 
     services = Services.build(settings)
     await services.start()
+    server: Server | None = None
     try:
         print(await _development_account_notice(services), end="", flush=True)
         app = create_app(settings, services=services)
@@ -61,9 +62,10 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             proxy_headers=False,
         )
         _settle_heap()
-        await uvicorn.Server(config).serve()
+        server = Server(config, services)
+        await server.serve()
     finally:
-        await services.close()
+        await (services.close() if server is None else server.close_services())
 
 
 async def _development_account_notice(services: Services) -> str:

@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import orjson
+import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from hypereal.services import Services
 
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 100
@@ -164,3 +168,29 @@ def _too_many_headers(limit: int) -> Any:
         await send({"type": "http.response.body", "body": body})
 
     return answer
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, closing the process's services as it shuts down.
+
+    Once shut down, uvicorn raises the signal that stopped it again, its default handler back
+    in place: a SIGTERM then ends the process before any code after `serve()` runs. Closed
+    within the shutdown, the services stop the in-process worker (its leases released), flush
+    queued ledger writes and close the database (SQLite's log truncated, not left behind).
+    """
+
+    def __init__(self, config: uvicorn.Config, services: Services) -> None:
+        super().__init__(config)
+        self.services = services
+        self._closed = False
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await self.close_services()
+
+    async def close_services(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.services.close()

@@ -142,7 +142,17 @@ class Settings(BaseModel):
     sync_wait_seconds: float = Field(
         default=60.0, ge=0, description="How long synchronous endpoints wait for their job before answering 202."
     )
-    job_lease_seconds: float = Field(default=60.0, ge=5, description="How long a worker's claim on a job lasts.")
+    job_lease_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        description="How long a job stays a worker's without a heartbeat: a dead worker's jobs resume after this.",
+    )
+    job_heartbeat_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How often a worker renews the leases of the jobs it holds.",
+        json_schema_extra={"shown_default": "a third of the lease"},
+    )
     job_deadline_seconds: float = Field(
         default=3600.0, ge=10, description="Age at which an unfinished job is failed and refunded."
     )
@@ -223,6 +233,13 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.job_heartbeat_seconds is not None and self.job_heartbeat_seconds * 2 > self.job_lease_seconds:
+            # One late heartbeat must not cost a live worker its jobs.
+            raise ValueError("HYPEREAL_JOB_HEARTBEAT_SECONDS must be at most half of HYPEREAL_JOB_LEASE_SECONDS")
+        return self
+
+    @model_validator(mode="after")
     def _s3_complete(self) -> Settings:
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("HYPEREAL_STORAGE=s3 needs HYPEREAL_S3_BUCKET")
@@ -284,6 +301,10 @@ class Settings(BaseModel):
         if host_header and _trusted(host_header, self.trusted_host_names):
             return f"{scheme}://{host_header}"
         return self.effective_public_url
+
+    @property
+    def job_heartbeat_interval(self) -> float:
+        return self.job_heartbeat_seconds or self.job_lease_seconds / 3
 
     @property
     def outbound_allow_list(self) -> tuple[str, ...]:

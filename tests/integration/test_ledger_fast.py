@@ -197,7 +197,7 @@ async def test_a_reservation_waits_for_another_process_holding_the_sqlite_write_
     assert (await ledger.charge_now(services.db, account.id, PRICE, "chat_after")).new
 
 
-async def test_the_log_of_fast_commits_is_checkpointed_off_the_loop(
+async def test_the_log_of_fast_commits_is_checkpointed(
     services: Services, make_account: Callable[..., Awaitable[TestAccount]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not services.db.is_sqlite:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 
 from hypereal import previews
 from hypereal.billing import Billing
@@ -129,13 +130,20 @@ class JobEngine:
             "started_at": None,
             "completed_at": None,
         }
-        async with self.db.write() as conn:
-            if request.job_id is not None:
-                with suppress(NotFound):
-                    return await store.get(conn, job_id, principal.account_id)  # made before a crash
-            source = Source(principal.key_id, choice.spec.id, request.model.category)
-            await self.billing.charge_in(conn, principal.account_id, cost, job_id, f"{request.model.id}", source)
-            await store.insert(conn, values)
+        try:
+            async with self.db.write() as conn:
+                if request.job_id is not None:
+                    with suppress(NotFound):
+                        return await store.get(conn, job_id, principal.account_id)  # made before a crash
+                source = Source(principal.key_id, choice.spec.id, request.model.category)
+                await self.billing.charge_in(conn, principal.account_id, cost, job_id, f"{request.model.id}", source)
+                await store.insert(conn, values)
+        except IntegrityError:
+            if request.job_id is None:
+                raise
+            # The request whose idempotency claim this one took over was alive after all, and
+            # made the job meanwhile: its charge stands, this one's was undone.
+            return await self.get(job_id, principal.account_id)
         await self.signals.job_submitted()
         return Job(**values)
 

@@ -156,6 +156,10 @@ idempotency_keys = Table(
     # The job the request creates, chosen with the claim: a retry that takes over a claim its
     # process abandoned finds that job, if it was made, instead of making and charging another.
     Column("job_id", String(40), nullable=True),
+    # Who holds a claim in progress, and until when unless renewed: a claim left to lapse
+    # belonged to a process that died, and a retry takes it over.
+    Column("claimed_by", String(32), nullable=True),
+    Column("claim_expires_at", Float, nullable=True),
 )
 
 stored_responses = Table(
