@@ -228,8 +228,17 @@ def hypereal_catalog(upstream: str) -> str:
     )
 
 
-def start_hypereal(processes: Processes, directory: Path, upstream: Target) -> Target:
-    home = directory / "hypereal"
+def start_hypereal(
+    processes: Processes,
+    directory: Path,
+    upstream: Target,
+    *,
+    name: str = "hypereal",
+    worker: bool = False,
+    sources: Path | None = None,
+) -> Target:
+    """`hypereal serve` (with `--no-worker` unless `worker`), from `sources` (a `src` directory) when given."""
+    home = directory / name
     home.mkdir()
     catalog = home / "catalog.yaml"
     catalog.write_text(hypereal_catalog(upstream.base_url))
@@ -243,10 +252,14 @@ def start_hypereal(processes: Processes, directory: Path, upstream: Target) -> T
             "HYPEREAL_DEV_ACCOUNT_CREDITS": "0",
         }
     )
-    command = [sys.executable, "-m", "hypereal.cli", "serve", "--no-worker", "--port", str(port)]
-    process = processes.start("hypereal", command, env, pinned=True)
+    if sources is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(sources), *filter(None, [env.get("PYTHONPATH")])])
+    command = [sys.executable, "-m", "hypereal.cli", "serve", "--port", str(port)]
+    if not worker:
+        command.append("--no-worker")
+    process = processes.start(name, command, env, pinned=True)
     base = f"http://127.0.0.1:{port}"
-    wait_until_ready(base + "/healthz", process, lambda: processes.log_tail("hypereal"), 60)
+    wait_until_ready(base + "/healthz", process, lambda: processes.log_tail(name), 60)
     account = http_json("POST", base + "/v1/admin/accounts", {"name": "bench", "credits": ACCOUNT_CREDITS}, ADMIN_KEY)
     key = http_json(
         "POST",
@@ -259,7 +272,7 @@ def start_hypereal(processes: Processes, directory: Path, upstream: Target) -> T
         return float(http_json("GET", base + "/v1/account", None, key)["balance"])
 
     return Target(
-        "hypereal",
+        name,
         base,
         "/v1/chat/completions",
         "/v1/chat/completions",
@@ -342,6 +355,16 @@ class Figures:
 
 
 def run_wrk(target: Target, stream: bool, connections: int, seconds: float, directory: Path) -> Figures:
+    cpu_before = session_cpu_seconds(target.pid)
+    wrk = start_wrk(target, stream, connections, seconds, directory)
+    stdout, stderr = wrk.communicate()
+    cpu_after = session_cpu_seconds(target.pid)
+    drain(target, stream)
+    return wrk_figures(target, stream, connections, wrk.returncode, stdout, stderr, cpu_before, cpu_after)
+
+
+def start_wrk(target: Target, stream: bool, connections: int, seconds: float, directory: Path) -> subprocess.Popen[str]:
+    """wrk on the target for `seconds` (SIGINT stops it early, and it still reports)."""
     body = directory / f"{target.name}-{'stream' if stream else 'plain'}.json"
     body.write_bytes(target.body(stream))
     env = {**os.environ, "BENCH_BODY_FILE": str(body), "BENCH_AUTHORIZATION": target.authorization or ""}
@@ -349,13 +372,23 @@ def run_wrk(target: Target, stream: bool, connections: int, seconds: float, dire
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
         "-s", str(LUA_SCRIPT), target.url(stream),
     ]  # fmt: skip
-    cpu_before = session_cpu_seconds(target.pid)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    cpu_after = session_cpu_seconds(target.pid)
-    drain(target, stream)
-    line = next((line for line in done.stdout.splitlines() if line.startswith("BENCH ")), None)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_figures(
+    target: Target,
+    stream: bool,
+    connections: int,
+    returncode: int,
+    stdout: str,
+    stderr: str,
+    cpu_before: float | None,
+    cpu_after: float | None,
+) -> Figures:
+    """The figures of a finished wrk run, with the target's CPU seconds before and after it."""
+    line = next((line for line in stdout.splitlines() if line.startswith("BENCH ")), None)
     if line is None:
-        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise SystemExit(f"wrk failed ({returncode}):\n{stdout}\n{stderr}")
     figures = json.loads(line[len("BENCH ") :])
     duration = figures["duration_us"] / 1e6
     return Figures(

@@ -43,7 +43,11 @@ Processes
 
 Plain helpers (`from tests.conftest import ...`): ADMIN_KEY, ADMIN_HEADERS, TestAccount,
 create_test_account(services, ...), run_async(coro) (from sync code, in its own thread),
-free_port(), clean_environ(env), launch_server(directory, ...) (like start_server, unmanaged).
+free_port(), clean_environ(env), launch_server(directory, ...) (like start_server, unmanaged),
+unavailable(reason) (skips a test whose counterpart is missing; fails it when
+TEST_REQUIRE_SERVICES=1, as in CI),
+serving(app, protocol=HttpProtocol) (async context manager: an ASGI app served by uvicorn in
+this process on the server's protocol; yields the port).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -69,6 +74,7 @@ import pytest
 
 from hypereal.app import create_app
 from hypereal.catalog import Catalog, load_catalog
+from hypereal.http_server import HttpProtocol
 from hypereal.services import Services
 from hypereal.settings import Settings, load_settings
 
@@ -169,7 +175,7 @@ class PostgresServer:
                 run_async(_pg_execute(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _unavailable(reason: str) -> NoReturn:
+def unavailable(reason: str) -> NoReturn:
     """Skip a test whose server is missing; in CI (TEST_REQUIRE_SERVICES=1) fail it instead."""
     if os.environ.get("TEST_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (TEST_REQUIRE_SERVICES=1)", pytrace=False)
@@ -191,14 +197,14 @@ def _reachable(url: str, default_port: int) -> str | None:
 def postgres_server() -> Iterator[PostgresServer]:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
-        _unavailable("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        unavailable("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
     problem = _reachable(url, 5432)
     if problem:
-        _unavailable(f"PostgreSQL at TEST_DATABASE_URL: {problem}")
+        unavailable(f"PostgreSQL at TEST_DATABASE_URL: {problem}")
     try:
         run_async(_pg_execute(url, "SELECT 1"))
     except Exception as exc:
-        _unavailable(f"PostgreSQL at TEST_DATABASE_URL refused the connection: {exc}")
+        unavailable(f"PostgreSQL at TEST_DATABASE_URL refused the connection: {exc}")
     server = PostgresServer(url)
     try:
         yield server
@@ -224,10 +230,10 @@ def _postgres_session_database(postgres_server: PostgresServer) -> str:
 def redis_url() -> str:
     url = os.environ.get("TEST_REDIS_URL")
     if not url:
-        _unavailable("Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        unavailable("Redis tests need TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     problem = _reachable(url, 6379)
     if problem:
-        _unavailable(f"Redis at TEST_REDIS_URL: {problem}")
+        unavailable(f"Redis at TEST_REDIS_URL: {problem}")
     return url
 
 
@@ -376,6 +382,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def serving(app: Any, protocol: type[asyncio.Protocol] = HttpProtocol) -> AsyncIterator[int]:
+    """`app` served by uvicorn in this process on `protocol`; yields the port."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_level="error"))
+    running = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # uvicorn offers a flag, not an event
+            if running.done():
+                running.result()
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        await running
 
 
 def clean_environ(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -10,9 +10,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hypereal import __version__
-from hypereal.api import account, admin, files, health, jobs, media, models, routing
+from hypereal import __version__, web
+from hypereal.api import account, account_keys, admin, docs, files, health, jobs, media, models, routing, usage
 from hypereal.api import errors as api_errors
+from hypereal.api import openapi as api_openapi
 from hypereal.api.edge import Edge
 from hypereal.api.fastlane import FastLane
 from hypereal.api.responses import JsonResponse
@@ -30,7 +31,16 @@ StartHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _builtin_routers() -> list[APIRouter]:
-    return [admin.router, routing.router, account.router, models.router, media.router, jobs.router]
+    return [
+        admin.router,
+        routing.router,
+        account.router,
+        account_keys.router,
+        usage.router,
+        models.router,
+        media.router,
+        jobs.router,
+    ]
 
 
 def _routers() -> list[APIRouter]:
@@ -62,6 +72,11 @@ class App(FastAPI):
     def put_edge(self, *, max_body_bytes: int, metrics: Metrics) -> None:
         """The outermost layer (api/edge.py), in front of the lane and of FastAPI alike."""
         self.edge = Edge(self._dispatch, max_body_bytes=max_body_bytes, metrics=metrics)
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = api_openapi.document(super().openapi())
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.edge is None:
@@ -95,6 +110,7 @@ def create_app(
         if owned:
             await active.start()
         app.state.services = active
+        web.start(active)
         worker = settings.worker if run_worker is None else run_worker
         if worker:
             starter = _worker_starter()
@@ -114,14 +130,17 @@ def create_app(
         description="Self-hostable implementation of the Hypereal API.",
         default_response_class=JsonResponse,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
+        # One schema per model: request bodies are documented in validation mode, and so are answers.
+        separate_input_output_schemas=False,
     )
     app.state.error_renderers = _surface_error_renderers()
     if services is not None:
         app.state.services = services
     api_errors.install(app)
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(files.root_router)
     routers = _routers()
     # Routes are matched in the order they were included and no two routers share a path, so the
@@ -132,6 +151,7 @@ def create_app(
         app.include_fast(router, "/v1", include_in_schema=False)
     for router in routers:
         app.include_fast(router, "/api/v1")
+    app.include_router(web.router)  # the console at `/`, after every API route
     app.put_edge(max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 

@@ -12,11 +12,12 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hypereal.bounds import MAX_TOP_UP_CREDITS
 from hypereal.errors import ValidationFailed
 from hypereal.metrics import Metrics
 from hypereal.store import ledger
 from hypereal.store.db import Database
-from hypereal.store.ledger import Entry
+from hypereal.store.ledger import NO_SOURCE, Entry, Source
 from hypereal.units import MILLI, to_milli
 
 MINIMUM_TOP_UP = 200
@@ -27,18 +28,27 @@ class Billing:
         self.db = db
         self.metrics = metrics
 
-    async def charge(self, account_id: str, amount: int, reference: str, note: str | None = None) -> Entry:
+    async def charge(
+        self, account_id: str, amount: int, reference: str, note: str | None = None, source: Source = NO_SOURCE
+    ) -> Entry:
         """Debit `amount` millicredits, or raise InsufficientCredits leaving nothing behind.
 
-        A transaction of its own, in the fewest round trips (the chat hot path).
+        A transaction of its own, in the fewest round trips (the chat hot path). `source` says
+        what the charge pays for; its settlement and refund inherit it.
         """
-        return self._charged(await ledger.charge_now(self.db, account_id, amount, reference, note))
+        return self._charged(await ledger.charge_now(self.db, account_id, amount, reference, note, source))
 
     async def charge_in(
-        self, conn: AsyncConnection, account_id: str, amount: int, reference: str, note: str | None = None
+        self,
+        conn: AsyncConnection,
+        account_id: str,
+        amount: int,
+        reference: str,
+        note: str | None = None,
+        source: Source = NO_SOURCE,
     ) -> Entry:
         """`charge` inside the caller's transaction, to commit with its other writes."""
-        return self._charged(await ledger.charge(conn, account_id, amount, reference, note))
+        return self._charged(await ledger.charge(conn, account_id, amount, reference, note, source))
 
     async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
         return self._returned(await ledger.settle_now(self.db, account_id, reference, actual))
@@ -75,11 +85,29 @@ class Billing:
         return entry
 
     async def top_up(self, account_id: str, credits: int, reference: str | None = None) -> Entry:
-        if credits < MINIMUM_TOP_UP:
-            raise ValidationFailed(f"The minimum top-up is {MINIMUM_TOP_UP} credits", minimum=MINIMUM_TOP_UP)
+        amount = top_up_amount(credits)
         async with self.db.write() as conn:
-            await ledger.balance(conn, account_id)
-            return await ledger.top_up(conn, account_id, to_milli(credits), reference or new_reference("topup"))
+            return await ledger.top_up(conn, account_id, amount, reference or new_reference("topup"))
+
+    async def grant_in(self, conn: AsyncConnection, account_id: str, credits: int) -> Entry | None:
+        """An account's starting credits (any amount from 0), in the caller's transaction."""
+        amount = top_up_amount(credits, minimum=0, name="Credits")
+        if not amount:
+            return None
+        return await ledger.top_up(conn, account_id, amount, new_reference("grant"), ledger.ADJUSTMENT)
+
+
+def top_up_amount(credits: int, *, minimum: int = MINIMUM_TOP_UP, name: str = "Amount") -> int:
+    """Credits to add, checked against the documented range, in millicredits."""
+    if credits < minimum:
+        if minimum == MINIMUM_TOP_UP:
+            raise ValidationFailed(f"The minimum top-up is {MINIMUM_TOP_UP} credits", minimum=MINIMUM_TOP_UP)
+        raise ValidationFailed(f"{name} cannot be negative", field=name.lower())
+    if credits > MAX_TOP_UP_CREDITS:
+        raise ValidationFailed(
+            f"{name} must be at most {MAX_TOP_UP_CREDITS} credits", field=name.lower(), maximum=MAX_TOP_UP_CREDITS
+        )
+    return to_milli(credits)
 
 
 def new_reference(kind: str) -> str:

@@ -71,12 +71,14 @@ class LocalBus(Bus):
 
 
 class RedisBus(Bus):
-    PREFIX = "hypereal:"
+    """Channels are `prefix + name`: Redis pub/sub is one namespace for the whole server, whatever
+    db a client selected, so deployments sharing a server are told apart by their prefix."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
         import redis.asyncio as redis
 
+        self.prefix = prefix
         self._redis: Any = redis.Redis.from_url(url)
         self._listener: asyncio.Task[None] | None = None
         self._connected = False
@@ -91,7 +93,7 @@ class RedisBus(Bus):
 
     async def _subscribe(self) -> Any:
         pubsub = self._redis.pubsub()
-        await pubsub.psubscribe(self.PREFIX + "*")
+        await pubsub.psubscribe(self.prefix + "*")  # settings allow no glob characters in it
         self._connected = True
         return pubsub
 
@@ -108,7 +110,7 @@ class RedisBus(Bus):
                     delay = 0.5
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
-                        self._dispatch(message["channel"].decode()[len(self.PREFIX) :], message["data"].decode())
+                        self._dispatch(message["channel"].decode()[len(self.prefix) :], message["data"].decode())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -120,7 +122,7 @@ class RedisBus(Bus):
 
     async def _send(self, channel: str, data: str) -> None:
         # Our own copy was dispatched already; the echo only wakes waiters a second time.
-        await self._redis.publish(self.PREFIX + channel, data)
+        await self._redis.publish(self.prefix + channel, data)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -199,9 +201,9 @@ class PostgresBus(Bus):
                 await self._conn.close()
 
 
-def build_bus(redis_url: str | None, database_url: str) -> Bus:
+def build_bus(redis_url: str | None, database_url: str, redis_prefix: str) -> Bus:
     if redis_url:
-        return RedisBus(redis_url)
+        return RedisBus(redis_url, redis_prefix)
     if database_url.startswith("postgresql"):
         return PostgresBus("postgresql://" + database_url.split("://", 1)[1])
     return LocalBus()

@@ -8,15 +8,25 @@ import gc
 import importlib
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from hypereal.catalog import CatalogError
 from hypereal.errors import HyperealError
 from hypereal.services import Services
-from hypereal.settings import Settings, SettingsError, load_settings
+from hypereal.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    load_settings,
+    settings_table,
+    with_settings_table,
+)
 from hypereal.units import to_credits
 
 YOUNG_COLLECTION_ALLOCATIONS = 50_000
@@ -32,19 +42,13 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from hypereal.app import create_app
-    from hypereal.http_server import HttpProtocol
+    from hypereal.http_server import HttpProtocol, Server
 
     services = Services.build(settings)
     await services.start()
+    server: Server | None = None
     try:
-        key = await services.accounts.ensure_development_account(settings.dev_account_credits)
-        if key is not None:
-            print(
-                f"\nCreated a development account with {settings.dev_account_credits} credits. Its API key"
-                f" (shown once):\n\n    {key}\n\nTry: curl {settings.effective_public_url}/v1/account"
-                f' -H "Authorization: Bearer {key}"\n',
-                flush=True,
-            )
+        print(await _development_account_notice(services), end="", flush=True)
         app = create_app(settings, services=services)
         config = uvicorn.Config(
             app,
@@ -52,15 +56,47 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             port=settings.port,
             log_level=settings.log_level,
             access_log=False,
-            http=HttpProtocol,
-            # Nothing here reads the client's address or scheme (URLs come from the public
-            # URL setting), so a proxy's X-Forwarded-* headers need no parsing per request.
+            http=HttpProtocol.with_limits(max_head_bytes=settings.max_header_bytes, max_headers=settings.max_headers),
+            # Nothing here reads the client's address or a proxy's scheme (URLs come from the
+            # public URL setting or a trusted Host), so X-Forwarded-* need no parsing per request.
             proxy_headers=False,
         )
         _settle_heap()
-        await uvicorn.Server(config).serve()
+        server = Server(config, services)
+        await server.serve()
     finally:
-        await services.close()
+        await (services.close() if server is None else server.close_services())
+
+
+async def _development_account_notice(services: Services) -> str:
+    """What `serve` says about the development account: its key when it was just made, else
+    how to make another (the first key was shown once, and only its hash is kept)."""
+    settings = services.settings
+    credits = settings.effective_dev_account_credits
+    if not credits:
+        return ""
+    key = await services.accounts.ensure_development_account(credits)
+    if key is not None:
+        return (
+            f"\nCreated a development account with {credits} credits. Its API key (shown once):\n\n    {key}\n\n"
+            f'Try: curl {settings.effective_public_url}/v1/account -H "Authorization: Bearer {key}"\n\n'
+        )
+    account = await services.accounts.development_account()
+    if account is None:
+        return ""
+    command = [*_program(), "keys", "create", account.id, "--name", "another"]
+    if settings.data_dir != Settings.model_fields["data_dir"].default:
+        command += ["--data-dir", str(settings.data_dir)]
+    return (
+        f"\nThe development account is {account.id}; its first key was shown once, when it was created."
+        f" For another key:\n\n    {shlex.join(command)}\n\n"
+    )
+
+
+def _program() -> list[str]:
+    """How this process was started, for a command to paste: the `hypereal` script, or the module."""
+    started_as = sys.argv[0]
+    return [started_as] if Path(started_as).name == "hypereal" else [sys.executable, "-m", "hypereal.cli"]
 
 
 def _settle_heap() -> None:
@@ -191,6 +227,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("amount", type=int)
     offline("show", _credits_show, "show an account's balance", credits).add_argument("account_id")
 
+    listing = commands.add_parser("settings", help="every setting: this environment's values, or the README table")
+    listing.add_argument("--markdown", action="store_true", help="print the README's configuration table")
+    listing.add_argument("--readme", type=Path, help="rewrite the configuration table of this README file")
+
     models = commands.add_parser("models", help="the model catalog").add_subparsers(dest="action", required=True)
     offline("list", _models_list, "list models", models).add_argument("--category")
     return parser
@@ -205,8 +245,29 @@ async def _run_offline(settings: Settings, handler: Command, args: argparse.Name
         await services.close()
 
 
+def _settings_command(args: argparse.Namespace) -> None:
+    if args.readme is not None:
+        args.readme.write_text(with_settings_table(args.readme.read_text()))
+        print(f"Wrote the settings table of {args.readme}.")
+    elif args.markdown:
+        print(settings_table(), end="")
+    else:
+        current = load_settings()
+        for name in Settings.model_fields:
+            value = getattr(current, name)
+            shown = "(set)" if isinstance(value, SecretStr) else "" if value is None else value
+            print(f"{ENV_PREFIX}{name.upper()}={shown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "settings":
+        try:
+            _settings_command(args)
+        except SettingsError as exc:
+            print(f"hypereal: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
     overrides: dict[str, Any] = {"data_dir": getattr(args, "data_dir", None)}
     if args.command == "serve":
         overrides.update(host=args.host, port=args.port, worker=False if args.no_worker else None)

@@ -160,6 +160,11 @@ class KeyService:
         self._last_used[principal.key_id] = time.time()
         return principal
 
+    def last_used(self, key_id: str, recorded: float | None) -> float | None:
+        """When the key was last used: `recorded` in the database, or later if not yet flushed."""
+        pending = self._last_used.get(key_id)
+        return max(pending, recorded or 0.0) if pending is not None else recorded
+
     async def revoked(self) -> None:
         """Call after revoking a key: drop our cache and tell the other processes."""
         await self.changed()

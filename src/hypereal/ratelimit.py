@@ -43,11 +43,12 @@ class Window:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None, namespace: str = "hypereal") -> None:
+    def __init__(self, redis_url: str | None = None, prefix: str = "") -> None:
+        """`prefix` starts every Redis key of the counters (settings.effective_redis_prefix)."""
         self._shared: AsyncMovingWindow | None = None
         self._local: MovingWindow | None = None
         if redis_url:
-            storage = RedisStorage(_limits_uri(redis_url), implementation="redispy", key_prefix=f"{namespace}-rl")
+            storage = RedisStorage(_limits_uri(redis_url), implementation="redispy", key_prefix=f"{prefix}rl")
             self._shared = AsyncMovingWindow(storage)
         else:
             self._local = MovingWindow(MovingWindowMemory())
@@ -75,6 +76,16 @@ class RateLimiter:
             retry_after = max(1, math.ceil(stats.reset_time - time.time()))
             raise RateLimited(limit=per_hour, retry_after=retry_after, reset=reset)
         return Window(limit=per_hour, remaining=stats.remaining, reset=reset)
+
+    async def used(self, key_id: str, per_hour: int) -> int:
+        """Requests the key made in the last hour, without counting one more."""
+        item = self._item(per_hour)
+        if self._local is not None:
+            stats = self._local.get_window_stats(item, key_id)
+        else:
+            assert self._shared is not None
+            stats = await self._shared.get_window_stats(item, key_id)
+        return max(0, per_hour - stats.remaining)
 
     async def reset(self) -> None:
         if self._local is not None:

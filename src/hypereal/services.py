@@ -52,7 +52,7 @@ class Services:
         db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
         metrics = metrics or Metrics()
         billing = Billing(db, metrics)
-        bus = build_bus(settings.redis_url, settings.effective_database_url)
+        bus = build_bus(settings.redis_url, settings.effective_database_url, settings.effective_redis_prefix)
         invalidation: Invalidation = (
             BusInvalidation(bus) if bus.crosses_processes else EpochFileInvalidation(settings.data_dir / "keys.epoch")
         )
@@ -64,6 +64,7 @@ class Services:
             max_cooldown=settings.route_cooldown_max_seconds,
             bus=bus,
             redis_url=settings.redis_url,
+            redis_prefix=settings.effective_redis_prefix,
         )
         metrics.watch_routes(health)
         router = Router(catalog, ProviderPool(catalog), health, local_fallback=settings.local_fallback)
@@ -90,7 +91,7 @@ class Services:
             billing=billing,
             keys=keys,
             accounts=AccountService(db, billing, keys),
-            limiter=RateLimiter(settings.redis_url),
+            limiter=RateLimiter(settings.redis_url, settings.effective_redis_prefix),
             jobs=jobs,
             bus=bus,
             router=router,

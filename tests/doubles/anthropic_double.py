@@ -6,9 +6,12 @@
                         with usage, message_stop
 
 Answers are deterministic: "Hello from Claude: <last user text>"; with `thinking` enabled a
-signed thinking block comes first; when tools are offered and the last user text says
-"call" (or `tool_choice` demands it) the answer is a `tool_use` of the first (or named)
-tool with `{"city": "Paris"}`, its JSON split over several deltas; a tool whose schema is
+signed thinking block comes first; when the last user text scripts a call, `call <tool>
+with <JSON object>` naming an offered tool (`hypereal.providers.echo.scripted_call`), the
+answer is a `tool_use` of exactly that tool with exactly those arguments; otherwise when
+tools are offered and the text says "call" (or `tool_choice` demands it) the answer is a
+`tool_use` of the first (or named) tool with `{"city": "Paris"}`, its JSON split over
+several deltas; a tool whose schema is
 the one string `input` (a custom tool offered as a function) gets `{"input": PATCH}`
 instead, its JSON cut into many small pieces. When the `web_search_20250305` server tool
 is offered and the text says "search", the answer is a search as Anthropic's web search
@@ -36,6 +39,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hypereal.providers.echo import scripted_call
 from tests.doubles.openai_double import Received
 
 PATCH = (
@@ -223,8 +227,13 @@ class AnthropicDouble:
         if (body.get("thinking") or {}).get("type") == "enabled":
             blocks.append({"type": "thinking", "thinking": "Let me think about it.", "signature": SIGNATURE})
         stop_reason = "end_turn"
+        scripted = scripted_call(text, [tool["name"] for tool in tools]) if choice.get("type") != "none" else None
         if tool_output is not None:
             blocks.append({"type": "text", "text": f"The tool said {tool_output}"})
+        elif scripted is not None:
+            name, arguments = scripted
+            blocks.append({"type": "tool_use", "id": "toolu_double_1", "name": name, "input": arguments})
+            stop_reason = "tool_use"
         elif searches and "search" in text.lower():
             blocks += search_blocks(text)
         elif (

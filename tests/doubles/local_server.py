@@ -1,5 +1,6 @@
-"""What every upstream queue double shares: an aiohttp server on a free local port, injected
-faults per route, a delay that ends when the double stops, and `async with` use."""
+"""What every upstream queue double (and the recording proxy of tests/clients) shares: an
+aiohttp server on a free local port, injected faults per route, a delay that ends when the
+double stops, and `async with` use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from aiohttp import web
 
 
 class LocalServer:
+    client_max_size = 1024**2
+    """The largest request body a route may read, aiohttp's default."""
+
     def __init__(self) -> None:
         self.delay_seconds = 0.0
         self.base_url = ""
@@ -37,7 +41,7 @@ class LocalServer:
         return f"{self.base_url}/files/{name}"
 
     async def start(self) -> Self:
-        app = web.Application()
+        app = web.Application(client_max_size=self.client_max_size)
         self._routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()

@@ -3,14 +3,17 @@
     POST /v1/chat/completions   Authorization: Bearer <key>; `stream` with `stream_options.include_usage`
     POST /v1/responses          `input` items, function tools; streams the semantic events
 
-Answers are deterministic: the text is "Hello from OpenAI: <last user text>"; when tools are
-offered and the last user text says "call" (or `tool_choice` demands it), the answer is a
-call of the first tool (or the named one) with `{"city": "Paris"}`, streamed as argument
-fragments split across chunks; after a tool result, the text reports it. With a
-`temperature` above 0 a text answer varies as sampling would: it ends with " #k", k
-counting the double's answers. Chat Completions honours `n`, each choice streamed with its
-`index`. Usage is `prompt_tokens = 11` (once, whatever `n`) and `completion_tokens` = 5 per
-choice, or the number of chunks of all choices when streaming.
+Answers are deterministic: the text is "Hello from OpenAI: <last user text>"; when the last
+user text scripts a call, `call <tool> with <JSON object>` naming an offered tool
+(`hypereal.providers.echo.scripted_call`), the answer is a call of exactly that tool with
+exactly those arguments; otherwise when tools are offered and the text says "call" (or
+`tool_choice` demands it), the answer is a call of the first tool (or the named one) with
+`{"city": "Paris"}`; the arguments stream as fragments split across chunks. After a tool
+result, the text reports it. With a `temperature` above 0 a text answer varies as sampling
+would: it ends with " #k", k counting the double's answers. Chat Completions honours `n`,
+each choice streamed with its `index`. Usage is `prompt_tokens = 11` (once, whatever `n`)
+and `completion_tokens` = 5 per choice, or the number of chunks of all choices when
+streaming.
 
 Web search, when the last user text says "search": the Responses API, offered a
 `web_search` tool, answers with a `web_search_call` item (its `action.sources` listed when
@@ -44,6 +47,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hypereal.providers.echo import scripted_call
+
 PROMPT_TOKENS = 11
 TOOL_ARGUMENTS = '{"city": "Paris"}'
 SEARCH_ANSWER = "Python 3.14 is the newest release."
@@ -51,6 +56,17 @@ SEARCH_PAGE = {"url": "https://www.python.org/downloads/", "title": "Download Py
 SEARCH_SOURCES = [SEARCH_PAGE["url"], "https://docs.python.org/3/whatsnew/"]
 ENCRYPTED = "gAAAAABpDoubleReasoning0001"
 REASONING_SUMMARY = "Thinking it over."
+
+
+Call = tuple[str, str]
+"""A function call the double makes: (tool name, arguments as JSON text)."""
+
+
+def argument_pieces(arguments: str) -> list[str]:
+    """A call's arguments as the fragments that stream them: the default call in three, any other in many."""
+    if arguments == TOOL_ARGUMENTS:
+        return ['{"ci', 'ty": "Pa', 'ris"}']
+    return [arguments[start : start + 5] for start in range(0, len(arguments), 5)]
 
 
 @dataclass
@@ -66,7 +82,10 @@ def last_user_text(messages: list[dict[str, Any]]) -> tuple[str, str | None]:
         role = message.get("role")
         content = message.get("content")
         if role == "tool" or message.get("type") == "function_call_output":
-            return "", str(content if content is not None else message.get("output"))
+            output = content if content is not None else message.get("output")
+            if isinstance(output, list):  # content parts, as Chat Completions and Responses both allow
+                return "", " ".join(str(part.get("text", "")) for part in output if isinstance(part, dict))
+            return "", str(output)
         if role == "user":
             if isinstance(content, str):
                 return content, None
@@ -123,18 +142,21 @@ class OpenAIDouble:
             return web.json_response(payload, status=status)
         return dict(body)
 
-    def _plan(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[str | None, str]:
-        """(tool name to call or None, text)."""
+    def _plan(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[Call | None, str]:
+        """(the call to make or None, text)."""
         text, tool_output = last_user_text(messages)
         tools = body.get("tools") or []
         choice = body.get("tool_choice")
         if tool_output is not None:
             return None, f"The tool said {tool_output}"
+        names = [str((tool.get("function") or tool).get("name")) for tool in tools]
+        scripted = scripted_call(text, names) if choice != "none" else None
+        if scripted is not None:
+            return (scripted[0], orjson.dumps(scripted[1]).decode()), ""
         if tools and choice != "none" and ("call" in text.lower() or choice == "required" or isinstance(choice, dict)):
             if isinstance(choice, dict):
-                return (choice.get("function") or choice).get("name"), ""
-            first = tools[0]
-            return (first.get("function") or first).get("name"), ""
+                return ((choice.get("function") or choice).get("name"), TOOL_ARGUMENTS), ""
+            return (names[0], TOOL_ARGUMENTS), ""
         return None, f"Hello from OpenAI: {text}"
 
     def _sample(self, body: dict[str, Any], text: str) -> str:
@@ -166,15 +188,15 @@ class OpenAIDouble:
                 "code": None,
             }
             return web.json_response({"error": error}, status=400)
-        tool, text = self._plan(body, body.get("messages") or [])
+        call, text = self._plan(body, body.get("messages") or [])
         cites = self._searches(body.get("messages") or [], searching)
         if cites:
-            tool, text = None, SEARCH_ANSWER
+            call, text = None, SEARCH_ANSWER
         texts = [self._sample(body, text) for _ in range(int(body.get("n") or 1))]
-        finish = "tool_calls" if tool else "stop"
+        finish = "tool_calls" if call else "stop"
         if not body.get("stream"):
             choices = [
-                {"index": index, "message": _message(tool, answer, cites), "logprobs": None, "finish_reason": finish}
+                {"index": index, "message": _message(call, answer, cites), "logprobs": None, "finish_reason": finish}
                 for index, answer in enumerate(texts)
             ]
             completion = {
@@ -191,7 +213,7 @@ class OpenAIDouble:
                 },
             }
             return web.json_response(completion)
-        deltas = [_deltas(tool, answer) for answer in texts]
+        deltas = [_deltas(call, answer) for answer in texts]
         if cites:  # the annotations follow the text in a delta of their own
             for choice, answer in zip(deltas, texts, strict=True):
                 choice.append({"annotations": [_chat_annotation(answer)]})
@@ -249,7 +271,7 @@ class OpenAIDouble:
         offered = any(str(tool.get("type", "")).startswith("web_search") for tool in body.get("tools") or [])
         if self._searches(messages, offered):
             return await self._search_response(request, body, last_user_text(messages)[0])
-        tool, text = self._plan(body, messages)
+        call, text = self._plan(body, messages)
         text = self._sample(body, text)
         usage = {
             "input_tokens": PROMPT_TOKENS,
@@ -258,14 +280,14 @@ class OpenAIDouble:
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": PROMPT_TOKENS + 5,
         }
-        if tool:
+        if call:
             item = {
                 "id": "fc_double",
                 "type": "function_call",
                 "status": "completed",
                 "call_id": "call_double_1",
-                "name": tool,
-                "arguments": TOOL_ARGUMENTS,
+                "name": call[0],
+                "arguments": call[1],
             }
         else:
             content = [{"type": "output_text", "text": text, "annotations": []}]
@@ -292,10 +314,10 @@ class OpenAIDouble:
             delta = {"item_id": reasoning["id"], "output_index": 0, "summary_index": 0, "delta": REASONING_SUMMARY}
             events.append(("response.reasoning_summary_text.delta", delta))
             events.append(("response.output_item.done", {"output_index": 0, "item": reasoning}))
-        if tool:
+        if call:
             shell = {**item, "arguments": "", "status": "in_progress"}
             events.append(("response.output_item.added", {"output_index": main, "item": shell}))
-            for piece in ('{"ci', 'ty": "Pa', 'ris"}'):
+            for piece in argument_pieces(call[1]):
                 events.append(
                     (
                         "response.function_call_arguments.delta",
@@ -305,7 +327,7 @@ class OpenAIDouble:
             events.append(
                 (
                     "response.function_call_arguments.done",
-                    {"item_id": "fc_double", "output_index": main, "arguments": TOOL_ARGUMENTS},
+                    {"item_id": "fc_double", "output_index": main, "arguments": call[1]},
                 )
             )
         else:
@@ -462,24 +484,24 @@ def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None, inde
     }
 
 
-def _message(tool: str | None, text: str, cites: bool = False) -> dict[str, Any]:
+def _message(call: Call | None, text: str, cites: bool = False) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
     if cites:
         message["annotations"] = [_chat_annotation(text)]
-    if tool:
-        call = {"id": "call_double_1", "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
-        message["tool_calls"] = [call]
+    if call:
+        function = {"name": call[0], "arguments": call[1]}
+        message["tool_calls"] = [{"id": "call_double_1", "type": "function", "function": function}]
     return message
 
 
-def _deltas(tool: str | None, text: str) -> list[dict[str, Any]]:
+def _deltas(call: Call | None, text: str) -> list[dict[str, Any]]:
     """The deltas of one streamed choice: the role, then the words or the call in pieces."""
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-    if not tool:
+    if not call:
         return deltas + [{"content": word} for word in _words(text)]
-    shell = {"index": 0, "id": "call_double_1", "type": "function", "function": {"name": tool, "arguments": ""}}
+    shell = {"index": 0, "id": "call_double_1", "type": "function", "function": {"name": call[0], "arguments": ""}}
     deltas.append({"tool_calls": [shell]})
-    for piece in ('{"ci', 'ty": "Pa', 'ris"}'):
+    for piece in argument_pieces(call[1]):
         deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
     return deltas
 

@@ -1,10 +1,13 @@
-"""Every example of the README's "Try it" section, against a real `hypereal serve`.
+"""Every example of the README, run as written against a real `hypereal serve`.
 
 One server (SQLite in a temp data dir, the job worker in the same process) is started the way
-a newcomer starts it; the tests read the development key it prints and send the same requests
-as the README's curl lines, then check the files that come back: a PNG of the requested
-aspect ratio, an H.264 MP4 of the requested length, a decodable MP3, a GLB that trimesh loads.
-Finally the balance must have dropped by exactly the credits the answers reported.
+a newcomer starts it; the tests read the development key it prints and run the README's own
+curl lines (taken from the README, with only the server's address and the printed key put
+in), then check the files that come back: a PNG of the requested aspect ratio, an H.264 MP4
+of the requested length, a decodable MP3, a GLB that trimesh loads. Every example must work
+without the internet: no URL in them leaves this server. The SDK snippet and the admin
+examples run as written too. Finally the balance must have dropped by exactly the credits
+the answers reported.
 
 The helpers at the top (a local file server for input media, the printed key, job polling,
 decoders) are shared with the other end-to-end modules.
@@ -13,12 +16,16 @@ decoders) are shared with the other end-to-end modules.
 from __future__ import annotations
 
 import io
+import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import av
@@ -28,7 +35,7 @@ import pytest
 import trimesh
 from PIL import Image, ImageDraw
 
-from tests.conftest import Server
+from tests.conftest import ADMIN_KEY, Server, clean_environ
 
 # Upstream credentials set empty, so a key in the environment running the tests cannot leak in.
 NO_UPSTREAM_KEYS = {
@@ -37,6 +44,8 @@ NO_UPSTREAM_KEYS = {
 # The input media server listens on loopback, which the SSRF guard refuses unless allowed.
 ALLOW_LOOPBACK = {"HYPEREAL_OUTBOUND_ALLOW": "127.0.0.1/32"}
 JOB_WAIT_SECONDS = 240.0
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_SERVER = "http://127.0.0.1:8000"
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -202,6 +211,51 @@ def load_glb(data: bytes) -> trimesh.Scene:
     return scene
 
 
+# ---------------------------------------------------------------- the README's own commands
+
+
+def readme_block(heading: str, language: str = "sh") -> str:
+    """The first ```language block after the README line `heading`."""
+    text = README.read_text()
+    start = text.index(f"\n{heading}\n")
+    opening = text.index(f"```{language}\n", start) + len(f"```{language}\n")
+    return text[opening : text.index("```", opening)]
+
+
+def commands(block: str) -> list[str]:
+    """The shell commands of a block: continued lines joined, comments and blank lines left out."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    found = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            found.append(line.split("  #", 1)[0].strip())
+    return found
+
+
+def readme_command(block: str, *fragments: str) -> str:
+    """The one command of `block` that holds every fragment."""
+    (found,) = [command for command in commands(block) if all(fragment in command for fragment in fragments)]
+    return found
+
+
+def run_as_written(command: str, server: Server, **variables: str) -> Any:
+    """A README shell command, pointed at `server`, with the shell variables it uses; its JSON output."""
+    ran = subprocess.run(
+        ["bash", "-c", command.replace(README_SERVER, server.url)],
+        env=clean_environ(variables),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ran.returncode == 0, f"{command}\n{ran.stderr}"
+    return json.loads(ran.stdout)
+
+
+TRY_IT = readme_block("## Try it")
+
+
 # ---------------------------------------------------------------- the server of this module
 
 
@@ -231,11 +285,16 @@ def catalog_price(api: httpx.Client, model: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the README's examples
 
 
-def test_image_example_serves_a_png_of_the_requested_aspect_ratio(api: httpx.Client, account: DevAccount) -> None:
-    body = {"prompt": "a sunset over the ocean", "model": "local-image", "aspect_ratio": "16:9"}
-    response = api.post("/v1/images/generate", json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
+def test_every_example_works_offline() -> None:
+    urls = re.findall(r"https?://[^\s'\"]+", TRY_IT)
+    assert urls and all(url.startswith(README_SERVER + "/") for url in urls), urls
+    assert all(command.startswith("curl ") for command in commands(TRY_IT))
+
+
+def test_image_example_serves_a_png_of_the_requested_aspect_ratio(
+    api: httpx.Client, account: DevAccount, server: Server
+) -> None:
+    answer = run_as_written(readme_command(TRY_IT, "/images/generate"), server, KEY=account.key)
     account.spent.append(answer["creditsUsed"])
     assert answer["creditsUsed"] == catalog_price(api, "local-image")["per_call"]
     assert [item["model"] for item in answer["data"]] == ["local-image"]
@@ -252,14 +311,13 @@ def test_image_example_serves_a_png_of_the_requested_aspect_ratio(api: httpx.Cli
 def test_video_example_completes_when_polled_as_h264_of_the_requested_length(
     api: httpx.Client, account: DevAccount, server: Server
 ) -> None:
-    body = {"model": "local-video-t2v", "input": {"prompt": "a cat walking, slow pan left", "duration": 3}}
-    response = api.post("/v1/videos/generate", json=body)
-    assert response.status_code == 202, response.text
-    accepted = response.json()
+    accepted = run_as_written(readme_command(TRY_IT, "/videos/generate"), server, KEY=account.key)
     assert accepted["status"] == "processing"
     assert accepted["pollUrl"].startswith(f"{server.url}/api/v1/jobs/{accepted['jobId']}")
 
-    job = wait_for_job(api, accepted["pollUrl"])
+    wait_for_job(api, accepted["pollUrl"])
+    poll = readme_command(TRY_IT, "/api/v1/jobs/JOB_ID").replace("JOB_ID", accepted["jobId"])
+    job = run_as_written(poll, server, KEY=account.key)
     assert job["status"] == "completed", job
     assert job["creditsUsed"] == 3 * catalog_price(api, "local-video-t2v")["per_second"]
     account.spent.append(job["creditsUsed"])
@@ -276,11 +334,8 @@ def test_video_example_completes_when_polled_as_h264_of_the_requested_length(
     assert moved > 2, "the camera did not move"
 
 
-def test_tts_example_returns_a_decodable_mp3(api: httpx.Client, account: DevAccount) -> None:
-    body = {"model": "local-tts", "input": {"text": "(happy) Welcome to Hypereal!", "format": "mp3"}}
-    response = api.post("/api/v1/audio/generate", json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
+def test_tts_example_returns_a_decodable_mp3(account: DevAccount, server: Server) -> None:
+    answer = run_as_written(readme_command(TRY_IT, "/audio/generate"), server, KEY=account.key)
     account.spent.append(answer["creditsUsed"])
     assert answer["success"] is True
     assert answer["audioUrl"] == answer["outputUrl"]
@@ -295,14 +350,8 @@ def test_tts_example_returns_a_decodable_mp3(api: httpx.Client, account: DevAcco
     assert float(np.sqrt(np.mean(samples**2))) > 0.01, "the speech is silent"
 
 
-def test_3d_example_returns_a_glb_that_trimesh_loads(
-    api: httpx.Client, account: DevAccount, media: MediaServer
-) -> None:
-    image_url = media.add("object.png", object_png(), "image/png")
-    body = {"model": "local-3d-relief", "input": {"image": image_url}}
-    response = api.post("/api/v1/3d/generate", json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
+def test_3d_example_returns_a_glb_that_trimesh_loads(account: DevAccount, server: Server) -> None:
+    answer = run_as_written(readme_command(TRY_IT, "/3d/generate"), server, KEY=account.key)
     account.spent.append(answer["creditsUsed"])
     assert answer["success"] is True
 
@@ -315,14 +364,11 @@ def test_3d_example_returns_a_glb_that_trimesh_loads(
     assert texture is not None and min(texture.size) >= 32
 
 
-def test_chat_example_answers_with_local_echo(api: httpx.Client, account: DevAccount) -> None:
+def test_chat_example_answers_with_local_echo(api: httpx.Client, account: DevAccount, server: Server) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     if "/api/v1/chat" not in paths:
         pytest.skip("the native /chat route is not part of this build yet")
-    body = {"model": "local-echo", "messages": [{"role": "user", "content": "Hello, how are you?"}]}
-    response = api.post("/v1/chat", json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
+    answer = run_as_written(readme_command(TRY_IT, "/v1/chat "), server, KEY=account.key)
     account.spent.append(answer["creditsUsed"])
     assert answer["choices"][0]["message"]["content"] == "Hello, how are you?"
     assert answer["usage"]["completion_tokens"] > 0
@@ -330,9 +376,8 @@ def test_chat_example_answers_with_local_echo(api: httpx.Client, account: DevAcc
 
 def test_models_example_lists_every_category_with_prices_and_availability(server: Server) -> None:
     # The README sends this one without a key.
-    video = httpx.get(server.url + "/api/v1/models?category=video", timeout=30)
-    assert video.status_code == 200, video.text
-    listed = {model["id"]: model for model in video.json()["data"]}
+    video = run_as_written(readme_command(TRY_IT, "/api/v1/models?category=video"), server)
+    listed = {model["id"]: model for model in video["data"]}
     assert {model["category"] for model in listed.values()} == {"video"}
     assert {"local-video-t2v", "local-video-i2v", "veo-3-1-t2v", "wan-2-6-i2v"} <= set(listed)
     assert listed["local-video-t2v"]["available"] is True
@@ -343,8 +388,49 @@ def test_models_example_lists_every_category_with_prices_and_availability(server
     assert {"image", "image-edit", "video", "audio", "3d", "llm"} <= {model["category"] for model in everything}
 
 
-def test_balance_dropped_by_exactly_the_credits_reported(account: DevAccount) -> None:
+def test_sdk_examples_run_as_written(account: DevAccount, server: Server) -> None:
+    pytest.importorskip("openai")
+    pytest.importorskip("anthropic")
+    snippet = readme_block("### Claude Code, Codex CLI, OpenCode and the SDKs", "python")
+    snippet = snippet.replace(README_SERVER, server.url).replace("ck_YOUR_KEY", account.key)
+    before = balance(account)
+    ran = subprocess.run(
+        [sys.executable, "-c", snippet], env=clean_environ(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "ChatCompletion(" in ran.stdout and "content='Hi'" in ran.stdout
+    assert ran.stdout.rstrip().endswith("\nHi")
+    # The SDKs' answers do not say what they cost; the ledger does.
+    account.spent.append(before - balance(account))
+
+
+def test_admin_examples_run_as_written(server: Server) -> None:
+    block = readme_block("### Accounts, keys and credits")
+    admin = {"ADMIN": ADMIN_KEY}
+    account = run_as_written(readme_command(block, "/admin/accounts ", '"name"'), server, **admin)
+    assert (account["name"], account["balance"]) == ("acme", 1000)
+    key = run_as_written(readme_command(block, "ACCOUNT_ID/keys").replace("ACCOUNT_ID", account["id"]), server, **admin)
+    assert key["key"].startswith("ck_") and key["rate_limit_per_hour"] == 5000
+    topped = run_as_written(
+        readme_command(block, "ACCOUNT_ID/credits").replace("ACCOUNT_ID", account["id"]), server, **admin
+    )
+    assert topped == {"balance": 1500}
+    revoke = readme_command(block, "-X DELETE").replace("KEY_ID", key["id"]) + " -o /dev/null -w '%{http_code}'"
+    ran = subprocess.run(
+        ["bash", "-c", revoke.replace(README_SERVER, server.url)],
+        env=clean_environ(admin),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout == "204"
+    assert httpx.get(server.url + "/v1/account", headers={"Authorization": f"Bearer {key['key']}"}).status_code == 401
+
+
+def test_balance_dropped_by_exactly_the_credits_reported(account: DevAccount, server: Server) -> None:
     # Runs last in this module: every example above has recorded what its answer said it cost.
     assert balance(account) == pytest.approx(account.credits - sum(account.spent), abs=1e-9)
+    shown = run_as_written(readme_command(TRY_IT, "/api/v1/account "), server, KEY=account.key)
+    assert shown["balance"] == balance(account)
     moves = [entry["amount"] for entry in ledger(account) if entry["kind"] != "adjustment"]
     assert sum(moves) == pytest.approx(-sum(account.spent), abs=1e-9)

@@ -5,8 +5,11 @@ Prices in the catalog make one input token cost 1 credit, one output token 2 cre
 one cached input token 0.1 credit, so every settlement is an exact figure. The models:
 
     bill-gpt        the OpenAI double's Chat Completions (Chat Completions clients are forwarded)
+    bill-chat       the OpenAI double's Chat Completions behind an `openai-compatible` provider,
+                    which takes nothing else: Responses clients are translated too
     bill-claude     the Anthropic double
     bill-codex      the OpenAI double's Responses API (the upstream model's name matches `*codex*`)
+    bill-echo       local-echo
     bill-slow       local-echo, one word each 50 ms
     bill-fallback   the OpenAI double, then the slow local-echo
     bill-mixed      the Anthropic double, then the OpenAI double
@@ -20,11 +23,11 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from tests.conftest import ADMIN_HEADERS, Server
 from tests.doubles.anthropic_double import AnthropicDouble
@@ -48,15 +51,17 @@ class Stack:
     claude: AnthropicDouble
 
     def account(self, credits: int = 5000) -> Client:
-        made = httpx.post(
-            self.server.url + "/api/v1/admin/accounts",
-            json={"name": "billing", "credits": credits},
-            headers=ADMIN_HEADERS,
-        ).json()
-        key = httpx.post(
-            self.server.url + f"/api/v1/admin/accounts/{made['id']}/keys", json={}, headers=ADMIN_HEADERS
-        ).json()["key"]
-        return Client(self.server.url + "/api/v1", key)
+        return open_account(self.server.url, credits)
+
+
+def open_account(server_url: str, credits: int = 5000) -> Client:
+    """A new account holding `credits`, and a key to it, made through the admin API."""
+    made = httpx.post(
+        server_url + "/api/v1/admin/accounts", json={"name": "billing", "credits": credits}, headers=ADMIN_HEADERS
+    ).json()
+    keys = server_url + f"/api/v1/admin/accounts/{made['id']}/keys"
+    key = httpx.post(keys, json={}, headers=ADMIN_HEADERS).json()["key"]
+    return Client(server_url + "/api/v1", key)
 
 
 @dataclass
@@ -96,17 +101,21 @@ def chat_body(model: str, **extra: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_stack(start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The server and its doubles, for a module's `stack` fixture."""
+def running_stack(start_server: Callable[..., Server], directory: Path) -> Iterator[Stack]:
+    """The server and its doubles, for a module's `stack` fixture (the catalog is written in `directory`)."""
     with BackgroundServer(OpenAIDouble()) as gpt, BackgroundServer(AnthropicDouble()) as claude:
-        catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+        catalog = directory / "catalog.yaml"
         catalog.write_text(
             "providers:\n"
             f"  dbl-openai: {{type: openai, api_key_env: DOUBLE_OPENAI_KEY, base_url: '{gpt.url}'}}\n"
+            f"  dbl-compatible: {{type: openai-compatible, api_key_env: DOUBLE_OPENAI_KEY, base_url: '{gpt.url}'}}\n"
             f"  dbl-anthropic: {{type: anthropic, api_key_env: DOUBLE_ANTHROPIC_KEY, base_url: '{claude.url}'}}\n"
+            "  echo: {type: local-echo}\n"
             "  slow-echo: {type: local-echo, options: {token_delay_seconds: 0.05}}\n"
             "models:\n"
             + _model("bill-gpt", "dbl-openai")
+            + _model("bill-chat", "dbl-compatible")
+            + _model("bill-echo", "echo")
             + _model("bill-claude", "dbl-anthropic")
             + _model("bill-slow", "slow-echo")
             + _model("bill-fallback", "dbl-openai", "slow-echo")

@@ -12,6 +12,7 @@ every path of the engine can be driven from a test:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 import subprocess
@@ -40,6 +41,9 @@ from tests.conftest import TestAccount, clean_environ, create_test_account
 VIDEO_PRICE = 10
 IMAGE_PRICE = 4
 AUDIO_PRICE = 3
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 SCRIPTED_CATALOG = f"""
 providers:
@@ -52,6 +56,7 @@ models:
       prompt: {{type: string, required: true, max_length: 500}}
       outcome: {{type: string, default: complete, enum: [complete, fail, reject, never]}}
       seconds: {{type: number, minimum: 0, maximum: 120}}
+      cpu_seconds: {{type: number, minimum: 0, maximum: 120}}
       polls: {{type: integer, minimum: 0, maximum: 100}}
       image: {{type: image}}
     pricing: {{per_call: {VIDEO_PRICE}}}
@@ -309,6 +314,20 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def owns(self, job: Job) -> bool:
+        """Whether this process holds the job's lease (owners are host:pid:random)."""
+        return job.lease_owner is not None and job.lease_owner.split(":")[1] == str(self.process.pid)
+
+    async def running(self, seconds: float = 60.0) -> None:
+        """Wait until the worker has started and looks for jobs."""
+
+        async def started() -> bool:
+            if not self.alive():
+                raise AssertionError(f"the worker exited:\n{self.output()}")
+            return "running with concurrency" in self.output()
+
+        await wait_for(started, seconds, interval=0.1, what="the worker to start")
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
@@ -334,6 +353,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "HYPEREAL_DATABASE_URL": settings.effective_database_url,
         "HYPEREAL_DATA_DIR": str(settings.data_dir),
         "HYPEREAL_JOB_LEASE_SECONDS": str(settings.job_lease_seconds),
+        "HYPEREAL_JOB_HEARTBEAT_SECONDS": str(settings.job_heartbeat_interval),
         "HYPEREAL_JOB_MAX_ATTEMPTS": str(settings.job_max_attempts),
         "HYPEREAL_WEBHOOK_RETRY_SCHEDULE": settings.webhook_retry_schedule,
         "HYPEREAL_LOG_LEVEL": "info",

@@ -4,6 +4,7 @@ messages may have been missed, and carries messages again; keys are not trusted 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 
 import asyncpg
@@ -12,6 +13,9 @@ import redis.asyncio as redis
 
 from hypereal.bus import Bus, PostgresBus, RedisBus
 from hypereal.keys import BusInvalidation
+from hypereal.settings import load_settings
+
+PREFIX = "hypereal-test:"
 
 
 async def _eventually(check: Callable[[], bool], seconds: float = 15.0) -> None:
@@ -53,7 +57,7 @@ async def test_the_redis_bus_reconnects_after_its_connection_is_killed(redis_url
         await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
 
     try:
-        await _survives(RedisBus(redis_url), RedisBus(redis_url), cut)
+        await _survives(RedisBus(redis_url, PREFIX), RedisBus(redis_url, PREFIX), cut)
     finally:
         await admin.aclose()
 
@@ -75,3 +79,38 @@ async def test_the_postgres_bus_reconnects_after_its_backend_is_terminated(new_p
             await conn.close()
 
     await _survives(PostgresBus(dsn), receiver, cut)
+
+
+@pytest.mark.redis
+async def test_deployments_sharing_a_redis_server_do_not_hear_each_other(redis_url: str) -> None:
+    """Pub/sub ignores the db number: each deployment's prefix, by default one per db, keeps them apart."""
+    base = redis_url.rsplit("/", 1)[0]
+    first = load_settings(environ={}, redis_url=f"{base}/0")
+    second = load_settings(environ={}, redis_url=f"{base}/1")
+    assert first.effective_redis_prefix != second.effective_redis_prefix
+    tag = secrets.token_hex(4)
+    pairs = [
+        (first.effective_redis_prefix, second.effective_redis_prefix),
+        (f"blue-{tag}:", f"green-{tag}:"),
+    ]
+    for ours, theirs in pairs:
+        await _apart(redis_url, ours, theirs, f"test.{tag}")
+
+
+async def _apart(redis_url: str, ours: str, theirs: str, channel: str) -> None:
+    us, us_too, them = RedisBus(redis_url, ours), RedisBus(redis_url, ours), RedisBus(redis_url, theirs)
+    heard: dict[str, list[str]] = {"us": [], "us_too": [], "them": []}
+    for name, bus in (("us", us), ("us_too", us_too), ("them", them)):
+        bus.subscribe(channel, heard[name].append)
+        await bus.start()
+    try:
+        await us.publish(channel, "ours")
+        await them.publish(channel, "theirs")
+        # A bus hears what it publishes at once and again as Redis echoes it.
+        expected = {"us": ["ours", "ours"], "us_too": ["ours"], "them": ["theirs", "theirs"]}
+        await _eventually(lambda: heard == expected)
+        await asyncio.sleep(0.2)  # anything crossing over would have arrived by now
+        assert heard == expected
+    finally:
+        for bus in (us, us_too, them):
+            await bus.close()

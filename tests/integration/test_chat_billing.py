@@ -24,7 +24,7 @@ from tests.integration.chat_support import Stack, chat_body, running_stack
 
 @pytest.fixture(scope="module")
 def stack(start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(start_server, tmp_path_factory) as running:
+    with running_stack(start_server, tmp_path_factory.mktemp("catalog")) as running:
         yield running
 
 

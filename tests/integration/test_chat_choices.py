@@ -39,7 +39,7 @@ WEATHER_TOOL = {
 
 @pytest.fixture(scope="module")
 def stack(start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(start_server, tmp_path_factory) as running:
+    with running_stack(start_server, tmp_path_factory.mktemp("catalog")) as running:
         yield running
 
 

@@ -26,7 +26,7 @@ SEARCH_PROMPT = "Please search for the latest Python"
 
 @pytest.fixture(scope="module")
 def stack(start_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(start_server, tmp_path_factory) as running:
+    with running_stack(start_server, tmp_path_factory.mktemp("catalog")) as running:
         yield running
 
 

@@ -27,6 +27,7 @@ from hypereal.llm import custom_tools
 from hypereal.llm.types import (
     Accumulator,
     ChatRequest,
+    ChatResponse,
     HostedTool,
     Message,
     StreamEnd,
@@ -297,3 +298,33 @@ async def test_echo_is_deterministic_and_reports_usage() -> None:
     events = [event async for event in echo.stream(request("a b c"))]
     assert isinstance(events[-1], StreamEnd)
     assert sum(1 for event in events if type(event).__name__ == "TextDelta") == 3
+
+
+SCRIPTED = 'Now call get_weather with {"city": "Zürich", "days": [1, 2], "detail": {"wind": true}} please'
+"""A scripted call (`hypereal.providers.echo.scripted_call`): its arguments differ from the doubles' default call."""
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["once", "stream"])
+@pytest.mark.parametrize("upstream", ["chat-completions", "responses", "anthropic"])
+async def test_the_doubles_make_exactly_the_scripted_call_then_report_its_result(
+    upstream: str, stream: bool, openai_provider: OpenAIProvider, anthropic_provider: AnthropicProvider
+) -> None:
+    provider: ChatProvider = anthropic_provider if upstream == "anthropic" else openai_provider
+    model = "gpt-5-codex" if upstream == "responses" else "upstream-model"
+    other = Tool("get_time", "Time", {"type": "object", "properties": {}})
+
+    async def answer(chat: ChatRequest) -> ChatResponse:
+        return (await collect(provider, chat)).response() if stream else await provider.complete(chat)
+
+    chat = ChatRequest(model=model, messages=[Message("user", [TextPart(SCRIPTED)])], tools=[other, WEATHER])
+    first = await answer(chat)
+
+    call = first.content[-1]
+    assert isinstance(call, ToolUsePart) and call.name == "get_weather"
+    assert call.input() == {"city": "Zürich", "days": [1, 2], "detail": {"wind": True}}
+    chat.messages += [
+        Message("assistant", [call]),
+        Message("user", [ToolResultPart(call.id, [TextPart("hypereal-42")])]),
+    ]
+    assert (await answer(chat)).text() == "The tool said hypereal-42"
+    await provider.close()

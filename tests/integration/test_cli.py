@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from hypereal.errors import Unauthorized
 from hypereal.keys import Principal
 from hypereal.services import Services
 from hypereal.settings import load_settings
-from tests.conftest import Server, run_async, run_cli
+from tests.conftest import ADMIN_HEADERS, Server, clean_environ, run_async, run_cli
 
 KEY_PATTERN = re.compile(r"ck_[A-Za-z0-9_-]{32,}")
 
@@ -162,6 +164,62 @@ def test_serve_on_an_empty_data_dir_prints_a_key_once(tmp_path: Path, start_serv
     assert httpx.get(second.url + "/v1/account", headers={"x-api-key": keys[0]}).status_code == 200
     second.stop()
     assert keys[0] not in second.output()
+
+    # The second start says how to get a key again, and the command it gives works as printed.
+    hint = re.search(r"For another key:\n\n    (.+)\n", second.output())
+    assert hint, second.output()
+    command = shlex.split(hint.group(1))
+    assert command[:2] == [sys.executable, "-m"] and "keys" in command and "create" in command
+    made = subprocess.run(command, env=clean_environ(), capture_output=True, text=True, timeout=120, check=True)
+    another = KEY_PATTERN.findall(made.stdout)
+    assert len(another) == 1 and another != keys
+    third = start_server(data_dir=data_dir, admin_key=None)
+    assert httpx.get(third.url + "/v1/account", headers={"x-api-key": another[0]}).json()["balance"] == 10_000
+
+
+@pytest.mark.parametrize(
+    ("variables", "created"),
+    [
+        ({"HYPEREAL_DEV_ACCOUNT_CREDITS": "0"}, None),  # 0 means none
+        ({"HYPEREAL_DEV_ACCOUNT_CREDITS": "250"}, 250),
+    ],
+)
+def test_the_development_account_on_sqlite_follows_the_setting(
+    start_server: Callable[..., Server], variables: dict[str, str], created: int | None
+) -> None:
+    server = start_server(env=variables, admin_key=None)
+    check_development_account(server, created)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("variables", "created"),
+    [
+        ({}, None),  # production: nothing made, no key printed into the log
+        ({"HYPEREAL_DEV_ACCOUNT_CREDITS": "0"}, None),
+        ({"HYPEREAL_DEV_ACCOUNT_CREDITS": "300"}, 300),  # asked for explicitly
+    ],
+)
+def test_serve_on_an_empty_postgresql_database_makes_an_account_only_when_asked(
+    start_server: Callable[..., Server],
+    new_postgres_url: Callable[[], str],
+    variables: dict[str, str],
+    created: int | None,
+) -> None:
+    server = start_server(env={"HYPEREAL_DATABASE_URL": new_postgres_url(), **variables})
+    check_development_account(server, created)
+    listed = httpx.get(server.url + "/api/v1/admin/accounts", headers=ADMIN_HEADERS).json()["data"]
+    assert [account["balance"] for account in listed] == ([] if created is None else [created])
+
+
+def check_development_account(server: Server, credits: int | None) -> None:
+    keys = KEY_PATTERN.findall(server.output())
+    if credits is None:
+        assert keys == [] and "development account" not in server.output(), server.output()
+        return
+    assert f"Created a development account with {credits} credits" in server.output()
+    mine = httpx.get(server.url + "/v1/account", headers={"Authorization": f"Bearer {keys[0]}"})
+    assert mine.json()["balance"] == credits
 
 
 @pytest.mark.parametrize(

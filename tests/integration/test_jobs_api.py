@@ -3,7 +3,6 @@ nothing, tenancy, listing and filters, canceling, and the built-in local models 
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import io
 import time
@@ -22,6 +21,7 @@ from hypereal.store.ledger import CHARGE, REFUND
 from tests.conftest import ADMIN_HEADERS, Server, TestAccount, free_port
 from tests.integration.jobs_support import (
     IMAGE_PRICE,
+    PNG_1PX,
     VIDEO_PRICE,
     FileServer,
     Stack,
@@ -36,9 +36,6 @@ from tests.integration.jobs_support import (
 )
 
 StackFactory = Callable[..., Awaitable[Stack]]
-PNG_1PX = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
 
 
 @pytest.fixture

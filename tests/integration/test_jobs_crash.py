@@ -1,7 +1,9 @@
 """Crash recovery with real `hypereal worker` processes sharing the test's database (SQLite
 file or PostgreSQL): a worker killed with SIGKILL mid-job leaves a lease that expires, and the
 job then completes on another worker or is refunded, never both and never charged twice. A job
-whose upstream handle was recorded before the crash is polled, not submitted again."""
+whose upstream handle was recorded before the crash is polled, not submitted again. Leases are
+short and renewed by a heartbeat: with the default settings a dead worker's job resumes within
+seconds, and a worker busy with CPU-bound work for longer than a lease keeps its job."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from tests.integration.jobs_support import (
     VIDEO_PRICE,
     Stack,
     WorkerPool,
+    WorkerProcess,
     credits,
     job_row,
     net_of,
@@ -30,6 +33,9 @@ from tests.integration.jobs_support import (
 pytestmark = pytest.mark.slow
 LEASE_SECONDS = 5.0
 RECOVERY_SECONDS = 60.0  # generous: worker start-up, lease expiry and the work itself
+TAKEOVER_SECONDS = 40.0
+"""Enough for the default lease (15 s), a claim round and a loaded machine; less than the 60 s
+lease a dead worker's jobs used to wait out."""
 
 
 @pytest.fixture
@@ -49,8 +55,8 @@ def make_stack(
     async def make(**overrides: object) -> Stack:
         # The API runs here; only the worker processes run jobs.
         return await start_stack(
-            tmp_path, make_settings, make_services, make_client, worker=False, job_lease_seconds=LEASE_SECONDS,
-            **overrides,
+            tmp_path, make_settings, make_services, make_client, worker=False,
+            **{"job_lease_seconds": LEASE_SECONDS, **overrides},
         )  # fmt: skip
 
     return make
@@ -140,3 +146,65 @@ async def test_a_recorded_upstream_handle_is_polled_after_a_crash_not_submitted_
     assert len(rows_for(entries, job_id, CHARGE)) == 1
     assert rows_for(entries, job_id, REFUND) == []
     assert net_of(entries, job_id) == credits(VIDEO_PRICE)
+
+
+async def test_with_the_default_lease_a_dead_workers_job_resumes_within_seconds(
+    make_stack: Callable[..., Awaitable[Stack]], workers: WorkerPool
+) -> None:
+    stack = await make_stack(job_lease_seconds=Settings.model_fields["job_lease_seconds"].default)
+    account = await stack.account(credits=100)
+    pool = [workers.start(stack.settings), workers.start(stack.settings)]
+    for worker in pool:
+        await worker.running()
+    job_id = (await stack.submit_video(account, seconds=3)).json()["jobId"]
+
+    working = await wait_row(stack, job_id, lambda r: r.stage == "submitting", "a worker to start the job")
+    dead = next(worker for worker in pool if worker.owns(working))
+    survivor = next(worker for worker in pool if worker is not dead)
+    dead.kill()
+
+    taken = await wait_for(
+        lambda: _owned_by(stack, job_id, survivor), TAKEOVER_SECONDS, what="the live worker to take the job"
+    )
+    assert taken.attempts == 2
+    done = await stack.wait_done(account, job_id, RECOVERY_SECONDS)
+    assert done["status"] == "completed", done
+    entries = await stack.ledger(account)
+    assert len(rows_for(entries, job_id, CHARGE)) == 1
+    assert rows_for(entries, job_id, REFUND) == []
+    assert await stack.balance(account) == credits(100 - VIDEO_PRICE)
+
+
+async def _owned_by(stack: Stack, job_id: str, worker: WorkerProcess) -> Job | None:
+    row = await job_row(stack.services, job_id)
+    return row if worker.owns(row) or row.terminal else None
+
+
+async def test_a_worker_busy_in_cpu_bound_work_for_several_leases_keeps_its_job(
+    make_stack: Callable[..., Awaitable[Stack]], workers: WorkerPool
+) -> None:
+    # A short lease, so that the work lasts several of them; the heartbeat comes from the event
+    # loop while a thread keeps the interpreter busy.
+    stack = await make_stack(job_lease_seconds=3.0, job_heartbeat_seconds=1.0)
+    account = await stack.account(credits=100)
+    pool = [workers.start(stack.settings, concurrency=1), workers.start(stack.settings, concurrency=1)]
+    for worker in pool:
+        await worker.running()
+    job_id = (await stack.submit_video(account, cpu_seconds=10)).json()["jobId"]
+
+    owners: set[str] = set()
+
+    async def finished() -> Job | None:
+        row = await job_row(stack.services, job_id)
+        if row.lease_owner is not None:
+            owners.add(row.lease_owner)
+        return row if row.terminal else None
+
+    done: Job = await wait_for(finished, RECOVERY_SECONDS, interval=0.1, what="the busy job to finish")
+
+    assert done.status == "completed", done
+    assert len(owners) == 1 and done.attempts == 1  # never taken by the idle worker
+    entries = await stack.ledger(account)
+    assert len(rows_for(entries, job_id, CHARGE)) == 1
+    assert rows_for(entries, job_id, REFUND) == []
+    assert await stack.balance(account) == credits(100 - VIDEO_PRICE)

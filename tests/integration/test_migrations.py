@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 
 from hypereal.settings import load_settings
 from hypereal.store.db import Database
-from hypereal.store.migrate import schema_drift, upgrade
+from hypereal.store.migrate import _config, schema_drift, upgrade
 from hypereal.store.tables import metadata
 
 MIGRATIONS = Path(__file__).parents[2] / "src" / "hypereal" / "store" / "migrations" / "versions"
@@ -110,3 +111,44 @@ async def test_processes_starting_together_on_an_empty_database_all_succeed(empt
         assert await schema_drift(db) == []
     finally:
         await db.close()
+
+
+async def test_migration_attributes_entries_written_before_it(empty_database_url: str) -> None:
+    db = Database(load_settings(environ={}, database_url=empty_database_url).effective_database_url)
+    try:
+        async with db.write() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(_config(sync), "0003"))
+            await conn.execute(text(OLD_ROWS_ACCOUNT))
+            await conn.execute(text(OLD_ROWS_JOB))
+            await conn.execute(text(OLD_ROWS_LEDGER))
+        await upgrade(db)
+        async with db.read() as conn:
+            rows = (
+                await conn.execute(text("SELECT reference, kind, key_id, model, category FROM ledger ORDER BY id"))
+            ).all()
+    finally:
+        await db.close()
+    assert [tuple(row) for row in rows] == [
+        ("grant_1", "adjustment", None, None, None),
+        ("job_1", "charge", "key_1", "local-image", "image"),
+        ("job_1", "refund", "key_1", "local-image", "image"),
+        ("chat_1", "charge", None, "local-echo", "llm"),
+        ("chat_1", "settle", None, "local-echo", "llm"),
+    ]
+
+
+OLD_ROWS_ACCOUNT = "INSERT INTO accounts VALUES ('acc_1', 'old', 90000, 'whsec_x', NULL, 1.0)"
+OLD_ROWS_JOB = """
+INSERT INTO jobs (id, account_id, key_id, model, category, type, mode, params, status, stage, credits,
+                  attempts, deadline_at, cancel_requested, created_at)
+VALUES ('job_1', 'acc_1', 'key_1', 'local-image', 'image', 'image', 'auto', '{}', 'failed', 'failed', 0,
+        1, 10.0, false, 2.0)
+"""
+OLD_ROWS_LEDGER = """
+INSERT INTO ledger (account_id, kind, amount, balance_after, reference, note, created_at) VALUES
+ ('acc_1', 'adjustment', 100000, 100000, 'grant_1', NULL, 1.0),
+ ('acc_1', 'charge', -1000, 99000, 'job_1', 'local-image', 2.0),
+ ('acc_1', 'refund', 1000, 100000, 'job_1', 'boom', 3.0),
+ ('acc_1', 'charge', -20000, 80000, 'chat_1', 'chat local-echo', 4.0),
+ ('acc_1', 'settle', 10000, 90000, 'chat_1', NULL, 5.0)
+"""

@@ -165,3 +165,15 @@ async def test_processes_sharing_redis_share_one_limit(redis_url: str) -> None:
         await first.hit(key_id, 20)
     assert caught.value.retry_after >= 1
     assert caught.value.headers()["Retry-After"] == str(caught.value.retry_after)
+
+
+@pytest.mark.redis
+async def test_deployments_sharing_redis_count_apart(redis_url: str) -> None:
+    key_id = "key_" + secrets.token_hex(8)
+    tag = secrets.token_hex(4)
+    blue, green = RateLimiter(redis_url, f"blue-{tag}:"), RateLimiter(redis_url, f"green-{tag}:")
+    for _ in range(3):
+        await blue.hit(key_id, 3)
+    with pytest.raises(RateLimited):
+        await blue.hit(key_id, 3)
+    assert (await green.hit(key_id, 3)).remaining == 2

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from hypereal.settings import Settings, SettingsError, load_settings
+from hypereal.settings import (
+    README_BEGIN,
+    README_END,
+    Settings,
+    SettingsError,
+    load_settings,
+    settings_table,
+    with_settings_table,
+)
 
 STRONG_ADMIN_KEY = "a" * 24
 
@@ -144,3 +153,97 @@ def test_settings_are_frozen_and_reject_unknown_fields() -> None:
         settings.port = 1  # type: ignore[misc]
     with pytest.raises(ValidationError):
         Settings.model_validate({"prot": 1})
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix"),
+    [
+        ("redis://cache:6379/0", "hypereal:0:"),
+        ("redis://cache:6379", "hypereal:0:"),
+        ("redis://cache:6379/3", "hypereal:3:"),
+        ("rediss://user:pw@cache:6380/12", "hypereal:12:"),
+        ("redis://cache:6379?db=5", "hypereal:5:"),
+        ("unix:///run/redis.sock?db=2", "hypereal:2:"),
+        ("unix:///run/redis.sock", "hypereal:0:"),
+    ],
+)
+def test_the_redis_prefix_defaults_to_one_per_database_number(url: str, prefix: str) -> None:
+    assert load_settings(environ={"HYPEREAL_REDIS_URL": url}).effective_redis_prefix == prefix
+    given = load_settings(environ={"HYPEREAL_REDIS_URL": url, "HYPEREAL_REDIS_PREFIX": "acme-prod:"})
+    assert given.effective_redis_prefix == "acme-prod:"
+
+
+def test_a_redis_prefix_with_glob_characters_is_refused() -> None:
+    with pytest.raises(SettingsError, match="HYPEREAL_REDIS_PREFIX"):
+        load_settings(environ={"HYPEREAL_REDIS_PREFIX": "team*"})
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_setting_is_described() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description and field.description.endswith("."), name
+
+
+def test_the_readme_table_is_the_settings_class() -> None:
+    """Regenerate with `hypereal settings --readme README.md` after changing a setting."""
+    readme = README.read_text()
+    assert with_settings_table(readme) == readme
+    for name in Settings.model_fields:
+        assert f"| `HYPEREAL_{name.upper()}` |" in readme
+    for documented in ("HYPEREAL_KEY_CACHE_SECONDS", "HYPEREAL_WEBHOOK_TIMEOUT_SECONDS", "HYPEREAL_LOG_LEVEL"):
+        assert f"| `{documented}` |" in readme
+
+
+def test_the_settings_command_prints_and_writes_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hypereal.cli import main
+
+    main(["settings", "--markdown"])
+    assert capsys.readouterr().out == settings_table()
+
+    stale = tmp_path / "README.md"
+    stale.write_text(f"# Title\n\n{README_BEGIN}\n| old |\n{README_END}\n\nMore text.\n")
+    main(["settings", "--readme", str(stale)])
+    assert stale.read_text() == f"# Title\n\n{README_BEGIN}\n{settings_table()}{README_END}\n\nMore text.\n"
+
+    for name in [name for name in os.environ if name.startswith("HYPEREAL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HYPEREAL_ADMIN_KEY", STRONG_ADMIN_KEY)
+    capsys.readouterr()
+    main(["settings"])
+    printed = capsys.readouterr().out.splitlines()
+    assert "HYPEREAL_PORT=8000" in printed and "HYPEREAL_ADMIN_KEY=(set)" in printed
+    assert STRONG_ADMIN_KEY not in "\n".join(printed)
+
+
+@pytest.mark.parametrize(
+    ("environ", "host", "base"),
+    [
+        ({}, "localhost:8000", "http://localhost:8000"),
+        ({}, "127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ({}, "[::1]:8000", "http://[::1]:8000"),
+        ({}, "evil.example", "http://127.0.0.1:8000"),
+        ({}, "localhost@evil.example", "http://127.0.0.1:8000"),
+        ({}, "localhost:8000/evil", "http://127.0.0.1:8000"),
+        ({}, "localhost:http", "http://127.0.0.1:8000"),
+        ({}, "[::1", "http://127.0.0.1:8000"),
+        ({}, None, "http://127.0.0.1:8000"),
+        ({"HYPEREAL_HOST": "10.0.0.5"}, "10.0.0.5:8000", "http://10.0.0.5:8000"),
+        ({"HYPEREAL_HOST": "0.0.0.0"}, "0.0.0.0:8000", "http://127.0.0.1:8000"),
+        ({"HYPEREAL_TRUSTED_HOSTS": "*.corp.example"}, "a.corp.example", "http://a.corp.example"),
+        ({"HYPEREAL_TRUSTED_HOSTS": "*.corp.example"}, "corp.example", "http://127.0.0.1:8000"),
+        ({"HYPEREAL_TRUSTED_HOSTS": "*.corp.example"}, "a.corp.example.evil", "http://127.0.0.1:8000"),
+        ({"HYPEREAL_PUBLIC_URL": "https://api.example.com/"}, "localhost:8000", "https://api.example.com"),
+    ],
+)
+def test_absolute_urls_never_take_an_untrusted_host(environ: dict[str, str], host: str | None, base: str) -> None:
+    assert load_settings(environ=environ).public_base(host) == base
+
+
+@pytest.mark.parametrize("value", ["https://api.example.com", "api.example.com:443", "evil/x", "a*.example.com"])
+def test_trusted_hosts_are_host_names(value: str) -> None:
+    with pytest.raises(SettingsError, match="HYPEREAL_TRUSTED_HOSTS"):
+        load_settings(environ={"HYPEREAL_TRUSTED_HOSTS": value})

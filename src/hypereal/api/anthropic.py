@@ -13,6 +13,14 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from hypereal.api.chat_schemas import (
+    AnthropicError,
+    AnthropicEvent,
+    AnthropicMessage,
+    CountTokensRequest,
+    MessagesRequest,
+    TokenCount,
+)
 from hypereal.api.deps import (
     CurrentKey,
     JsonBody,
@@ -21,7 +29,9 @@ from hypereal.api.deps import (
 )
 from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
+from hypereal.api.openapi import ANTHROPIC_HEADERS, errors, event_stream, json_body
 from hypereal.api.responses import JsonResponse
+from hypereal.api.schemas import Error
 from hypereal.llm import anthropic, continuity, fields, tokens
 from hypereal.llm.anthropic_stream import StreamEncoder
 from hypereal.llm.errors import anthropic_error
@@ -29,7 +39,14 @@ from hypereal.llm.gateway import Surface, gateway
 from hypereal.llm.taps import AnthropicTap
 from hypereal.llm.types import ChatRequest
 
-router = APIRouter(tags=["anthropic"])
+# A body over the limit that announced its length is refused before any route is known, in the native shape.
+router = APIRouter(
+    tags=["anthropic"],
+    responses={
+        **errors(400, 401, 404, 429, shape=AnthropicError, render=anthropic_error),
+        **errors(413, shape=AnthropicError, render=anthropic_error, also=Error),
+    },
+)
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
@@ -59,7 +76,15 @@ def _forwarded_headers(request: Request) -> dict[str, str]:
     return {"anthropic-beta": beta} if beta else {}
 
 
-@router.post("/messages")
+@router.post(
+    "/messages",
+    response_model=AnthropicMessage,
+    responses={
+        200: event_stream(AnthropicEvent),
+        **errors(402, 502, 503, 504, shape=AnthropicError, render=anthropic_error),
+    },
+    openapi_extra=json_body(MessagesRequest, parameters=ANTHROPIC_HEADERS),
+)
 @fast
 async def messages(request: Request) -> Response:
     """Anthropic Messages, streaming or not, with tools and extended thinking; billed per token."""
@@ -84,7 +109,11 @@ async def messages(request: Request) -> Response:
     return JsonResponse(anthropic.encode_response(done.response, spec.id), headers=done.headers)
 
 
-@router.post("/messages/count_tokens")
+@router.post(
+    "/messages/count_tokens",
+    response_model=TokenCount,
+    openapi_extra=json_body(CountTokensRequest, parameters=ANTHROPIC_HEADERS),
+)
 async def count_tokens(principal: CurrentKey, services: ServicesDep, body: JsonBody) -> JsonResponse:
     """An estimate of the prompt's input tokens; free of charge."""
     model = fields.string(body, "model", required=True)

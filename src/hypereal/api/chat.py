@@ -14,10 +14,12 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from hypereal.api.chat_schemas import ChatCompletionChunk, NativeChatCompletion, NativeChatRequest, OpenAIError
 from hypereal.api.deps import authorized_body
 from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
 from hypereal.api.openai import OPENAI_CHAT
+from hypereal.api.openapi import errors, event_stream, json_body
 from hypereal.api.responses import JsonResponse
 from hypereal.llm import fields, openai_chat, sse
 from hypereal.llm.gateway import gateway
@@ -92,7 +94,15 @@ class _Tap(OpenAIChatTap):
         return previous.raw if previous is not None else None
 
 
-@router.post("/chat")
+@router.post(
+    "/chat",
+    response_model=NativeChatCompletion,
+    responses={
+        200: event_stream(ChatCompletionChunk, done=True, error=OpenAIError),
+        **errors(400, 401, 402, 404, 413, 429, 502, 503, 504),
+    },
+    openapi_extra=json_body(NativeChatRequest),
+)
 @fast
 async def chat(request: Request) -> Response:
     """Chat with any catalog model; SSE when `stream` is true. Billed per token, 2 credits minimum."""

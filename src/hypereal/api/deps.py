@@ -14,6 +14,7 @@ from hypereal.api.errors import describe_validation
 from hypereal.errors import Forbidden, Unauthorized, ValidationFailed
 from hypereal.keys import KEY_PREFIX, Principal
 from hypereal.services import Services
+from hypereal.sessions import cookie_principal
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -51,7 +52,11 @@ def presented_key(request: Request) -> str | None:
 
 async def current_principal(request: Request) -> Principal:
     services = get_services(request)
-    principal = await services.keys.authenticate(presented_key(request))
+    presented = presented_key(request)
+    if presented is None:  # the web console's own calls: its session cookie stands for the key
+        principal = await cookie_principal(request, request.method)
+    else:
+        principal = await services.keys.authenticate(presented)
     limit = principal.rate_limit_per_hour or services.settings.default_rate_limit_per_hour
     request.scope[RATE_LIMIT_SCOPE_KEY] = await services.limiter.hit(principal.key_id, limit)
     return principal

@@ -2,6 +2,11 @@
 
 Written as plain ASGI rather than Starlette's BaseHTTPMiddleware, which wraps every
 response in an extra task and stream and costs a large share of a small request's time.
+
+An exception that arrives after its answer was sent whole ends here. Starlette raises again
+what its 500 handler already answered and logged, so that servers can log it too; uvicorn
+would then close the connection without a word, and the client's next request on it would
+be reset.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Edge:
             return
         started = time.perf_counter()
         status_holder = [500]
+        answered = False
         limit = self.max_body_bytes
 
         for name, value in scope["headers"]:
@@ -55,15 +61,21 @@ class Edge:
             return message
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
                 window = scope.get(RATE_LIMIT_SCOPE_KEY)
                 if window is not None:
                     message["headers"] = [*message.get("headers", []), *window.headers()]
+            elif not message.get("more_body", False):
+                answered = True
             await send(message)
 
         try:
             await self.app(scope, counted_receive, send_with_headers)
+        except Exception:
+            if not answered:
+                raise
         finally:
             self._record(scope, status_holder[0], started)
 

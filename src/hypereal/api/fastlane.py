@@ -12,20 +12,17 @@ method) goes through FastAPI as before.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from hypereal.api import errors as api_errors
 from hypereal.errors import HyperealError
-
-log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 _E = TypeVar("_E", bound=Endpoint)
@@ -63,11 +60,13 @@ class FastLane:
         scope["endpoint"] = route.endpoint
         request = Request(scope, receive)
         endpoint: Endpoint = route.endpoint
+        response: Response
         try:
             response = await endpoint(request)
         except HyperealError as exc:
             response = api_errors.respond(request, exc)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            response = api_errors.respond(request, HyperealError())
+        except ClientDisconnect:
+            response = api_errors.client_gone(request)
+        except Exception as exc:
+            response = api_errors.unexpected(request, exc)
         await response(scope, receive, send)

@@ -7,19 +7,21 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hypereal.api.deps import ServicesDep
+from hypereal.api.openapi import PUBLIC, errors
 from hypereal.api.responses import JsonResponse
+from hypereal.api.schemas import Health
 from hypereal.errors import Unavailable
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health, openapi_extra=PUBLIC)
 async def healthz() -> JsonResponse:
     """The process is alive."""
     return JsonResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Health, responses=errors(503), openapi_extra=PUBLIC)
 async def readyz(services: ServicesDep) -> JsonResponse:
     """The database answers."""
     try:

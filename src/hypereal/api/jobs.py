@@ -6,13 +6,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from hypereal.api import schemas
 from hypereal.api.deps import CurrentKey, ServicesDep
+from hypereal.api.openapi import errors
 from hypereal.api.responses import JsonResponse
 from hypereal.errors import Conflict
 from hypereal.jobs.engine import public_job
 from hypereal.store import jobs as store
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=errors(401, 429))
 
 STATUS_FILTER: dict[str, tuple[str, ...]] = {
     "processing": (store.QUEUED, store.RUNNING),
@@ -22,14 +24,14 @@ STATUS_FILTER: dict[str, tuple[str, ...]] = {
 }
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=schemas.Job, responses=errors(404))
 async def get_job(job_id: str, principal: CurrentKey, services: ServicesDep) -> JsonResponse:
     """A job's status and outputs; one read, no write, so it can be polled hard."""
     job = await services.jobs.get(job_id, principal.account_id)
     return JsonResponse(public_job(await services.jobs.present(job)))
 
 
-@router.get("")
+@router.get("", response_model=schemas.JobPage, responses=errors(400))
 async def list_jobs(
     principal: CurrentKey,
     services: ServicesDep,
@@ -37,7 +39,9 @@ async def list_jobs(
     type: Literal["image", "video", "audio", "3d"] | None = None,
     model: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[float | None, Query(description="Cursor: jobs created before this time")] = None,
+    before: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="Cursor: jobs created before this time")
+    ] = None,
 ) -> JsonResponse:
     """The account's jobs, newest first."""
     filters: dict[str, tuple[str, ...]] = {}
@@ -60,14 +64,14 @@ async def list_jobs(
     )
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id}/cancel", response_model=schemas.Job, responses=errors(404, 409))
 async def cancel_job(job_id: str, principal: CurrentKey, services: ServicesDep) -> JsonResponse:
     """Cancel a job: refunded at once if not started; canceled upstream where the provider can."""
     job = await services.jobs.cancel(job_id, principal.account_id)
     return JsonResponse(public_job(await services.jobs.present(job)))
 
 
-@router.get("/{job_id}/deliveries")
+@router.get("/{job_id}/deliveries", response_model=schemas.DeliveryList, responses=errors(404))
 async def deliveries(job_id: str, principal: CurrentKey, services: ServicesDep) -> JsonResponse:
     """Every webhook delivery of the job, with each attempt's status and latency."""
     await services.jobs.get(job_id, principal.account_id)
@@ -75,7 +79,12 @@ async def deliveries(job_id: str, principal: CurrentKey, services: ServicesDep) 
         return JsonResponse({"data": await store.deliveries_for(conn, job_id)})
 
 
-@router.post("/{job_id}/deliveries/retry", status_code=202)
+@router.post(
+    "/{job_id}/deliveries/retry",
+    status_code=202,
+    response_model=schemas.DeliveryQueued,
+    responses=errors(404, 409),
+)
 async def retry_delivery(job_id: str, principal: CurrentKey, services: ServicesDep) -> JsonResponse:
     """Deliver the job's webhook again, with the same webhook-id."""
     job = await services.jobs.get(job_id, principal.account_id)

@@ -13,8 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from hypereal.api import schemas
 from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
 from hypereal.api.idempotency import idempotent
+from hypereal.api.openapi import IDEMPOTENCY_KEY, errors, json_body
 from hypereal.api.responses import JsonResponse
 from hypereal.catalog import ModelSpec
 from hypereal.errors import HyperealError, UnknownModel, ValidationFailed
@@ -27,7 +29,15 @@ from hypereal.services import Services
 from hypereal.store.jobs import COMPLETED, Job
 from hypereal.units import to_credits
 
-router = APIRouter(tags=["generation"])
+router = APIRouter(tags=["generation"], responses=errors(400, 401, 402, 404, 409, 413, 429, 503))
+WAITED: dict[int | str, Any] = {
+    202: {
+        "model": schemas.JobAccepted,
+        "description": "Still running after HYPEREAL_SYNC_WAIT_SECONDS, or a `webhook_url` was given: poll `pollUrl`.",
+    },
+    **errors(502, 504),
+}
+"""The other answers of the synchronous endpoints: a job still running, or the failure of the one they waited for."""
 
 ENDPOINT_OF = {
     "image": "/api/v1/images/generate",
@@ -95,7 +105,8 @@ def _input(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _poll_url(request: Request, job: Job) -> str:
-    base = str(request.base_url).rstrip("/")
+    settings = request.app.state.services.settings
+    base = settings.public_base(request.headers.get("host"), request.scope.get("scheme", "http"))
     return f"{base}/api/v1/jobs/{job.id}?model={job.model}&type={job.type}"
 
 
@@ -153,7 +164,12 @@ async def _run(
     return response
 
 
-@router.post("/images/generate")
+@router.post(
+    "/images/generate",
+    response_model=schemas.ImageResult,
+    responses=WAITED,
+    openapi_extra=json_body(schemas.ImageRequest, parameters=[IDEMPOTENCY_KEY]),
+)
 async def generate_image(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Generate or edit an image; answers with the image URL when done (synchronous)."""
 
@@ -181,7 +197,12 @@ async def generate_image(request: Request, body: JsonBody, principal: CurrentKey
     return await idempotent(request, principal, services, handle)
 
 
-@router.post("/videos/generate", status_code=202)
+@router.post(
+    "/videos/generate",
+    status_code=202,
+    response_model=schemas.JobAccepted,
+    openapi_extra=json_body(schemas.VideoRequest, parameters=[IDEMPOTENCY_KEY]),
+)
 async def generate_video(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Start a video generation; poll `pollUrl` or receive the result at `webhook_url`."""
 
@@ -198,7 +219,12 @@ async def generate_video(request: Request, body: JsonBody, principal: CurrentKey
     return await idempotent(request, principal, services, handle)
 
 
-@router.post("/audio/generate")
+@router.post(
+    "/audio/generate",
+    response_model=schemas.AudioResult,
+    responses=WAITED,
+    openapi_extra=json_body(schemas.AudioRequest, parameters=[IDEMPOTENCY_KEY]),
+)
 async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Speech, voice cloning or transcription; asynchronous when `webhook_url` is given."""
 
@@ -227,7 +253,12 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
     return await idempotent(request, principal, services, handle)
 
 
-@router.post("/3d/generate")
+@router.post(
+    "/3d/generate",
+    response_model=schemas.ThreeDResult,
+    responses=WAITED,
+    openapi_extra=json_body(schemas.ThreeDRequest, parameters=[IDEMPOTENCY_KEY]),
+)
 async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
     """Image or multiview to a GLB model; asynchronous when `webhook_url` is given."""
 

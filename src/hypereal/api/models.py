@@ -19,8 +19,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from hypereal.api import schemas
 from hypereal.api.codex_models import codex_models
 from hypereal.api.deps import ServicesDep
+from hypereal.api.openapi import PUBLIC, errors
 from hypereal.api.responses import JsonResponse
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.catalog.schema import Category
@@ -116,7 +118,12 @@ def _anthropic_client(request: Request) -> bool:
     return "anthropic-version" in request.headers
 
 
-@router.get("/models")
+@router.get(
+    "/models",
+    response_model=schemas.ModelList | schemas.AnthropicModelPage | schemas.CodexModelList,
+    responses=errors(400),
+    openapi_extra=PUBLIC,
+)
 async def list_models(
     request: Request,
     services: ServicesDep,
@@ -135,9 +142,15 @@ async def list_models(
     return JsonResponse(model_list(services.catalog, category))
 
 
-@router.get("/models/{model_id}")
+@router.get(
+    "/models/{model_id}",
+    response_model=schemas.Model | schemas.AnthropicModel,
+    responses={404: {**errors(404)[404], "description": "No model has this id, alias or family."}},
+    openapi_extra=PUBLIC,
+)
 async def get_model(model_id: str, request: Request, services: ServicesDep) -> JsonResponse:
-    """One model, by its id, an alias or as a member of a chat family."""
+    """One model, by its id, an alias or as a member of a chat family (Anthropic's shape to
+    Anthropic clients)."""
     spec = services.catalog.resolve(model_id)
     if _anthropic_client(request):
         return JsonResponse(anthropic_model(spec))

@@ -13,10 +13,21 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from hypereal.api import schemas
+from hypereal.api.chat_schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    OpenAIError,
+    ResponseObject,
+    ResponsesEvent,
+    ResponsesRequest,
+)
 from hypereal.api.deps import ServicesDep, authorized_body
 from hypereal.api.event_stream import EventStream
 from hypereal.api.fastlane import fast
 from hypereal.api.models import model_list
+from hypereal.api.openapi import PUBLIC, errors, event_stream, json_body
 from hypereal.api.responses import JsonResponse
 from hypereal.errors import NotFound
 from hypereal.llm import continuity, fields, openai_chat, openai_responses
@@ -28,6 +39,11 @@ from hypereal.llm.taps import OpenAIChatTap, ResponsesTap
 from hypereal.llm.types import ChatRequest, ChatResponse, Message, new_id
 
 router = APIRouter(tags=["openai"])
+# A body over the limit that announced its length is refused before any route is known, in the native shape.
+FAILURES = {
+    **errors(400, 401, 402, 404, 429, 502, 503, 504, shape=OpenAIError, render=openai_error),
+    **errors(413, shape=OpenAIError, render=openai_error, also=schemas.Error),
+}
 
 
 def _chat_upstream_body(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
@@ -92,7 +108,12 @@ OPENAI_RESPONSES = Surface(
 )
 
 
-@router.post("/chat/completions")
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: event_stream(ChatCompletionChunk, done=True, error=OpenAIError), **FAILURES},
+    openapi_extra=json_body(ChatCompletionRequest),
+)
 @fast
 async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions, streaming or not, billed per token."""
@@ -117,13 +138,18 @@ async def chat_completions(request: Request) -> Response:
     return JsonResponse(openai_chat.encode_response(done.response, spec.id), headers=done.headers)
 
 
-@router.get("/chat/completions")
+@router.get("/chat/completions", response_model=schemas.ModelList, openapi_extra=PUBLIC)
 async def chat_models(services: ServicesDep) -> JsonResponse:
     """The chat models with their per-token prices."""
     return JsonResponse(model_list(services.catalog, "llm"))
 
 
-@router.post("/responses")
+@router.post(
+    "/responses",
+    response_model=ResponseObject,
+    responses={200: event_stream(ResponsesEvent), **FAILURES, **errors(404, shape=OpenAIError, render=openai_error)},
+    openapi_extra=json_body(ResponsesRequest),
+)
 @fast
 async def responses(request: Request) -> Response:
     """OpenAI Responses API as Codex CLI uses it, streaming or not."""
@@ -180,7 +206,7 @@ async def responses(request: Request) -> Response:
     return JsonResponse(answer, headers=done.headers)
 
 
-@router.get("/responses")
+@router.get("/responses", response_model=schemas.ModelList, openapi_extra=PUBLIC)
 async def responses_models(services: ServicesDep) -> JsonResponse:
     """The chat models with their prices: the check the docs give Codex CLI users."""
     return JsonResponse(model_list(services.catalog, "llm"))

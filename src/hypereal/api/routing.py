@@ -9,16 +9,18 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 
+from hypereal.api import schemas
 from hypereal.api.deps import AdminAccess, ServicesDep
+from hypereal.api.openapi import errors, json_body
 from hypereal.api.responses import JsonResponse
 from hypereal.errors import ValidationFailed
 from hypereal.routing.health import RouteHealth
 from hypereal.routing.preferences import parse
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess], responses=errors(401, 403))
 
 
-@router.get("/routes")
+@router.get("/routes", response_model=schemas.RouteList)
 async def routes(services: ServicesDep) -> JsonResponse:
     """Every route this process has called: its circuit, recent errors, timeouts and latency."""
     now = time.time()
@@ -58,7 +60,12 @@ async def _json(request: Request) -> Any:
 ProviderBody = Annotated[Any, Depends(_json)]
 
 
-@router.put("/keys/{key_id}/provider")
+@router.put(
+    "/keys/{key_id}/provider",
+    response_model=schemas.Key,
+    responses=errors(400, 404, 413),
+    openapi_extra=json_body(schemas.ProviderPreferences),
+)
 async def key_preferences(key_id: str, services: ServicesDep, body: ProviderBody) -> JsonResponse:
     """Set a key's default provider preferences (null clears them); a request's own replace them."""
     checked = parse(body, services.catalog.providers)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 
+from hypereal import previews
 from hypereal.billing import Billing
 from hypereal.catalog import Catalog, ModelSpec, Pricing
 from hypereal.catalog.schema import Mode
@@ -28,13 +30,14 @@ from hypereal.metrics import Metrics
 from hypereal.netguard import OutboundGuard
 from hypereal.providers.base import Handle, MediaProvider, Output, Result
 from hypereal.providers.pool import DEFAULT_DEPLOYMENT
-from hypereal.routing import Preferences, Router, Target
+from hypereal.routing import Plan, Preferences, Router, Target
 from hypereal.routing.preferences import parse as parse_preferences
 from hypereal.settings import Settings
 from hypereal.storage import Storage
 from hypereal.store import jobs as store
 from hypereal.store.db import Database
 from hypereal.store.jobs import CANCELED, COMPLETED, FAILED, QUEUED, Job
+from hypereal.store.ledger import Source
 from hypereal.units import to_credits
 from hypereal.webhooks import new_message_id
 
@@ -101,9 +104,7 @@ class JobEngine:
             await self.guard.check_destination(request.webhook_url)
         if inputs:
             await self.inputs.check(inputs)
-        # The most any route of the plan costs: a job that fails over is settled at the price of
-        # the route that served it, and a settlement never exceeds the charge.
-        cost = max(price(target.pricing, params, target.fast) for target in plan.targets)
+        cost = charge_for(plan, params)
         now = time.time()
         job_id = request.job_id or new_job_id()
         values: dict[str, Any] = {
@@ -135,12 +136,20 @@ class JobEngine:
             "started_at": None,
             "completed_at": None,
         }
-        async with self.db.write() as conn:
-            if request.job_id is not None:
-                with suppress(NotFound):
-                    return await store.get(conn, job_id, principal.account_id)  # made before a crash
-            await self.billing.charge_in(conn, principal.account_id, cost, job_id, note=f"{request.model.id}")
-            await store.insert(conn, values)
+        try:
+            async with self.db.write() as conn:
+                if request.job_id is not None:
+                    with suppress(NotFound):
+                        return await store.get(conn, job_id, principal.account_id)  # made before a crash
+                source = Source(principal.key_id, choice.spec.id, request.model.category)
+                await self.billing.charge_in(conn, principal.account_id, cost, job_id, f"{request.model.id}", source)
+                await store.insert(conn, values)
+        except IntegrityError:
+            if request.job_id is None:
+                raise
+            # The request whose idempotency claim this one took over was alive after all, and
+            # made the job meanwhile: its charge stands, this one's was undone.
+            return await self.get(job_id, principal.account_id)
         await self.signals.job_submitted()
         return Job(**values)
 
@@ -201,7 +210,12 @@ class JobEngine:
                 return {"url": output.url, "contentType": output.content_type}
         assert data is not None
         saved = await self.storage.put(job.account_id, data, output.content_type, output.extension)
-        return {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
+        stored = {"url": saved.url, "key": saved.key, "contentType": output.content_type, "size": saved.size}
+        preview = await previews.make_soon(data, output.content_type)
+        if preview is not None:  # made once, here, for galleries (hypereal.previews)
+            thumbnail = await self.storage.put(job.account_id, preview.data, preview.content_type, preview.extension)
+            stored["previewKey"] = thumbnail.key
+        return stored
 
     async def complete(self, job: Job, result: Result) -> Job | None:
         """Record success and settle the charge to the real price; None if the job had already ended."""
@@ -323,6 +337,13 @@ class JobEngine:
     async def close(self) -> None:
         await self.guard.close()
         await self.storage.close()
+
+
+def charge_for(plan: Plan[MediaProvider], params: dict[str, Any]) -> int:
+    """What a job is charged when submitted, in millicredits: the most any route of its plan
+    costs, since a job that fails over is settled at the price of the route that served it
+    and a settlement never exceeds the charge."""
+    return max(price(target.pricing, params, target.fast) for target in plan.targets)
 
 
 def mode_of(mode: str) -> Mode:

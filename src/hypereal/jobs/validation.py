@@ -3,7 +3,9 @@
 Clients written for Hypereal send one body shape to many models, including fields a given
 model does not take (a `resolution` to a model without one); those are dropped rather than
 refused. Declared fields are checked strictly, and named in the error with the path the
-client used (`input.duration`).
+client used (`input.duration`). A number the catalog gives no bounds (a `seed`) is still
+bounded: within ±`bounds.MAX_JSON_INTEGER`, the integers every JSON reader and both
+databases hold exactly.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hypereal.bounds import MAX_JSON_INTEGER
 from hypereal.catalog.schema import ModelSpec, ParamSpec, Pricing
 from hypereal.errors import ValidationFailed
 from hypereal.units import MILLI
@@ -54,11 +57,17 @@ def _number(value: Any, spec: ParamSpec, label: str) -> int | float:
             raise ValidationFailed(f"{_sentence(label)} must be an integer", field=label)
         value = int(value)
     number: int | float = value
-    if spec.minimum is not None and value < spec.minimum:
-        raise ValidationFailed(f"{_sentence(label)} must be at least {spec.minimum:g}", field=label)
-    if spec.maximum is not None and value > spec.maximum:
-        raise ValidationFailed(f"{_sentence(label)} must be at most {spec.maximum:g}", field=label)
+    minimum = -MAX_JSON_INTEGER if spec.minimum is None else spec.minimum
+    maximum = MAX_JSON_INTEGER if spec.maximum is None else spec.maximum
+    if value < minimum:
+        raise ValidationFailed(f"{_sentence(label)} must be at least {_figure(minimum)}", field=label)
+    if value > maximum:
+        raise ValidationFailed(f"{_sentence(label)} must be at most {_figure(maximum)}", field=label)
     return number
+
+
+def _figure(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def _value(value: Any, spec: ParamSpec, label: str) -> Any:

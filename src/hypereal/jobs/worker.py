@@ -3,12 +3,19 @@
 A worker holds a job only while it works on it: while an upstream queue is busy the lease
 is released and `next_poll_at` says when to look again, so any worker (after a crash,
 another one) resumes polling the recorded upstream handle instead of submitting again.
+
+Leases are short (HYPEREAL_JOB_LEASE_SECONDS) so that a dead worker's jobs go back to the
+queue within seconds, and one heartbeat per worker renews all the leases it holds in one
+statement every HYPEREAL_JOB_HEARTBEAT_SECONDS. The heartbeat runs on the event loop, never
+in the work itself (CPU-bound models run in threads), so a worker busy for minutes keeps its
+jobs; it runs only while the worker holds a job, so an idle worker adds no wake-up. A lease
+found lost (the job ended elsewhere, or another worker took it) stops the provider call.
+An expired lease returns the job to the queue, up to HYPEREAL_JOB_MAX_ATTEMPTS submissions.
+A sweeper fails and refunds jobs past their deadline, and a dispatcher delivers the webhook
+outbox.
 An upstream that refuses the submission, or fails the job before producing anything, in a
 way another route may not (`hypereal.providers.failures.FAILS_OVER`), hands the job to the
 next route of its plan that it has not been to (`JobEngine.next_target`).
-Leases are extended by a heartbeat while a provider runs; an expired lease returns the job
-to the queue, up to HYPEREAL_JOB_MAX_ATTEMPTS submissions. A sweeper fails and refunds jobs
-past their deadline, and a dispatcher delivers the webhook outbox.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ class Worker:
         self._rng = random.Random()
         self._calls: dict[str, asyncio.Future[Any]] = {}
         self._abandoned: set[str] = set()
+        self._held: dict[str, asyncio.Task[None]] = {}
+        """The jobs whose leases this worker holds, and the task working on each."""
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._loops = [
@@ -65,9 +75,10 @@ class Worker:
         ]
 
     async def stop(self) -> None:
-        for task in [*self._loops, *self._running]:
+        tasks = [*self._loops, *self._running, *([self._heartbeat] if self._heartbeat else [])]
+        for task in tasks:
             task.cancel()
-        for task in [*self._loops, *self._running]:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
@@ -87,8 +98,11 @@ class Worker:
                     log.exception("claiming jobs failed")
                 for job in claimed:
                     task = asyncio.create_task(self._work(job), name=f"job-{job.id}")
+                    self._held[job.id] = task
                     self._running.add(task)
                     task.add_done_callback(self._done)
+                if claimed and (self._heartbeat is None or self._heartbeat.done()):
+                    self._heartbeat = asyncio.create_task(self._renew_leases(), name="job-heartbeat")
             if claimed and len(claimed) == free:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -100,7 +114,6 @@ class Worker:
         self.engine.signals.new_jobs.set()
 
     async def _work(self, job: Job) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(job.id))
         try:
             await self._advance(job)
         except asyncio.CancelledError:
@@ -113,24 +126,36 @@ class Worker:
             log.exception("job %s failed unexpectedly", job.id)
             await self.engine.fail(job, HyperealError("Generation failed because of an internal error"))
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            # Unless the job, released by this task, was claimed again and is another task's now.
+            if self._held.get(job.id) is asyncio.current_task():
+                del self._held[job.id]
 
-    async def _heartbeat(self, job_id: str) -> None:
-        interval = self.settings.job_lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            async with self.engine.db.write() as conn:
-                held = await store.extend_lease(conn, job_id, self.owner, time.time() + self.settings.job_lease_seconds)
+    async def _renew_leases(self) -> None:
+        """Every heartbeat interval, renew the lease of every job held; ends when none is."""
+        while self._held:
+            await asyncio.sleep(self.settings.job_heartbeat_interval)
+            held = set(self._held)
             if not held:
-                # A provider that never returns would otherwise hold this slot forever after the
-                # sweeper (or a cancel, or another worker) has dealt with the job.
-                call = self._calls.get(job_id)
-                if call is not None:
-                    self._abandoned.add(job_id)
-                    call.cancel()
                 return
+            try:
+                async with self.engine.db.write() as conn:
+                    kept = await store.extend_leases(
+                        conn, held, self.owner, time.time() + self.settings.job_lease_seconds
+                    )
+            except Exception:
+                # The leases outlast a missed beat or two; the next one tries again.
+                log.exception("renewing job leases failed")
+                continue
+            for job_id in held - kept:
+                self._lost(job_id)
+
+    def _lost(self, job_id: str) -> None:
+        """The job is no longer ours. A provider that never returns would otherwise hold its
+        slot forever after the sweeper (or a cancel, or another worker) has dealt with the job."""
+        call = self._calls.get(job_id)
+        if call is not None and job_id in self._held:
+            self._abandoned.add(job_id)
+            call.cancel()
 
     async def _provider_call(self, job_id: str, call: Awaitable[T]) -> T:
         """Await a provider; abandoned (`_Abandoned`) when the heartbeat finds the job is not ours."""

@@ -1,9 +1,16 @@
-"""Reading fields of a client's JSON body, with errors that name the field."""
+"""Reading fields of a client's JSON body, with errors that name the field.
+
+Numbers are read within the ranges of `hypereal.bounds`: an integer without a narrower
+range is a count (tokens, choices) of at most `MAX_CHAT_INTEGER`; a number is finite, and
+within its range in `CHAT_NUMBER_RANGES` when it has one.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from hypereal.bounds import CHAT_NUMBER_RANGES, MAX_CHAT_INTEGER
 from hypereal.errors import ValidationFailed
 
 
@@ -26,7 +33,9 @@ def string(body: dict[str, Any], name: str, *, required: bool = False) -> str | 
     return value
 
 
-def integer(body: dict[str, Any], name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+def integer(
+    body: dict[str, Any], name: str, *, minimum: int | None = None, maximum: int = MAX_CHAT_INTEGER
+) -> int | None:
     value = body.get(name)
     if value is None:
         return None
@@ -34,7 +43,7 @@ def integer(body: dict[str, Any], name: str, *, minimum: int | None = None, maxi
         raise invalid(name, "an integer")
     if minimum is not None and value < minimum:
         raise invalid(name, f"an integer >= {minimum}")
-    if maximum is not None and value > maximum:
+    if value > maximum:
         raise invalid(name, f"an integer <= {maximum}")
     return value
 
@@ -45,6 +54,11 @@ def number(body: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise invalid(name, "a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise invalid(name, "a finite number")
+    low, high = CHAT_NUMBER_RANGES.get(name, (-math.inf, math.inf))
+    if not low <= value <= high:
+        raise invalid(name, f"a number from {low:g} to {high:g}")
     return float(value)
 
 

@@ -72,6 +72,7 @@ from hypereal.providers.chat import ChatProvider, Forwarded, Protocol
 from hypereal.routing import Target
 from hypereal.routing.preferences import take as take_preferences
 from hypereal.services import Services
+from hypereal.store.ledger import Source
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -183,8 +184,9 @@ class Call:
             pricing.reservation(route.pricing, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts)
             for route in (routes if any(route.pricing is not prices for route in routes) else routes[:1])
         )
+        source = Source(self.principal.key_id, self.spec.id, self.spec.category)
         note = f"chat {self.spec.id}" + (f" via {self.stand_in.id}" if self.stand_in is not None else "")
-        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note)
+        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note, source)
 
     def settle(self, usage: Usage) -> int:
         """The cost of `usage`, settled with the next batch of ledger writes; a second call keeps the first."""

@@ -32,6 +32,14 @@ import orjson
 
 from hypereal.errors import UpstreamError, ValidationFailed
 from hypereal.llm import continuity, custom_tools, fields, hosted_tools, tolerance
+from hypereal.llm.openai_chat_tools import (
+    decode_function,
+    decode_tool,
+    decode_tool_choice,
+    encode_tool,
+    encode_tool_call,
+    encode_tool_choice,
+)
 from hypereal.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -46,7 +54,6 @@ from hypereal.llm.types import (
     TextPart,
     ThinkingPart,
     Tool,
-    ToolChoice,
     ToolResultPart,
     ToolUsePart,
     Usage,
@@ -126,8 +133,8 @@ def decode_request(body: dict[str, Any]) -> ChatRequest:
         else:
             tolerance.drop(dropped, f"messages.{position}", str(role))
 
-    declared = [_decode_tool(raw, f"tools.{i}") for i, raw in enumerate(fields.array(body, "tools"))]
-    declared += [_decode_function(raw, f"functions.{i}") for i, raw in enumerate(fields.array(body, "functions"))]
+    declared = [decode_tool(raw, f"tools.{i}") for i, raw in enumerate(fields.array(body, "tools"))]
+    declared += [decode_function(raw, f"functions.{i}") for i, raw in enumerate(fields.array(body, "functions"))]
     tools = [tool for tool in declared if isinstance(tool, Tool)]
     hosted = [tool for tool in declared if isinstance(tool, HostedTool)]
     max_tokens = fields.integer(body, "max_completion_tokens", minimum=1) or fields.integer(
@@ -234,7 +241,10 @@ def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(TextPart(refusal))
-    for index, call in enumerate(message.get("tool_calls") or []):
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise fields.invalid(f"{where}.tool_calls", "an array of tool calls")
+    for index, call in enumerate(calls):
         custom = call.get("custom") if isinstance(call, dict) else None
         if isinstance(custom, dict) and isinstance(custom.get("name"), str):
             call_id = str(call.get("id") or new_id("call_"))
@@ -251,60 +261,6 @@ def _assistant_parts(message: dict[str, Any], where: str) -> list[Part]:
     if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
         parts.append(ToolUsePart(legacy["name"], legacy["name"], str(legacy.get("arguments") or "")))
     return parts
-
-
-def _decode_tool(raw: Any, where: str) -> Tool | HostedTool:
-    """A function or custom tool; a tool of any other type is one OpenAI defines, which only an
-    upstream that takes the body as is may know."""
-    tool = fields.mapping(raw, where)
-    kind = tool.get("type", "function")
-    if kind == "custom":
-        return _decode_custom(tool.get("custom"), f"{where}.custom")
-    if kind != "function":
-        return HostedTool(tool, where)
-    return _decode_function(tool.get("function"), f"{where}.function")
-
-
-def _decode_custom(raw: Any, where: str) -> Tool:
-    custom = fields.mapping(raw, where)
-    name = fields.string(custom, "name", required=True)
-    assert name is not None
-    description = custom.get("description")
-    fmt = custom.get("format")
-    if isinstance(fmt, dict) and fmt.get("type") == "grammar":
-        grammar = fields.mapping(fmt.get("grammar"), f"{where}.format.grammar")
-        fmt = {"type": "grammar", "syntax": grammar.get("syntax"), "definition": grammar.get("definition")}
-    return Tool(
-        name,
-        description if isinstance(description, str) else None,
-        kind="custom",
-        format=fmt if isinstance(fmt, dict) else None,
-    )
-
-
-def _decode_function(raw: Any, where: str) -> Tool:
-    function = fields.mapping(raw, where)
-    name = fields.string(function, "name", required=True)
-    assert name is not None
-    parameters = function.get("parameters")
-    if parameters is None:
-        parameters = {"type": "object", "properties": {}}
-    description = function.get("description")
-    return Tool(name, description if isinstance(description, str) else None, fields.mapping(parameters, where))
-
-
-def decode_tool_choice(value: Any, dropped: list[str]) -> ToolChoice | None:
-    if value is None:
-        return None
-    if value in ("auto", "none", "required"):
-        return ToolChoice(value)
-    if isinstance(value, dict):
-        named = value.get("custom") if value.get("type") == "custom" else value.get("function")
-        name = (named if isinstance(named, dict) else value).get("name")
-        if isinstance(name, str):
-            return ToolChoice("tool", name)
-    tolerance.drop(dropped, "tool_choice", str(value.get("type") if isinstance(value, dict) else value))
-    return None
 
 
 def refusal(request: ChatRequest, *, searches: bool = False) -> ValidationFailed | None:
@@ -354,7 +310,7 @@ def encode_request(
             messages.extend(_encode_user(message.content))
     body: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.tools:
-        body["tools"] = [_encode_tool(tool, native_custom) for tool in request.tools]
+        body["tools"] = [encode_tool(tool, native_custom) for tool in request.tools]
         if request.tool_choice is not None:
             custom = native_custom and request.tool_choice.name in custom_tools.custom_tool_names(request)
             body["tool_choice"] = encode_tool_choice(request.tool_choice, custom=custom)
@@ -384,45 +340,6 @@ def encode_request(
 
 def _system_message(parts: list[Part] | list[TextPart]) -> dict[str, Any]:
     return {"role": "system", "content": "\n\n".join(part.text for part in parts if isinstance(part, TextPart))}
-
-
-def _encode_tool(tool: Tool, native_custom: bool) -> dict[str, Any]:
-    if tool.kind == "custom" and native_custom:
-        custom: dict[str, Any] = {"name": tool.name}
-        if tool.description:
-            custom["description"] = tool.description
-        if tool.format:
-            custom["format"] = _encode_custom_format(tool.format)
-        return {"type": "custom", "custom": custom}
-    if tool.kind == "custom":
-        description: str | None = custom_tools.wrapper_description(tool)
-        parameters = custom_tools.INPUT_SCHEMA
-    else:
-        description, parameters = tool.description, tool.parameters
-    function = {"name": tool.name, **({"description": description} if description else {}), "parameters": parameters}
-    return {"type": "function", "function": function}
-
-
-def _encode_custom_format(fmt: dict[str, Any]) -> dict[str, Any]:
-    """The Responses API's flat grammar format in Chat Completions' nested shape."""
-    if fmt.get("type") != "grammar":
-        return fmt
-    return {"type": "grammar", "grammar": {"syntax": fmt.get("syntax"), "definition": fmt.get("definition")}}
-
-
-def encode_tool_choice(choice: ToolChoice, *, custom: bool = False) -> Any:
-    if choice.mode == "tool" and custom:
-        return {"type": "custom", "custom": {"name": choice.name}}
-    if choice.mode == "tool":
-        return {"type": "function", "function": {"name": choice.name}}
-    return choice.mode
-
-
-def encode_tool_call(part: ToolUsePart, native_custom: bool = True) -> dict[str, Any]:
-    if part.custom and native_custom:
-        return {"id": part.id, "type": "custom", "custom": {"name": part.name, "input": part.arguments}}
-    arguments = orjson.dumps(part.input()).decode() if part.custom else part.arguments or "{}"
-    return {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": arguments}}
 
 
 def _encode_assistant(parts: list[Part], native_custom: bool) -> dict[str, Any]:

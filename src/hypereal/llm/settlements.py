@@ -21,7 +21,7 @@ from functools import partial
 import anyio
 
 from hypereal.billing import Billing
-from hypereal.store.ledger import Entry
+from hypereal.store.ledger import NO_SOURCE, Entry, Source
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,11 @@ class Settlements:
         self.billing = billing
         self._pending: dict[str, asyncio.Future[Entry | None]] = {}
 
-    async def charge(self, account_id: str, amount: int, reference: str, note: str | None = None) -> None:
+    async def charge(
+        self, account_id: str, amount: int, reference: str, note: str | None = None, source: Source = NO_SOURCE
+    ) -> None:
         """Reserve `amount` millicredits; returns once committed, raises InsufficientCredits."""
-        await self.billing.charge(account_id, amount, reference, note)
+        await self.billing.charge(account_id, amount, reference, note, source)
 
     def settle_later(self, account_id: str, reference: str, actual: int) -> None:
         settled = self.billing.settle_soon(account_id, reference, actual)

@@ -3,7 +3,12 @@
 It answers on every surface and behaves like a real upstream in the ways clients notice:
 
 - it echoes the last user message back, streamed word by word;
-- when tools are offered and the prompt names one of them or asks to "call"/"use the
+- a prompt can script a call: `call <tool> with <JSON object>`, naming a tool the request
+  offers, is answered with a call of exactly that tool with exactly those arguments (a
+  custom tool gets the JSON text as its raw input), unless `tool_choice` forces another
+  tool. This is how tests make a real client run one of its own tools (`scripted_call`,
+  which the test doubles of paid upstreams follow too);
+- otherwise, when tools are offered and the prompt names one of them or asks to "call"/"use the
   tool" (or `tool_choice` demands a call), it calls that tool (else the first) with
   arguments made from the tool's JSON schema (a custom tool gets the prompt as its raw
   input), and stops with `tool_use`;
@@ -25,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar
 
 import orjson
@@ -59,6 +65,7 @@ from hypereal.providers.chat import ChatProvider
 
 WORDS = re.compile(r"\s*\S+\s*")
 ASKS_FOR_TOOL = re.compile(r"\b(call|invoke|use the tool|use a tool|use tool)\b", re.IGNORECASE)
+SCRIPTED_CALL = re.compile(r"\bcall\s+`?([\w.:-]+)`?\s+with\s+(?=\{)", re.IGNORECASE)
 EMPTY_PROMPT_REPLY = "Hello! Send me a message and I will echo it."
 
 
@@ -100,10 +107,8 @@ class EchoProvider(ChatProvider):
 
         call = _tool_call(request)
         if call is not None:
-            tool, arguments = call
-            custom = tool.kind == "custom"
-            text = request.last_user_text() if custom else orjson.dumps(arguments).decode()
-            yield BlockStart(index, ToolUsePart(new_id("toolu_echo_"), tool.name, "", custom))
+            tool, text = call
+            yield BlockStart(index, ToolUsePart(new_id("toolu_echo_"), tool.name, "", tool.kind == "custom"))
             middle = len(text) // 2
             for piece in (text[:middle], text[middle:]):
                 await self._pause()
@@ -153,7 +158,25 @@ def _reply(request: ChatRequest) -> str:
     return reply
 
 
-def _tool_call(request: ChatRequest) -> tuple[Tool, dict[str, Any]] | None:
+def scripted_call(text: str, offered: Iterable[str]) -> tuple[str, dict[str, Any]] | None:
+    """The call `text` scripts, `call <tool> with <JSON object>`, for a tool among `offered`:
+    (its name, its arguments); None when there is no such directive. The first directive
+    that names an offered tool and holds a whole JSON object wins."""
+    names = set(offered)
+    for match in SCRIPTED_CALL.finditer(text):
+        if match.group(1) not in names:
+            continue
+        try:
+            arguments, _ = json.JSONDecoder().raw_decode(text, match.end())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(arguments, dict):
+            return match.group(1), arguments
+    return None
+
+
+def _tool_call(request: ChatRequest) -> tuple[Tool, str] | None:
+    """The tool to call and its input (JSON arguments, or a custom tool's raw text), if any."""
     if not request.tools or (request.tool_choice is not None and request.tool_choice.mode == "none"):
         return None
     last = request.last_turn()
@@ -163,6 +186,10 @@ def _tool_call(request: ChatRequest) -> tuple[Tool, dict[str, Any]] | None:
     chosen: Tool | None = None
     if request.tool_choice is not None and request.tool_choice.mode == "tool":
         chosen = next((tool for tool in request.tools if tool.name == request.tool_choice.name), None)
+    scripted = scripted_call(prompt, [tool.name for tool in request.tools] if chosen is None else [chosen.name])
+    if scripted is not None:
+        name, arguments = scripted
+        return next(tool for tool in request.tools if tool.name == name), orjson.dumps(arguments).decode()
     if chosen is None:
         lowered = prompt.lower()
         chosen = next((tool for tool in request.tools if tool.name.lower() in lowered), None)
@@ -171,7 +198,9 @@ def _tool_call(request: ChatRequest) -> tuple[Tool, dict[str, Any]] | None:
         chosen = request.tools[0]
     if chosen is None:
         return None
-    return chosen, arguments_for(chosen.parameters, prompt)
+    if chosen.kind == "custom":
+        return chosen, prompt
+    return chosen, orjson.dumps(arguments_for(chosen.parameters, prompt)).decode()
 
 
 def arguments_for(schema: dict[str, Any], prompt: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ the job engine through every path an upstream queue can take, with real timing:
 
     outcome: "complete" (default) | "fail" | "reject" (bad input) | "never" (hangs forever)
     seconds: how long the work takes (default 0)
+    cpu_seconds: how long, before that, the work keeps a CPU busy in a thread, as local models do (default 0)
     polls:   answer with a Handle and need this many polls before finishing (default 0: answer at once)
 
 The entry's option `outcome` overrides the request's: a provider that fails every job (when
@@ -42,6 +43,8 @@ class ScriptedProvider(MediaProvider):
             return Handle(request.job_id, {"job": request.job_id, **script, "ready_at": ready_at, "seen": 0})
         if script["outcome"] == "never":
             await asyncio.Event().wait()
+        if script["cpu_seconds"]:
+            await asyncio.to_thread(_busy, script["cpu_seconds"])
         await asyncio.sleep(script["seconds"])
         return _finish(request.job_id, script)
 
@@ -60,8 +63,17 @@ def _script(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "outcome": str(params.get("outcome", "complete")),
         "seconds": float(params.get("seconds", 0) or 0),
+        "cpu_seconds": float(params.get("cpu_seconds", 0) or 0),
         "polls": int(params.get("polls", 0) or 0),
     }
+
+
+def _busy(seconds: float) -> None:
+    """Pure Python for `seconds`: it holds the interpreter as long as the interpreter lets it."""
+    until = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < until:
+        count += 1
 
 
 def _finish(job_id: str, script: dict[str, Any]) -> Result:

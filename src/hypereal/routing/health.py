@@ -104,6 +104,7 @@ class Health:
         max_cooldown: float = 300.0,
         bus: Bus | None = None,
         redis_url: str | None = None,
+        redis_prefix: str = "",
     ) -> None:
         self.failures_to_open = failures_to_open
         self.cooldown = cooldown
@@ -112,6 +113,7 @@ class Health:
         self._bus = bus
         self._redis: Any = None
         self._redis_url = redis_url
+        self._snapshot_key = redis_prefix + SNAPSHOT_KEY
         self._origin = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._sending: set[asyncio.Task[None]] = set()
         if bus is not None:
@@ -225,7 +227,7 @@ class Health:
 
         self._redis = redis.Redis.from_url(self._redis_url)
         try:
-            saved = await self._redis.hgetall(_prefixed(SNAPSHOT_KEY))
+            saved = await self._redis.hgetall(self._snapshot_key)
         except Exception as exc:
             log.warning("could not read the routes' health from Redis (%s); starting without it", exc)
             return
@@ -255,7 +257,7 @@ class Health:
         await self._bus.publish(CHANNEL, data.decode())
         if self._redis is not None:
             try:
-                key = _prefixed(SNAPSHOT_KEY)
+                key = self._snapshot_key
                 await self._redis.hset(key, state["key"], data)
                 await self._redis.expire(key, int(self.max_cooldown) + 60)  # none of it matters longer
             except Exception as exc:
@@ -309,9 +311,3 @@ def outcome_of(error: BaseException | None) -> Outcome:
 def _said(error: BaseException | None) -> str:
     message = error.message if isinstance(error, HyperealError) else str(error)
     return message[:200]
-
-
-def _prefixed(key: str) -> str:
-    from hypereal.bus import RedisBus
-
-    return RedisBus.PREFIX + key

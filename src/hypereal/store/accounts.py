@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
+from hypereal.store import sessions
 from hypereal.store.tables import accounts, api_keys
 from hypereal.units import to_credits
 
@@ -108,6 +109,24 @@ async def set_webhook_secret(conn: AsyncConnection, account_id: str, secret: str
         raise NotFound("Account not found")
 
 
+async def lock_account(conn: AsyncConnection, account_id: str) -> None:
+    """Serialise changes to one account's keys until this transaction ends; NotFound without it.
+
+    PostgreSQL locks the row; a SQLite write transaction (BEGIN IMMEDIATE) already excludes
+    every other writer, and SQLAlchemy leaves FOR UPDATE out there.
+    """
+    query = select(accounts.c.id).where(accounts.c.id == account_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    if (await conn.execute(query)).first() is None:
+        raise NotFound("Account not found")
+
+
+async def count_active_keys(conn: AsyncConnection, account_id: str) -> int:
+    query = select(func.count()).where(api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None))
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def insert_key(conn: AsyncConnection, record: KeyRecord) -> None:
     await conn.execute(api_keys.insert().values(**_fields(record)))
 
@@ -139,6 +158,7 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> KeyRecord:
     record = await get_key(conn, key_id)
     if record.revoked_at is None:
         await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=time.time()))
+    await sessions.end_for_key(conn, key_id)  # the console sessions it opened end with it
     return record
 
 

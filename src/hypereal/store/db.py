@@ -9,6 +9,20 @@ and never wait for writers.
 The hot ledger writes skip SQLAlchemy on SQLite: `write_now` runs a few statements as one
 transaction on a connection of the event loop's own, and `write_soon` queues writes nobody
 waits on (chat settlements) so that those of one turn of the loop share a commit.
+
+The write-ahead log is kept small. SQLite starts it over only when a write begins after a
+checkpoint has copied every frame in it and no reader still reads from it. A checkpoint
+running on a thread beside continuous writes never leaves it so, since frames are committed
+while it copies, and the log grew for as long as the traffic lasted (1.1 GB in 15 s of chat
+calls). So every `CHECKPOINT_EVERY_COMMITS` commits two checkpoints on a thread copy the log
+while the writes go on (the second only what was committed during the first), then a last
+one copies the few frames committed since, on the loop's own connection between two writes:
+the next write starts the log over, and the file is trimmed back to `WAL_SIZE_LIMIT`. That
+last one runs on the loop, syncs included, because holding the writes back across a trip
+to a thread would turn the write lock into a queue that outlives the hold: each waiting
+write wakes one turn of the loop after the one before it, and new ones line up behind them
+(measured: commit latency from 0.03 to 1.6 ms at the median, for good). None of them waits
+for a reader: with a reader in the log, the log cannot start over, and the next round tries.
 """
 
 from __future__ import annotations
@@ -31,6 +45,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 _READ_ONLY = "hypereal_read_only"
 CHECKPOINT_EVERY_COMMITS = 500
 """About SQLite's own automatic checkpoint interval of 1000 pages, for ledger-sized commits."""
+WAL_SIZE_LIMIT = 32 * 1024 * 1024
+"""Bytes the log file is trimmed back to when it starts over (SQLite's journal_size_limit)."""
+BUSY_TIMEOUT_MS = 60_000
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
@@ -171,7 +188,7 @@ class Database:
             connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
             _prepare_sqlite(connection)
             connection.execute("PRAGMA busy_timeout=0")
-            # Checkpoints copy the log into the database and may fsync: never on the loop.
+            # Checkpoints copy the log into the database and sync: this process chooses when.
             connection.execute("PRAGMA wal_autocheckpoint=0")
             self._inline = connection
         return self._inline
@@ -192,9 +209,14 @@ class Database:
         self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint(), name="sqlite-checkpoint")
 
     async def _run_checkpoint(self) -> None:
-        # PASSIVE copies what it can without waiting for readers or blocking writers.
+        """Copy the log into the database beside the writes, then start it over between two."""
+        assert self._write_lock is not None
         writer = await self._thread_connection()
-        await _on_thread(writer, partial(writer._conn.execute, "PRAGMA wal_checkpoint(PASSIVE)"))
+        for _ in range(2):
+            await _on_thread(writer, partial(_checkpoint, writer._conn, "PASSIVE"))
+        async with self._write_lock:
+            # No await from here on: the lock is free again before any write could queue on it.
+            _checkpoint(self._inline_connection(), "RESTART")
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
@@ -222,6 +244,8 @@ class Database:
                 await self._checkpoint
         if self._inline is not None:
             inline, self._inline = self._inline, None
+            with suppress(sqlite3.Error):
+                _checkpoint(inline, "TRUNCATE")  # leave no log behind (unless another process is in it)
             inline.close()
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -335,6 +359,18 @@ def _settle_queued(batch: list[_Queued], running: asyncio.Future[_Outcome[Any]])
             running.result().result()
 
 
+def _checkpoint(connection: sqlite3.Connection, mode: str) -> tuple[int, int, int]:
+    """(blocked, frames in the log, frames copied). Never waits for another connection: the
+    modes that need every reader out of the log (RESTART, TRUNCATE) give up at once instead."""
+    (waits,) = connection.execute("PRAGMA busy_timeout").fetchone()
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        blocked, frames, copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={waits}")
+    return blocked, frames, copied
+
+
 def _nothing(connection: sqlite3.Connection) -> None:
     return None
 
@@ -351,7 +387,9 @@ def _prepare_sqlite(dbapi_conn: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # Whichever connection's write starts the log over trims the file, so every one says how far.
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cursor.close()
 
 

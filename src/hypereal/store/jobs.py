@@ -7,15 +7,15 @@ SQLite has one writer at a time, so the claiming transaction is already exclusiv
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
-from hypereal.store.tables import delivery_attempts, idempotency_keys, jobs, webhook_deliveries
+from hypereal.store.tables import delivery_attempts, jobs, webhook_deliveries
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = "queued", "running", "completed", "failed", "canceled"
 TERMINAL = (COMPLETED, FAILED, CANCELED)
@@ -128,8 +128,15 @@ async def update_owned(conn: AsyncConnection, job_id: str, owner: str, **values:
     return bool(result.rowcount)
 
 
-async def extend_lease(conn: AsyncConnection, job_id: str, owner: str, until: float) -> bool:
-    return await update_owned(conn, job_id, owner, lease_expires_at=until)
+async def extend_leases(conn: AsyncConnection, job_ids: Collection[str], owner: str, until: float) -> set[str]:
+    """Renew `owner`'s leases on `job_ids` until `until`; returns the ids it still held."""
+    rows = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.lease_owner == owner, jobs.c.status.notin_(TERMINAL))
+        .values(lease_expires_at=until)
+        .returning(jobs.c.id)
+    )
+    return {row[0] for row in rows}
 
 
 async def finish(conn: AsyncConnection, job_id: str, status: str, **values: Any) -> Job | None:
@@ -303,83 +310,4 @@ async def reschedule_delivery(conn: AsyncConnection, delivery_id: int) -> None:
         update(webhook_deliveries)
         .where(webhook_deliveries.c.id == delivery_id)
         .values(status="pending", next_attempt_at=time.time(), lease_expires_at=None)
-    )
-
-
-# ---- idempotency keys -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IdempotencyClaim:
-    """A key's record: `claimed` when this request now owns it, else the earlier request's."""
-
-    claimed: bool
-    request_hash: str
-    job_id: str | None
-    status_code: int | None = None
-    response: str | None = None
-
-
-async def reserve_idempotency(
-    conn: AsyncConnection,
-    account_id: str,
-    key: str,
-    request_hash: str,
-    job_id: str,
-    abandoned_after: float = 600.0,
-) -> IdempotencyClaim:
-    """Claim the key for this request, naming `job_id` as the job it will create; or return
-    the record of the request that holds it.
-
-    A key still "in progress" after `abandoned_after` seconds belonged to a process that died
-    mid-request; it is taken over rather than answering 409 to every retry forever, and keeps
-    the job id its first owner chose.
-    """
-    query = select(idempotency_keys).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
-    row = (await conn.execute(query)).first()
-    if row is not None:
-        if row.status_code is None and row.created_at < time.time() - abandoned_after:
-            taken = await conn.execute(
-                update(idempotency_keys)
-                .where(
-                    idempotency_keys.c.account_id == account_id,
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.status_code.is_(None),
-                    idempotency_keys.c.created_at == row.created_at,
-                )
-                .values(request_hash=request_hash, created_at=time.time(), job_id=row.job_id or job_id)
-            )
-            if taken.rowcount:
-                return IdempotencyClaim(True, request_hash, row.job_id or job_id)
-        return IdempotencyClaim(False, row.request_hash, row.job_id, row.status_code, row.response)
-    try:
-        # A concurrent request with the same key may insert between our read and this write
-        # (PostgreSQL); the savepoint lets us read its row instead of failing the transaction.
-        async with conn.begin_nested():
-            await conn.execute(
-                idempotency_keys.insert().values(
-                    account_id=account_id, key=key, request_hash=request_hash, created_at=time.time(), job_id=job_id
-                )
-            )
-    except IntegrityError:
-        row = (await conn.execute(query)).first()
-        if row is None:
-            raise
-        return IdempotencyClaim(False, row.request_hash, row.job_id, row.status_code, row.response)
-    return IdempotencyClaim(True, request_hash, job_id)
-
-
-async def save_idempotent_response(
-    conn: AsyncConnection, account_id: str, key: str, status_code: int, response: str
-) -> None:
-    await conn.execute(
-        update(idempotency_keys)
-        .where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
-        .values(status_code=status_code, response=response)
-    )
-
-
-async def release_idempotency(conn: AsyncConnection, account_id: str, key: str) -> None:
-    await conn.execute(
-        delete(idempotency_keys).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
     )

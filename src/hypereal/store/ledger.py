@@ -3,13 +3,20 @@
 The balance is moved by a guarded UPDATE (`balance >= amount`), which is atomic on both
 databases, so it can never go negative whatever the concurrency. Each (account, reference,
 kind) is unique: a retried charge, settlement or refund hits the constraint, its transaction
-rolls back, and the caller gets the first outcome instead of a second payment.
+rolls back, and the caller gets the first outcome instead of a second payment. A top-up is
+refused when it would take the balance past `bounds.MAX_BALANCE_CREDITS`; what comes back
+to an account (settlements, refunds) is never refused, and fits in the room that bound
+leaves below the 64-bit limit.
 
 Two forms of each operation: `charge(conn, ...)` and friends compose with other writes in
 the caller's transaction (a job and its charge commit together); `charge_now(db, ...)` and
 friends are standalone transactions in as few round trips as each database allows, for the
 chat hot path: on SQLite the whole transaction is one function run on a raw connection
 (`Database.write_now`); on PostgreSQL a charge is one statement.
+
+A charge records what it paid for (`Source`: the key, the model served, its category); the
+settlement and the refund of that charge copy it from the charge row, here and nowhere
+else, so usage can be summed by key, model or category over any kind of movement.
 """
 
 from __future__ import annotations
@@ -28,12 +35,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from hypereal.errors import InsufficientCredits, NotFound
+from hypereal.bounds import MAX_BALANCE_CREDITS
+from hypereal.errors import InsufficientCredits, NotFound, ValidationFailed
 from hypereal.store.db import Database
 from hypereal.store.tables import accounts, ledger
-from hypereal.units import to_credits
+from hypereal.units import to_credits, to_milli
 
 CHARGE, REFUND, SETTLE, TOPUP, ADJUSTMENT = "charge", "refund", "settle", "topup", "adjustment"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What a charge paid for: the calling key, the model that was served and its category."""
+
+    key_id: str | None = None
+    model: str | None = None
+    category: str | None = None
+
+
+NO_SOURCE = Source()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +66,9 @@ class Entry:
     reference: str
     note: str | None
     created_at: float
+    key_id: str | None = None
+    model: str | None = None
+    category: str | None = None
     new: bool = field(default=False, compare=False)
     """True when this call wrote the row; False when a retry found it already there."""
 
@@ -58,7 +81,14 @@ class Entry:
             "reference": self.reference,
             "note": self.note,
             "createdAt": self.created_at,
+            "keyId": self.key_id,
+            "model": self.model,
+            "category": self.category,
         }
+
+    @property
+    def source(self) -> Source:
+        return Source(self.key_id, self.model, self.category)
 
 
 # The statements of every chat call, built once: building one and computing its cache key
@@ -82,7 +112,18 @@ _DEBIT = (
 )
 _INSERT = ledger.insert().returning(ledger.c.id)
 _BALANCE = select(accounts.c.balance).where(accounts.c.id == bindparam("b_account"))
-_ROW = ("account_id", "kind", "amount", "balance_after", "reference", "note", "created_at")
+_ROW = (
+    "account_id",
+    "kind",
+    "amount",
+    "balance_after",
+    "reference",
+    "note",
+    "created_at",
+    "key_id",
+    "model",
+    "category",
+)
 
 # PostgreSQL: the guarded debit and its ledger row as one statement, so a charge is one round
 # trip. The statement is atomic: no row when the balance cannot cover it, and a unique
@@ -100,6 +141,9 @@ _CHARGE_ONE_STATEMENT = (
             bindparam("b_reference", type_=String),
             bindparam("b_note", type_=String),
             bindparam("b_now", type_=ledger.c.created_at.type),
+            bindparam("b_key", type_=String),
+            bindparam("b_model", type_=String),
+            bindparam("b_category", type_=String),
         ),
     )
     .returning(ledger.c.id, ledger.c.balance_after)
@@ -146,7 +190,7 @@ async def balance(conn: AsyncConnection, account_id: str) -> int:
 
 
 async def _append(
-    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None
+    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None, source: Source
 ) -> Entry:
     """Move the balance by `amount` (negative = debit) and record it; refuses to go below zero."""
     if amount < 0:
@@ -166,13 +210,24 @@ async def _append(
         "reference": reference,
         "note": note,
         "created_at": now,
+        **_source_values(source),
     }
     entry_id = (await conn.execute(_INSERT, values)).scalar_one()
     return Entry(id=int(entry_id), new=True, **values)  # type: ignore[arg-type]
 
 
+def _source_values(source: Source) -> dict[str, str | None]:
+    return {"key_id": source.key_id, "model": source.model, "category": source.category}
+
+
 async def append_once(
-    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None = None
+    conn: AsyncConnection,
+    account_id: str,
+    kind: str,
+    amount: int,
+    reference: str,
+    note: str | None = None,
+    source: Source = NO_SOURCE,
 ) -> Entry:
     """Append unless this (reference, kind) exists; then return the existing row unchanged.
 
@@ -182,16 +237,16 @@ async def append_once(
     existing = await find(conn, account_id, reference, kind)
     if existing is not None:
         return existing
-    return await _append_new(conn, account_id, kind, amount, reference, note)
+    return await _append_new(conn, account_id, kind, amount, reference, note, source)
 
 
 async def _append_new(
-    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None
+    conn: AsyncConnection, account_id: str, kind: str, amount: int, reference: str, note: str | None, source: Source
 ) -> Entry:
     """`append_once` after its caller found no row: a concurrent writer can still win the race."""
     try:
         async with conn.begin_nested():
-            return await _append(conn, account_id, kind, amount, reference, note)
+            return await _append(conn, account_id, kind, amount, reference, note, source)
     except IntegrityError:
         winner = await find(conn, account_id, reference, kind)
         if winner is None:
@@ -199,10 +254,17 @@ async def _append_new(
         return winner
 
 
-async def charge(conn: AsyncConnection, account_id: str, amount: int, reference: str, note: str | None = None) -> Entry:
+async def charge(
+    conn: AsyncConnection,
+    account_id: str,
+    amount: int,
+    reference: str,
+    note: str | None = None,
+    source: Source = NO_SOURCE,
+) -> Entry:
     if amount < 0:
         raise ValueError("charge amount must be >= 0")
-    return await append_once(conn, account_id, CHARGE, -amount, reference, note)
+    return await append_once(conn, account_id, CHARGE, -amount, reference, note, source)
 
 
 async def _lock_account(conn: AsyncConnection, account_id: str) -> None:
@@ -222,10 +284,11 @@ async def _lock_account(conn: AsyncConnection, account_id: str) -> None:
 async def refund(conn: AsyncConnection, account_id: str, reference: str, note: str | None = None) -> Entry | None:
     """Give back what the charge under `reference` still holds (after any settlement). Once."""
     await _lock_account(conn, account_id)
-    outcome = _refund_due(await _entries(conn, account_id, reference))
+    entries = await _entries(conn, account_id, reference)
+    outcome = _refund_due(entries)
     if not isinstance(outcome, int):
         return outcome
-    return await _append_new(conn, account_id, REFUND, outcome, reference, note)
+    return await _append_new(conn, account_id, REFUND, outcome, reference, note, entries[CHARGE].source)
 
 
 def _refund_due(entries: dict[str, Entry]) -> Entry | int | None:
@@ -246,10 +309,11 @@ async def settle(conn: AsyncConnection, account_id: str, reference: str, actual:
     caller agreed to pay, and charging more could push the balance below zero.
     """
     await _lock_account(conn, account_id)
-    outcome = _settlement_due(await _entries(conn, account_id, reference), actual)
+    entries = await _entries(conn, account_id, reference)
+    outcome = _settlement_due(entries, actual)
     if not isinstance(outcome, int):
         return outcome
-    return await _append_new(conn, account_id, SETTLE, outcome, reference, None)
+    return await _append_new(conn, account_id, SETTLE, outcome, reference, None, entries[CHARGE].source)
 
 
 def _settlement_due(entries: dict[str, Entry], actual: int) -> Entry | int | None:
@@ -262,8 +326,23 @@ def _settlement_due(entries: dict[str, Entry], actual: int) -> Entry | int | Non
     return max(0, -charged.amount - max(0, actual))
 
 
+MAX_BALANCE = to_milli(MAX_BALANCE_CREDITS)
+
+
 async def top_up(conn: AsyncConnection, account_id: str, amount: int, reference: str, kind: str = TOPUP) -> Entry:
-    return await append_once(conn, account_id, kind, amount, reference)
+    """Credit `amount` once per reference, unless the balance would pass `MAX_BALANCE` (a 400)."""
+    existing = await find(conn, account_id, reference, kind)
+    if existing is not None:
+        return existing
+    await _lock_account(conn, account_id)
+    current = await balance(conn, account_id)
+    if current + amount > MAX_BALANCE:
+        raise ValidationFailed(
+            f"This top-up would take the balance past the maximum of {MAX_BALANCE_CREDITS} credits",
+            balance=to_credits(current),
+            maximum=MAX_BALANCE_CREDITS,
+        )
+    return await _append_new(conn, account_id, kind, amount, reference, None, NO_SOURCE)
 
 
 async def page(conn: AsyncConnection, account_id: str, limit: int, before: int | None) -> list[Entry]:
@@ -284,12 +363,16 @@ async def total(conn: AsyncConnection, account_id: str) -> int:
 # ---------------------------------------------------------------- standalone, fewest round trips
 
 
-async def charge_now(db: Database, account_id: str, amount: int, reference: str, note: str | None = None) -> Entry:
+async def charge_now(
+    db: Database, account_id: str, amount: int, reference: str, note: str | None = None, source: Source = NO_SOURCE
+) -> Entry:
     """`charge` in a transaction of its own: one trip to SQLite's thread, one statement on PostgreSQL."""
     if amount < 0:
         raise ValueError("charge amount must be >= 0")
     if db.is_sqlite:
-        return await db.write_now(lambda connection: _charge_sqlite(connection, account_id, amount, reference, note))
+        return await db.write_now(
+            lambda connection: _charge_sqlite(connection, account_id, amount, reference, note, source)
+        )
     now = time.time()
     params = {
         "b_account": account_id,
@@ -299,6 +382,9 @@ async def charge_now(db: Database, account_id: str, amount: int, reference: str,
         "b_reference": reference,
         "b_note": note,
         "b_now": now,
+        "b_key": source.key_id,
+        "b_model": source.model,
+        "b_category": source.category,
     }
     async with db.autocommit() as conn:
         try:
@@ -315,6 +401,7 @@ async def charge_now(db: Database, account_id: str, amount: int, reference: str,
                 reference=reference,
                 note=note,
                 created_at=now,
+                **_source_values(source),
                 new=True,
             )
         existing = await find(conn, account_id, reference, CHARGE)
@@ -360,12 +447,12 @@ async def refund_now(db: Database, account_id: str, reference: str, note: str | 
 
 
 def _charge_sqlite(
-    connection: sqlite3.Connection, account_id: str, amount: int, reference: str, note: str | None
+    connection: sqlite3.Connection, account_id: str, amount: int, reference: str, note: str | None, source: Source
 ) -> Entry:
     found = _SQLITE_FIND(connection, b_account=account_id, b_reference=reference, b_kind=CHARGE)
     if found:
         return Entry(*found[0])
-    return _append_sqlite(connection, account_id, CHARGE, -amount, reference, note)
+    return _append_sqlite(connection, account_id, CHARGE, -amount, reference, note, source)
 
 
 def _after_charge_sqlite(
@@ -376,11 +463,17 @@ def _after_charge_sqlite(
     outcome = _settlement_due(entries, actual) if kind == SETTLE else _refund_due(entries)
     if not isinstance(outcome, int):
         return outcome
-    return _append_sqlite(connection, account_id, kind, outcome, reference, note)
+    return _append_sqlite(connection, account_id, kind, outcome, reference, note, entries[CHARGE].source)
 
 
 def _append_sqlite(
-    connection: sqlite3.Connection, account_id: str, kind: str, amount: int, reference: str, note: str | None
+    connection: sqlite3.Connection,
+    account_id: str,
+    kind: str,
+    amount: int,
+    reference: str,
+    note: str | None,
+    source: Source,
 ) -> Entry:
     """`_append` on the raw connection: the same statements, without a trip per statement."""
     if amount < 0:
@@ -400,6 +493,7 @@ def _append_sqlite(
         "reference": reference,
         "note": note,
         "created_at": time.time(),
+        **_source_values(source),
     }
     (entry_id,) = _SQLITE_INSERT(connection, **values)[0]
     return Entry(id=int(entry_id), new=True, **values)

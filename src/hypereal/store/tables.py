@@ -68,9 +68,15 @@ ledger = Table(
     Column("reference", String(120), nullable=False),
     Column("note", String(300), nullable=True),
     Column("created_at", Float, nullable=False),
+    # What a charge paid for; its settlement and refund carry the same (store/ledger.py).
+    Column("key_id", String(40), nullable=True),
+    Column("model", String(120), nullable=True),
+    Column("category", String(20), nullable=True),
     # Idempotency: one charge, one settlement and one refund per reference.
     UniqueConstraint("account_id", "reference", "kind"),
     Index("ix_ledger_account_id_id", "account_id", "id"),
+    # Usage sums over a time range read this index alone (a covering index): no table rows.
+    Index("ix_ledger_usage", "account_id", "created_at", "kind", "category", "model", "key_id", "amount"),
 )
 
 jobs = Table(
@@ -105,6 +111,7 @@ jobs = Table(
     Column("completed_at", Float, nullable=True),
     Index("ix_jobs_account_id_created_at", "account_id", "created_at"),
     Index("ix_jobs_status_next_poll_at", "status", "next_poll_at"),
+    Index("ix_jobs_created_at", "created_at"),
 )
 
 webhook_deliveries = Table(
@@ -122,6 +129,7 @@ webhook_deliveries = Table(
     Column("lease_expires_at", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_account_id_id", "account_id", "id"),
 )
 
 delivery_attempts = Table(
@@ -149,6 +157,10 @@ idempotency_keys = Table(
     # The job the request creates, chosen with the claim: a retry that takes over a claim its
     # process abandoned finds that job, if it was made, instead of making and charging another.
     Column("job_id", String(40), nullable=True),
+    # Who holds a claim in progress, and until when unless renewed: a claim left to lapse
+    # belonged to a process that died, and a retry takes it over.
+    Column("claimed_by", String(32), nullable=True),
+    Column("claim_expires_at", Float, nullable=True),
 )
 
 stored_responses = Table(
@@ -158,4 +170,19 @@ stored_responses = Table(
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
     Column("body", Text, nullable=False),
     Column("created_at", Float, nullable=False, index=True),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    # The SHA-256 of the cookie's token: the database never holds a usable session.
+    Column("id", String(64), primary_key=True),
+    Column("role", String(10), nullable=False),
+    Column("account_id", String(40), nullable=True),
+    Column("key_id", String(40), nullable=True, index=True),
+    # Operator sessions remember which admin key opened them: another key in the settings ends them.
+    Column("admin_key_hash", String(64), nullable=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
 )
