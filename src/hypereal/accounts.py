@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from typing import Any
 
 from hypereal.billing import Billing
 from hypereal.bounds import MAX_RATE_LIMIT_PER_HOUR
@@ -58,6 +59,13 @@ class AccountService:
             await store.get_account(conn, account_id)
             await store.insert_key(conn, record)
         return record, raw
+
+    async def set_key_preferences(self, key_id: str, preferences: dict[str, Any] | None) -> KeyRecord:
+        """Make `preferences` (checked by the caller) the key's default, in every process."""
+        async with self.db.write() as conn:
+            record = await store.set_key_preferences(conn, key_id, preferences)
+        await self.keys.changed()
+        return record
 
     async def revoke_key(self, key_id: str) -> None:
         async with self.db.write() as conn:

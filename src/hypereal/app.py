@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hypereal import __version__, web
-from hypereal.api import account, account_keys, admin, docs, files, health, jobs, media, models, usage
+from hypereal.api import account, account_keys, admin, docs, files, health, jobs, media, models, routing, usage
 from hypereal.api import errors as api_errors
 from hypereal.api import openapi as api_openapi
 from hypereal.api.edge import Edge
@@ -31,7 +31,16 @@ StartHook = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def _builtin_routers() -> list[APIRouter]:
-    return [admin.router, account.router, account_keys.router, usage.router, models.router, media.router, jobs.router]
+    return [
+        admin.router,
+        routing.router,
+        account.router,
+        account_keys.router,
+        usage.router,
+        models.router,
+        media.router,
+        jobs.router,
+    ]
 
 
 def _routers() -> list[APIRouter]:

@@ -3,8 +3,10 @@
     HyperealError (500)
     ├── BadRequest (400)
     │   ├── ValidationFailed (400)      a field of the request is missing or wrong
-    │   └── InputFetchFailed (400)      an input URL could not be fetched or decoded
+    │   ├── InputFetchFailed (400)      an input URL could not be fetched or decoded
+    │   └── UpstreamNotFound (400)      an upstream has no such model or resource
     ├── NotConfigured (400)             a known model none of whose providers is configured here
+    │   └── ProviderRefused (400)       an upstream refused this server's credentials or account
     ├── Unauthorized (401)
     ├── InsufficientCredits (402)
     ├── Forbidden (403)
@@ -16,6 +18,7 @@
     ├── UpstreamError (502)             an upstream provider failed
     │   └── UpstreamTimeout (504)
     └── Unavailable (503)               a service or an upstream is down or busy; try again
+        └── UpstreamBusy (503)          an upstream is overloaded or rate limits us; Retry-After
 
 Rendered as `{"error": message, **fields}`; `code` is the machine-readable name OpenAI-shaped
 answers carry. Foreign errors are translated once, at the edge where they occur, to the most
@@ -24,7 +27,9 @@ specific class here, with `raise ... from`.
 `NotConfigured` is 400, not 503: clients retry 5xx (and 408, 409, 429), so a server without
 the provider's key would have them retrying for minutes what only the operator can fix. 400
 is also the one status Codex CLI does not retry (every other 4xx it retries as a dropped
-stream), and Claude Code shows its message at once.
+stream), and Claude Code shows its message at once. An upstream refusing our key is the
+same kind of problem (`ProviderRefused`). What each upstream status means is decided in one
+table, `hypereal.providers.failures`.
 """
 
 from __future__ import annotations
@@ -69,6 +74,11 @@ class NotConfigured(HyperealError):
     code = "model_not_configured"
 
 
+class ProviderRefused(NotConfigured):
+    default_message = "The upstream provider refused this server's credentials; the operator has been told"
+    code = "provider_refused"
+
+
 class Unauthorized(HyperealError):
     status = 401
     default_message = "Unauthorized. Please provide a valid API key (Authorization: Bearer ck_... or x-api-key)."
@@ -107,6 +117,10 @@ class UnknownModel(NotFound):
 def _either(names: Sequence[str]) -> str:
     quoted = [f"'{name}'" for name in names]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+class UpstreamNotFound(BadRequest):
+    default_message = "The upstream provider has no such model"
 
 
 class Conflict(HyperealError):
@@ -151,3 +165,15 @@ class UpstreamTimeout(UpstreamError):
 class Unavailable(HyperealError):
     status = 503
     default_message = "Service unavailable"
+
+
+class UpstreamBusy(Unavailable):
+    default_message = "The upstream provider is busy; retry later"
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.retry_after = retry_after
+        """Seconds the upstream asked us to wait, when it said."""
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))} if self.retry_after else {}

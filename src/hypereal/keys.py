@@ -25,6 +25,7 @@ from typing import Any
 
 from hypereal.bus import Bus
 from hypereal.errors import Unauthorized
+from hypereal.routing.preferences import Preferences
 from hypereal.store import accounts as store
 from hypereal.store.db import Database
 
@@ -52,6 +53,8 @@ class Principal:
     key_id: str
     account_id: str
     rate_limit_per_hour: int | None
+    preferences: Preferences | None = None
+    """The key's default provider preferences, which a request's own replace."""
 
 
 class Invalidation(abc.ABC):
@@ -151,7 +154,8 @@ class KeyService:
                 record = await store.key_by_hash(conn, digest)
             if record is None or record.revoked_at is not None:
                 raise Unauthorized()
-            principal = Principal(record.id, record.account_id, record.rate_limit_per_hour)
+            preferences = Preferences.stored(record.provider_preferences)
+            principal = Principal(record.id, record.account_id, record.rate_limit_per_hour, preferences)
             self._cache[digest] = (principal, now + self.cache_seconds)
         self._last_used[principal.key_id] = time.time()
         return principal
@@ -163,6 +167,10 @@ class KeyService:
 
     async def revoked(self) -> None:
         """Call after revoking a key: drop our cache and tell the other processes."""
+        await self.changed()
+
+    async def changed(self) -> None:
+        """Call after changing a key: drop our cache and tell the other processes."""
         self._cache.clear()
         await self.invalidation.publish()
 

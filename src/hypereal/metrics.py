@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from hypereal.routing.health import Health
+
+ROUTE_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 
 @dataclass
@@ -51,5 +60,36 @@ class Metrics:
         series[0].inc()
         series[1].observe(seconds)
 
+    def watch_routes(self, health: Health) -> None:
+        """Each route's state and counters, read from `health` when scraped: nothing is
+        counted on the request path for them."""
+        self.registry.register(_Routes(health))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Routes(Collector):
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["route"]
+        state = GaugeMetricFamily(
+            "hypereal_route_state", "Circuit of each route: 0 closed, 1 half-open, 2 open", labels=labels
+        )
+        calls = CounterMetricFamily("hypereal_route_calls", "Upstream calls on each route", labels=labels)
+        errors = CounterMetricFamily("hypereal_route_errors", "Upstream calls that failed, by route", labels=labels)
+        timeouts = CounterMetricFamily("hypereal_route_timeouts", "Upstream calls that timed out", labels=labels)
+        latency = GaugeMetricFamily(
+            "hypereal_route_latency_seconds", "Recent seconds to an upstream's first byte (average)", labels=labels
+        )
+        now = time.time()
+        for route in self.health:
+            state.add_metric([route.key], ROUTE_STATES[route.state(now)])
+            calls.add_metric([route.key], route.requests)
+            errors.add_metric([route.key], route.errors)
+            timeouts.add_metric([route.key], route.timeouts)
+            if route.latency is not None:
+                latency.add_metric([route.key], route.latency)
+        yield from (state, calls, errors, timeouts, latency)

@@ -17,8 +17,9 @@ from hypereal.jobs.signals import Signals
 from hypereal.keys import BusInvalidation, EpochFileInvalidation, Invalidation, KeyService
 from hypereal.metrics import Metrics
 from hypereal.netguard import OutboundGuard
+from hypereal.providers.pool import ProviderPool
 from hypereal.ratelimit import RateLimiter
-from hypereal.routing import ProviderPool
+from hypereal.routing import Health, Router
 from hypereal.settings import Settings
 from hypereal.storage import LocalStorage, S3Storage, Storage
 from hypereal.store.db import Database
@@ -40,6 +41,7 @@ class Services:
     limiter: RateLimiter
     jobs: JobEngine
     bus: Bus
+    router: Router
     extensions: dict[str, Any] = field(default_factory=dict)
     """Subsystems that attach themselves (job engine, chat providers); closed in reverse order."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -56,6 +58,16 @@ class Services:
         )
         keys = KeyService(db, invalidation, settings.key_cache_seconds)
         catalog = catalog or load_catalog(settings.catalog)
+        health = Health(
+            failures_to_open=settings.route_failures_to_open,
+            cooldown=settings.route_cooldown_seconds,
+            max_cooldown=settings.route_cooldown_max_seconds,
+            bus=bus,
+            redis_url=settings.redis_url,
+            redis_prefix=settings.effective_redis_prefix,
+        )
+        metrics.watch_routes(health)
+        router = Router(catalog, ProviderPool(catalog), health, local_fallback=settings.local_fallback)
         jobs = JobEngine(
             settings=settings,
             db=db,
@@ -68,7 +80,7 @@ class Services:
                 max_bytes=settings.max_input_bytes,
                 timeout=settings.input_timeout_seconds,
             ),
-            providers=ProviderPool(catalog),
+            router=router,
             signals=Signals(bus),
         )
         return cls(
@@ -82,12 +94,14 @@ class Services:
             limiter=RateLimiter(settings.redis_url, settings.effective_redis_prefix),
             jobs=jobs,
             bus=bus,
+            router=router,
         )
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
             await upgrade(self.db)
         await self.bus.start()
+        await self.router.health.start()
         await self.keys.start()
         self._tasks.append(asyncio.create_task(self._flush_key_usage(), name="key-usage"))
 
@@ -112,6 +126,8 @@ class Services:
                 except Exception:
                     log.exception("closing %s failed", type(extension).__name__)
         await self.jobs.close()
+        await self.router.pool.close()
+        await self.router.health.close()
         await self.keys.close()
         await self.bus.close()
         await self.db.close()

@@ -157,6 +157,18 @@ class Settings(BaseModel):
         default=3600.0, ge=10, description="Age at which an unfinished job is failed and refunded."
     )
     job_max_attempts: int = Field(default=3, ge=1, description="Submissions of a job to its upstream before it fails.")
+    route_failures_to_open: int = Field(
+        default=3, ge=1, le=1000, description="Failures in a row after which a route is left out (its circuit opens)."
+    )
+    route_cooldown_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="How long a route is first left out; doubled each time it fails again."
+    )
+    route_cooldown_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="The longest a route is left out; also how long after the upstream refused our key.",
+    )
     private_files: bool = Field(
         default=False, description="Serve local output files only to their account's keys (else by unguessable URL)."
     )

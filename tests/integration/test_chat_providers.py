@@ -8,8 +8,21 @@ from typing import Any
 
 import pytest
 
-from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.catalog.providers import (
+    AnthropicConfig,
+    EchoConfig,
+    OpenAICompatibleConfig,
+    OpenAICompatibleOptions,
+    OpenAIConfig,
+)
+from hypereal.errors import (
+    BadRequest,
+    ProviderRefused,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamTimeout,
+)
 from hypereal.llm import custom_tools
 from hypereal.llm.types import (
     Accumulator,
@@ -66,13 +79,13 @@ async def collect(provider: ChatProvider, chat: ChatRequest) -> Accumulator:
 @pytest.fixture
 def openai_provider(gpt: OpenAIDouble, monkeypatch: pytest.MonkeyPatch) -> OpenAIProvider:
     monkeypatch.setenv("TEST_OPENAI_KEY", gpt.key)
-    return OpenAIProvider(ProviderConfig(type="openai", api_key_env="TEST_OPENAI_KEY", base_url=gpt.url))
+    return OpenAIProvider(OpenAIConfig(api_key_env="TEST_OPENAI_KEY", base_url=gpt.url))
 
 
 @pytest.fixture
 def anthropic_provider(claude: AnthropicDouble, monkeypatch: pytest.MonkeyPatch) -> AnthropicProvider:
     monkeypatch.setenv("TEST_ANTHROPIC_KEY", claude.key)
-    return AnthropicProvider(ProviderConfig(type="anthropic", api_key_env="TEST_ANTHROPIC_KEY", base_url=claude.url))
+    return AnthropicProvider(AnthropicConfig(api_key_env="TEST_ANTHROPIC_KEY", base_url=claude.url))
 
 
 async def test_openai_complete_and_stream_with_usage(openai_provider: OpenAIProvider, gpt: OpenAIDouble) -> None:
@@ -150,7 +163,14 @@ async def test_forwarding_returns_the_upstream_bytes(anthropic_provider: Anthrop
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, BadRequest), (404, BadRequest), (429, Unavailable), (529, Unavailable), (500, UpstreamError)],
+    [
+        (400, BadRequest),
+        (404, UpstreamNotFound),
+        (429, UpstreamBusy),
+        (529, UpstreamBusy),
+        (500, UpstreamError),
+        (403, ProviderRefused),
+    ],
 )
 async def test_upstream_statuses_are_translated_once(
     anthropic_provider: AnthropicProvider, claude: AnthropicDouble, status: int, error: type[Exception]
@@ -166,15 +186,15 @@ async def test_upstream_statuses_are_translated_once(
 
 
 async def test_wrong_credentials_are_a_gateway_error_not_the_client_s(gpt: OpenAIDouble) -> None:
-    provider = OpenAIProvider(ProviderConfig(type="openai", base_url=gpt.url))
-    with pytest.raises(UpstreamError) as raised:
+    provider = OpenAIProvider(OpenAIConfig(base_url=gpt.url))
+    with pytest.raises(ProviderRefused) as raised:
         await provider.complete(request())
-    assert raised.value.status == 502 and "credentials" in raised.value.message
+    assert raised.value.status == 400 and "credentials" in raised.value.message
     await provider.close()
 
 
 async def test_unreachable_upstream_is_an_upstream_error() -> None:
-    provider = OpenAICompatibleProvider(ProviderConfig(type="openai-compatible", base_url="http://127.0.0.1:9/v1"))
+    provider = OpenAICompatibleProvider(OpenAICompatibleConfig(base_url="http://127.0.0.1:9/v1"))
     with pytest.raises(UpstreamError):
         await provider.complete(request())
     await provider.close()
@@ -187,7 +207,7 @@ async def test_silent_upstream_times_out(monkeypatch: pytest.MonkeyPatch) -> Non
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    config = ProviderConfig(type="openai-compatible", base_url=f"http://127.0.0.1:{port}/v1", timeout_seconds=0.2)
+    config = OpenAICompatibleConfig(base_url=f"http://127.0.0.1:{port}/v1", timeout_seconds=0.2)
     provider = OpenAICompatibleProvider(config)
     with pytest.raises(UpstreamTimeout):
         await provider.complete(request())
@@ -199,7 +219,7 @@ async def test_openai_compatible_sends_max_tokens_and_forwards_only_chat(
     gpt: OpenAIDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_COMPAT_KEY", gpt.key)
-    config = ProviderConfig(type="openai-compatible", api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
+    config = OpenAICompatibleConfig(api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
     provider = OpenAICompatibleProvider(config)
     assert provider.forwards("openai-chat", "m") and not provider.forwards("openai-responses", "m")
     codex_named = ChatRequest(model="my-codex", messages=[Message("user", [TextPart("hi")])], max_tokens=7)
@@ -208,7 +228,8 @@ async def test_openai_compatible_sends_max_tokens_and_forwards_only_chat(
     sent = gpt.requests[-1]
     assert sent.path == "/v1/chat/completions", "no model of a compatible server is sent to /responses by default"
     assert sent.body["max_tokens"] == 7 and "max_completion_tokens" not in sent.body
-    with_responses = OpenAICompatibleProvider(config.model_copy(update={"options": {"responses": True}}))
+    responses = OpenAICompatibleOptions(responses=True)
+    with_responses = OpenAICompatibleProvider(config.model_copy(update={"options": responses}))
     assert with_responses.forwards("openai-responses", "m")
     await provider.close()
 
@@ -231,9 +252,7 @@ async def test_openai_gets_custom_tools_natively_and_compatible_servers_as_funct
     ]
 
     monkeypatch.setenv("TEST_COMPAT_KEY", gpt.key)
-    compatible = OpenAICompatibleProvider(
-        ProviderConfig(type="openai-compatible", api_key_env="TEST_COMPAT_KEY", base_url=gpt.url)
-    )
+    compatible = OpenAICompatibleProvider(OpenAICompatibleConfig(api_key_env="TEST_COMPAT_KEY", base_url=gpt.url))
     await compatible.complete(request(tools=[patch]))
     (offered,) = gpt.requests[-1].body["tools"]
     assert offered["type"] == "function" and offered["function"]["parameters"] == custom_tools.INPUT_SCHEMA
@@ -261,7 +280,7 @@ async def test_stream_cut_mid_way_raises_after_the_partial_output(
 
 
 async def test_echo_is_deterministic_and_reports_usage() -> None:
-    echo = EchoProvider(ProviderConfig(type="local-echo"))
+    echo = EchoProvider(EchoConfig())
     first = await echo.complete(request("one two three"))
     second = await collect(echo, request("one two three"))
     assert first.text() == second.response().text() == "one two three"

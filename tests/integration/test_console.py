@@ -296,7 +296,7 @@ async def test_stored_images_and_videos_get_a_small_preview_once(
         Principal(account.key_id, account.id, None), Submission(spec, params, "auto", None)
     )
     request = MediaRequest(job.id, spec.id, spec.id, spec.category, job.params)
-    result = await services.jobs.providers.get("local").submit(request, no_inputs)
+    result = await services.jobs.providers.media("local").submit(request, no_inputs)
     assert isinstance(result, Result)
     finished = await services.jobs.complete(job, result)
     assert finished is not None and finished.outputs
@@ -382,7 +382,7 @@ async def test_cancel_and_redeliver_from_the_generation_page(
     finished = await services.jobs.submit(principal, hooked)
     await services.jobs.complete(
         finished,
-        await services.jobs.providers.get("local").submit(
+        await services.jobs.providers.media("local").submit(
             MediaRequest(finished.id, spec.id, spec.id, spec.category, finished.params), no_inputs
         ),
     )

@@ -415,7 +415,7 @@ async def test_a_running_job_with_a_handle_is_canceled_upstream_and_refunded_onc
 
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "canceled"
-    assert job_id in stack.services.jobs.providers.get("scripted").canceled
+    assert job_id in stack.services.jobs.providers.media("scripted").canceled
     assert stack.worker is not None
     await stack.worker.sweep()
     entries = await stack.ledger(account)

@@ -191,7 +191,7 @@ async def test_a_swept_job_with_an_upstream_handle_is_canceled_upstream(stack: S
     assert stack.worker is not None
     assert await stack.worker.sweep() == 1
 
-    assert job_id in stack.services.jobs.providers.get("scripted").canceled
+    assert job_id in stack.services.jobs.providers.media("scripted").canceled
     assert (await stack.job(account, job_id))["status"] == "failed"
     assert net_of(await stack.ledger(account), job_id) == 0
 

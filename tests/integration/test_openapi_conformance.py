@@ -93,6 +93,8 @@ def _aimed_at_local_models(document: dict[str, Any], server: Server) -> dict[str
         for operation in path_item.values():
             media = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
             name = media.get("schema", {}).get("$ref", "").rpartition("/")[2]
+            if name not in models:
+                continue  # a body without a model (a key's provider preferences)
             for example in media.get("examples", {}).values():
                 if example["value"].get("model") not in models[name]:
                     example["value"]["model"] = models[name][0]

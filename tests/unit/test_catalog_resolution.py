@@ -12,7 +12,8 @@ from hypereal import routing
 from hypereal.catalog import Catalog, CatalogError, load_catalog
 from hypereal.catalog import loader as catalog_loader
 from hypereal.errors import NotConfigured, UnknownModel
-from hypereal.providers.chat import ChatProviders
+from hypereal.providers.pool import ProviderPool
+from hypereal.routing import Health, Router
 
 
 @pytest.fixture(scope="module")
@@ -182,14 +183,14 @@ def test_an_unconfigured_model_is_refused_saying_what_to_set(catalog: Catalog) -
 @pytest.mark.usefixtures("no_keys")
 def test_local_fallback_serves_a_chat_model_with_local_echo_only_when_on(catalog: Catalog) -> None:
     spec = catalog.resolve("gpt-5-codex", ("llm",))
-    strict = ChatProviders(catalog)
+    strict = Router(catalog, ProviderPool(catalog), Health(), local_fallback=False)
     with pytest.raises(NotConfigured, match="OPENAI_API_KEY"):
-        strict.routes(spec)
-    assert strict.stand_in(spec) is None
+        strict.chat(spec)
 
-    fallback = ChatProviders(catalog, local_fallback=True)
-    assert fallback.stand_in(spec) is catalog.models["local-echo"]
-    assert [(route.provider, route.model, provider.name) for route, provider in fallback.routes(spec)] == [
-        ("echo", "local-echo", "echo")
+    fallback = Router(catalog, ProviderPool(catalog), Health(), local_fallback=True)
+    plan = fallback.chat(spec)
+    assert plan.stand_in is catalog.models["local-echo"]
+    assert [(route.name, route.model, route.provider.name, route.fallback) for route in plan.targets] == [
+        ("echo", "local-echo", "echo", True)
     ]
-    assert fallback.stand_in(catalog.models["local-echo"]) is None, "served by its own route"
+    assert fallback.chat(catalog.models["local-echo"]).stand_in is None, "served by its own route"

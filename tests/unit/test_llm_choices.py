@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from hypereal.catalog.schema import Pricing, ProviderConfig
+from hypereal.catalog.providers import AnthropicConfig, EchoConfig, OpenAICompatibleConfig, OpenAIConfig
+from hypereal.catalog.schema import Pricing
 from hypereal.errors import Unavailable, UpstreamError
 from hypereal.llm import fanout, pricing, sse, tokens
 from hypereal.llm.openai_chat_stream import StreamDecoder as ChatDecoder
@@ -53,17 +54,17 @@ def test_a_reservation_covers_each_choice_and_each_prompt_sent() -> None:
 
 
 def test_providers_say_whether_one_call_makes_every_choice() -> None:
-    openai = OpenAIProvider(ProviderConfig(type="openai", base_url="http://127.0.0.1:9/v1"))
+    openai = OpenAIProvider(OpenAIConfig(base_url="http://127.0.0.1:9/v1"))
     assert openai.native_choices("gpt-4o")
     assert not openai.native_choices("gpt-5-codex"), "the Responses API has no n"
     assert openai.forwards("openai-chat", "gpt-4o")
     assert not openai.forwards("openai-chat", "gpt-5-codex"), "translated to the Responses API"
     assert openai.forwards("openai-responses", "gpt-5-codex")
-    compatible = OpenAICompatibleProvider(ProviderConfig(type="openai-compatible", base_url="http://127.0.0.1:9/v1"))
+    compatible = OpenAICompatibleProvider(OpenAICompatibleConfig(base_url="http://127.0.0.1:9/v1"))
     assert compatible.native_choices("my-codex")
-    anthropic = AnthropicProvider(ProviderConfig(type="anthropic", base_url="http://127.0.0.1:9"))
+    anthropic = AnthropicProvider(AnthropicConfig(base_url="http://127.0.0.1:9"))
     assert not anthropic.native_choices("claude-sonnet-4-5")
-    assert not EchoProvider(ProviderConfig(type="local-echo")).native_choices("local-echo")
+    assert not EchoProvider(EchoConfig()).native_choices("local-echo")
     assert fanout.needed(anthropic, "claude-sonnet-4-5", 2)
     assert not fanout.needed(anthropic, "claude-sonnet-4-5", 1)
     assert not fanout.needed(openai, "gpt-4o", 2)

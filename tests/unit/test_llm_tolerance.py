@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import EchoConfig
 from hypereal.errors import ValidationFailed
 from hypereal.llm import anthropic, namespace_tools, openai_chat, openai_responses, tolerance
 from hypereal.llm.responses_store import decode_conversation, encode_conversation
@@ -271,7 +271,7 @@ async def test_echo_answers_without_what_it_cannot_take_and_reports_it() -> None
         tools=[{"type": "web_search_20250305", "name": "web_search"}],
         context_management={"edits": []},
     )
-    echo = EchoProvider(ProviderConfig(type="local-echo"))
+    echo = EchoProvider(EchoConfig())
     answer = await echo.complete(request)
     assert answer.text() == "Hello there"
     assert request.dropped == ["tools[0]:web_search_20250305", "context_management"]

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import AnthropicConfig, EchoConfig, OpenAICompatibleConfig, OpenAIConfig
 from hypereal.llm import anthropic, anthropic_tools, openai_chat, openai_responses, sse
 from hypereal.llm.anthropic_stream import StreamEncoder as AnthropicEncoder
 from hypereal.llm.openai_chat_stream import StreamDecoder as ChatDecoder
@@ -293,10 +293,10 @@ def openai_request(model: str, *hosted: dict[str, Any]) -> ChatRequest:
 
 
 def test_providers_tell_before_any_call_whether_they_run_the_hosted_tools() -> None:
-    openai = OpenAIProvider(ProviderConfig(type="openai", base_url="http://127.0.0.1:9/v1"))
-    compatible = OpenAICompatibleProvider(ProviderConfig(type="openai-compatible", base_url="http://127.0.0.1:9/v1"))
-    claude = AnthropicProvider(ProviderConfig(type="anthropic", base_url="http://127.0.0.1:9"))
-    echo = EchoProvider(ProviderConfig(type="local-echo"))
+    openai = OpenAIProvider(OpenAIConfig(base_url="http://127.0.0.1:9/v1"))
+    compatible = OpenAICompatibleProvider(OpenAICompatibleConfig(base_url="http://127.0.0.1:9/v1"))
+    claude = AnthropicProvider(AnthropicConfig(base_url="http://127.0.0.1:9"))
+    echo = EchoProvider(EchoConfig())
     search, files = {"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}
     for provider in (openai, compatible, claude, echo):
         assert provider.refusal(openai_request("m")) is None
@@ -320,16 +320,16 @@ def test_providers_tell_before_any_call_whether_they_run_the_hosted_tools() -> N
 
 
 def test_openai_searches_behind_chat_completions_only_with_its_search_models() -> None:
-    openai = OpenAIProvider(ProviderConfig(type="openai", base_url="http://127.0.0.1:9/v1"))
+    openai = OpenAIProvider(OpenAIConfig(base_url="http://127.0.0.1:9/v1"))
     asking = {"model": "m", "messages": [], "web_search_options": {}}
     assert not openai.forwards("openai-chat", "gpt-4o", asking), "the Responses API runs the search"
     assert openai.forwards("openai-chat", "gpt-4o-search-preview", asking)
     assert openai.forwards("openai-chat", "gpt-4o", {**asking, "web_search_options": None})
     assert openai.native_choices("gpt-4o") and not openai.native_choices("gpt-4o", hosted_tools=True)
     assert openai.native_choices("gpt-5-search-api", hosted_tools=True)
-    compatible = OpenAICompatibleProvider(ProviderConfig(type="openai-compatible", base_url="http://127.0.0.1:9/v1"))
+    compatible = OpenAICompatibleProvider(OpenAICompatibleConfig(base_url="http://127.0.0.1:9/v1"))
     assert compatible.forwards("openai-chat", "any", asking), "the server judges its own body"
     searching = OpenAICompatibleProvider(
-        ProviderConfig(type="openai-compatible", base_url="http://127.0.0.1:9/v1", options={"search_models": ["web-*"]})
+        OpenAICompatibleConfig(base_url="http://127.0.0.1:9/v1", options={"search_models": ["web-*"]})
     )
     assert searching.refusal(openai_request("web-llama", {"type": "web_search"})) is None

@@ -4,7 +4,7 @@ call exactly that tool with exactly those arguments."""
 
 from __future__ import annotations
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import EchoConfig
 from hypereal.llm.types import (
     Accumulator,
     ChatRequest,
@@ -30,7 +30,7 @@ def request(text: str, tools: list[Tool], **extra: object) -> ChatRequest:
 
 async def answer(chat: ChatRequest) -> Accumulator:
     accumulator = Accumulator()
-    async for event in EchoProvider(ProviderConfig(type="local-echo")).stream(chat):
+    async for event in EchoProvider(EchoConfig()).stream(chat):
         accumulator.add(event)
     return accumulator
 
@@ -64,7 +64,7 @@ async def test_echo_calls_exactly_the_scripted_tool_with_exactly_its_arguments()
 
 
 async def test_echo_streams_a_scripted_call_in_pieces_that_join_to_the_arguments() -> None:
-    events = [event async for event in EchoProvider(ProviderConfig(type="local-echo")).stream(request(SCRIPT, [BASH]))]
+    events = [event async for event in EchoProvider(EchoConfig()).stream(request(SCRIPT, [BASH]))]
 
     pieces = [event.partial_json for event in events if isinstance(event, ToolInputDelta)]
     assert len(pieces) > 1

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hypereal.api.schemas import PROVIDER_DESCRIPTION, ProviderPreferences
 from hypereal.bounds import CHAT_NUMBER_RANGES, MAX_CHAT_INTEGER
 from hypereal.llm.openai_chat import MAX_CHOICES
 
@@ -127,6 +128,7 @@ class ChatBody(BaseModel):
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    provider: ProviderPreferences | None = Field(default=None, description=PROVIDER_DESCRIPTION)
 
 
 class ChatCompletionRequest(ChatBody):
@@ -260,6 +262,7 @@ class ResponsesRequest(BaseModel):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]] | None = Field(default=None, description="Text, or input items.")
     instructions: str | None = None
+    provider: ProviderPreferences | None = Field(default=None, description=PROVIDER_DESCRIPTION)
     previous_response_id: str | None = Field(
         default=None, description="Continue a stored response (404 if it is not the caller's)."
     )
@@ -377,6 +380,7 @@ class MessagesRequest(CountTokensRequest):
     top_p: float | None = Field(default=None, ge=TOP_P[0], le=TOP_P[1])
     stop_sequences: list[str] | None = None
     metadata: dict[str, Any] | None = None
+    provider: ProviderPreferences | None = Field(default=None, description=PROVIDER_DESCRIPTION)
 
 
 class AnthropicUsage(BaseModel):

@@ -20,9 +20,11 @@ from hypereal.api.openapi import IDEMPOTENCY_KEY, errors, json_body
 from hypereal.api.responses import JsonResponse
 from hypereal.catalog import ModelSpec
 from hypereal.errors import HyperealError, UnknownModel, ValidationFailed
-from hypereal.jobs.engine import Submission, output_urls
+from hypereal.jobs.engine import Submission, output_urls, tried_view
 from hypereal.jobs.validation import validate_params
 from hypereal.keys import Principal
+from hypereal.routing.preferences import FIELD as PREFERENCES
+from hypereal.routing.preferences import Preferences, parse
 from hypereal.services import Services
 from hypereal.store.jobs import COMPLETED, Job
 from hypereal.units import to_credits
@@ -72,6 +74,20 @@ def _mode(body: dict[str, Any]) -> str:
     return str(mode)
 
 
+def _preferences(services: Services, body: dict[str, Any], principal: Principal) -> Preferences | None:
+    """The body's `provider` preferences, else the key's."""
+    return parse(body.get(PREFERENCES), services.catalog.providers) or principal.preferences
+
+
+def _submission(
+    services: Services, principal: Principal, body: dict[str, Any], spec: ModelSpec, job_id: str | None
+) -> Submission:
+    """A video, audio or 3D request: its `input` checked against the model's parameters."""
+    params = validate_params(spec, _input(body), "input.")
+    preferences = _preferences(services, body, principal)
+    return Submission(spec, params, _mode(body), _webhook(body), job_id, preferences)
+
+
 def _webhook(body: dict[str, Any]) -> str | None:
     url = body.get("webhook_url")
     if url is None or url == "":
@@ -95,11 +111,15 @@ def _poll_url(request: Request, job: Job) -> str:
 
 
 def _served(job: Job) -> dict[str, Any]:
-    """Who served a request the requested model's upstreams could not: said in every answer."""
+    """Who served a request the requested model's upstreams could not, or that another route
+    failed first: said in every answer."""
     extra = job.extra or {}
-    if not extra.get("fallback"):
-        return {}
-    return {"provider": job.provider, "servedBy": extra.get("served_model")}
+    served: dict[str, Any] = {}
+    if extra.get("fallback"):
+        served = {"provider": job.provider, "servedBy": extra.get("served_model")}
+    if extra.get("tried"):
+        served.update(provider=job.provider, tried=tried_view(job))
+    return served
 
 
 def _accepted(request: Request, job: Job, message: str) -> JsonResponse:
@@ -155,8 +175,10 @@ async def generate_image(request: Request, body: JsonBody, principal: CurrentKey
 
     async def handle(job_id: str | None) -> Response:
         spec = _model(services, body, ("image", "image-edit"))
-        given = {k: v for k, v in body.items() if k not in ("model", "mode", "webhook_url")}
-        submission = Submission(spec, validate_params(spec, given), _mode(body), _webhook(body), job_id)
+        given = {k: v for k, v in body.items() if k not in ("model", "mode", "webhook_url", PREFERENCES)}
+        params = validate_params(spec, given)
+        preferences = _preferences(services, body, principal)
+        submission = Submission(spec, params, _mode(body), _webhook(body), job_id, preferences)
 
         def render(job: Job) -> Response:
             return JsonResponse(
@@ -185,13 +207,11 @@ async def generate_video(request: Request, body: JsonBody, principal: CurrentKey
     """Start a video generation; poll `pollUrl` or receive the result at `webhook_url`."""
 
     async def handle(job_id: str | None) -> Response:
-        spec = _model(services, body, ("video",))
-        webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
+        submission = _submission(services, principal, body, _model(services, body, ("video",)), job_id)
         job = await services.jobs.submit(principal, submission)
         message = (
             "Generation started. Result will be sent to your webhook URL."
-            if webhook
+            if submission.webhook_url
             else "Generation started. Poll pollUrl for the result."
         )
         return _accepted(request, job, message)
@@ -209,9 +229,7 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
     """Speech, voice cloning or transcription; asynchronous when `webhook_url` is given."""
 
     async def handle(job_id: str | None) -> Response:
-        spec = _model(services, body, ("audio",))
-        webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
+        submission = _submission(services, principal, body, _model(services, body, ("audio",)), job_id)
 
         def render(job: Job) -> Response:
             extra = job.extra or {}
@@ -230,7 +248,7 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
                     answer[key] = extra[key]
             return JsonResponse(answer)
 
-        return await _run(request, principal, services, submission, render, wait=webhook is None)
+        return await _run(request, principal, services, submission, render, wait=submission.webhook_url is None)
 
     return await idempotent(request, principal, services, handle)
 
@@ -245,9 +263,7 @@ async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, s
     """Image or multiview to a GLB model; asynchronous when `webhook_url` is given."""
 
     async def handle(job_id: str | None) -> Response:
-        spec = _model(services, body, ("3d",))
-        webhook = _webhook(body)
-        submission = Submission(spec, validate_params(spec, _input(body), "input."), _mode(body), webhook, job_id)
+        submission = _submission(services, principal, body, _model(services, body, ("3d",)), job_id)
 
         def render(job: Job) -> Response:
             urls = output_urls(job)
@@ -261,6 +277,6 @@ async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, s
                 }
             )
 
-        return await _run(request, principal, services, submission, render, wait=webhook is None)
+        return await _run(request, principal, services, submission, render, wait=submission.webhook_url is None)
 
     return await idempotent(request, principal, services, handle)

@@ -27,7 +27,6 @@ from hypereal.api.responses import JsonResponse
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.catalog.schema import Category
 from hypereal.errors import ValidationFailed
-from hypereal.providers.registry import can_serve
 
 router = APIRouter(tags=["models"])
 CREATED_AT = "1970-01-01T00:00:00Z"
@@ -35,7 +34,7 @@ CREATED_AT = "1970-01-01T00:00:00Z"
 
 
 def available(catalog: Catalog, spec: ModelSpec) -> bool:
-    return any(can_serve(catalog.providers[route.provider]) for route in spec.routes)
+    return any(catalog.providers[route.provider].configured for route in spec.routes)
 
 
 def describe(catalog: Catalog, spec: ModelSpec) -> dict[str, Any]:

@@ -164,11 +164,11 @@ async def responses(request: Request) -> Response:
     canonical: ChatRequest | None = None
     if previous is not None:
         history = await chat.responses.find(previous, principal.account_id)
-        route, provider = chat.providers.routes(spec)[0]
+        first = chat.router.chat(spec).targets[0]
         if history is not None:
             canonical = openai_responses.decode_request(body)
             canonical.messages = history + canonical.messages
-        elif not provider.forwards("openai-responses", route.model):
+        elif not first.provider.forwards("openai-responses", first.model):
             raise NotFound(f"Previous response '{previous}' not found", field="previous_response_id")
         # else an id of the upstream's own, which keeps its responses itself
     store = body.get("store") is not False

@@ -78,6 +78,31 @@ class Balance(BaseModel):
     balance: Credits
 
 
+class ProviderPreferences(BaseModel):
+    """Which providers serve a request, as OpenRouter's users write it (`hypereal.routing.preferences`).
+
+    Names are the catalog's provider entries (a model's `routes` name them); a name the
+    catalog does not know, or preferences that leave a model no provider, are a 400.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"order": ["anthropic"], "allow_fallbacks": False}]}
+    )
+
+    order: list[str] | None = Field(default=None, max_length=32, description="Providers to try first, in this order.")
+    only: list[str] | None = Field(default=None, max_length=32, description="No provider but these.")
+    ignore: list[str] | None = Field(default=None, max_length=32, description="Never these providers.")
+    allow_fallbacks: bool = Field(
+        default=True, description="False: no provider beyond those in `order` (without one: beyond the first)."
+    )
+    sort: Literal["price", "latency"] | None = Field(
+        default=None, description="Cheapest first, or fastest to answer lately."
+    )
+
+
+PROVIDER_DESCRIPTION = "Provider preferences for this request; they replace the key's default and are never forwarded."
+
+
 class Key(BaseModel):
     """An API key, without its secret."""
 
@@ -89,6 +114,7 @@ class Key(BaseModel):
     createdAt: float
     lastUsedAt: float | None
     revokedAt: float | None
+    provider: ProviderPreferences | None = Field(default=None, description="The key's default provider preferences.")
 
 
 class KeyList(BaseModel):
@@ -283,6 +309,7 @@ class MediaRequest(BaseModel):
     model: str = Field(min_length=1, description="A model id of the endpoint's category.")
     mode: Mode = Field(default="auto", description=MODE_DESCRIPTION)
     webhook_url: str | None = Field(default=None, pattern=r"^(https?://|$)", description=WEBHOOK_DESCRIPTION)
+    provider: ProviderPreferences | None = Field(default=None, description=PROVIDER_DESCRIPTION)
 
 
 class ImageRequest(MediaRequest):
@@ -352,11 +379,21 @@ class ThreeDRequest(MediaRequest):
 # ---------------------------------------------------------------- media answers
 
 
+class Tried(BaseModel):
+    """A route a job was handed to before the one serving it, and why it gave the job up."""
+
+    provider: str | None
+    model: str | None
+    error: str | None
+
+
 class Served(BaseModel):
-    """Said in every answer a local stand-in served because the requested model's upstreams could not."""
+    """Said in every answer a local stand-in served because the requested model's upstreams could
+    not, or that another route failed first."""
 
     provider: str | None = None
     servedBy: str | None = None
+    tried: list[Tried] | None = None
 
 
 class JobAccepted(Served):
@@ -485,6 +522,7 @@ class Job(BaseModel):
     completedAt: str | None
     provider: str | None
     servedBy: str | None = None
+    tried: list[Tried] | None = Field(default=None, description="Routes that failed the job before this one.")
     text: str | None = None
     duration: float | None = None
     segments: list[Segment] | None = None
@@ -530,3 +568,24 @@ class DeliveryQueued(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "ready"]
+
+
+class RouteState(BaseModel):
+    """One route (a catalog route on one deployment of its provider) as this process sees it."""
+
+    route: str = Field(description="`provider/model`, or `provider@deployment/model`.")
+    state: Literal["closed", "half-open", "open"]
+    reason: str | None = Field(description="Why it is left out, while it is.")
+    reopens_in_seconds: float | None
+    times_opened: int = Field(description="Times its circuit opened without the route recovering in between.")
+    failures_in_a_row: int
+    calls: int
+    errors: int
+    timeouts: int
+    recent_error_rate: float
+    latency_ms: float | None = Field(description="Recent time to an upstream's first byte (moving average).")
+    last_error: str | None
+
+
+class RouteList(BaseModel):
+    data: list[RouteState]

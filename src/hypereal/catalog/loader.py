@@ -13,12 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from hypereal.catalog.schema import ID_MAX_LENGTH, ID_PATTERN, CatalogFile, Family, ModelSpec, ProviderConfig
+from hypereal.catalog.providers import ProviderConfig
+from hypereal.catalog.schema import ID_MAX_LENGTH, ID_PATTERN, CatalogFile, Family, ModelSpec
 from hypereal.errors import UnknownModel
 
 BUILTIN = Path(__file__).parent / "models.yaml"
@@ -27,6 +28,10 @@ FAMILY_MODELS_REMEMBERED = 1024
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ID = re.compile(ID_PATTERN)
+_PROVIDER: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderConfig)
+_PROVIDER_TYPES: dict[str, type[BaseModel]] = {
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(ProviderConfig)[0])
+}
 
 
 class CatalogError(ValueError):
@@ -100,11 +105,67 @@ def _file(path: Path) -> CatalogFile:
     try:
         return CatalogFile.model_validate(_read(path))
     except ValidationError as exc:
-        raise CatalogError(f"Catalog {path}: {_describe(exc)}") from None
+        raise CatalogError(f"Catalog {path}: {_describe(exc, CatalogFile)}") from None
 
 
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+def _describe(exc: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """Each error as `field.path: what is wrong`; a misspelt field or provider type with the
+    names it could have meant."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        model = root
+        if root is None and loc and loc[0] in _PROVIDER_TYPES:  # a provider entry: the tag leads
+            model = _PROVIDER_TYPES[loc.pop(0)]
+        if err["type"] == "union_tag_not_found":
+            problems.append(f"type: missing{_did_you_mean('', list(_PROVIDER_TYPES))}")
+        elif err["type"] == "union_tag_invalid":
+            given = str((err.get("ctx") or {}).get("tag", ""))
+            problems.append(f"type: unknown provider type '{given}'{_did_you_mean(given, list(_PROVIDER_TYPES))}")
+        elif err["type"] == "extra_forbidden" and model is not None:
+            known = _fields_at(model, loc[:-1])
+            problems.append(f"{'.'.join(loc)}: unknown field{_did_you_mean(loc[-1], known)}")
+        else:
+            where, said = ".".join(loc), str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {said}" if where else said)
+    return "; ".join(problems)
+
+
+def _did_you_mean(given: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+    guess = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{guess}; expected one of: {', '.join(sorted(known))}"
+
+
+def _fields_at(model: type[BaseModel], path: list[str]) -> list[str]:
+    """The field names of the model found at `path` under `model` (list indexes skipped)."""
+    for part in path:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = [arg for arg in (field.annotation, *get_args(field.annotation)) if _is_model(arg)]
+        if not inner:
+            return []
+        model = inner[0]
+    return list(model.model_fields)
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _providers(files: list[tuple[Path, CatalogFile]]) -> dict[str, ProviderConfig]:
+    """The provider entries of every file, a later one replacing an earlier one of its name."""
+    providers: dict[str, ProviderConfig] = {}
+    for source, parsed in files:
+        for name, entry in parsed.providers.items():
+            try:
+                providers[name] = _PROVIDER.validate_python(entry)
+            except ValidationError as exc:
+                raise CatalogError(f"Catalog {source}: provider '{name}': {_describe(exc)}") from None
+    return providers
 
 
 def _merged(
@@ -131,7 +192,7 @@ def load_catalog(extra_path: Path | None = None, builtin: Path = BUILTIN) -> Cat
     providers are replaced by name.
     """
     files = [(builtin, _file(builtin))] + ([(extra_path, _file(extra_path))] if extra_path else [])
-    providers = {name: config for _, parsed in files for name, config in parsed.providers.items()}
+    providers = _providers(files)
     raw_models = _merged([(path, parsed.models) for path, parsed in files], "id", "model", builtin)
     raw_families = _merged([(path, parsed.families) for path, parsed in files], "pattern", "family", builtin)
 
@@ -140,17 +201,26 @@ def load_catalog(extra_path: Path | None = None, builtin: Path = BUILTIN) -> Cat
         try:
             spec = ModelSpec.model_validate(entry)
         except ValidationError as exc:
-            raise CatalogError(f"Catalog model '{model_id}': {_describe(exc)}") from None
+            raise CatalogError(f"Catalog model '{model_id}': {_describe(exc, ModelSpec)}") from None
         for index, route in enumerate(spec.routes):
-            if route.provider not in providers:
-                raise CatalogError(
-                    f"Catalog model '{model_id}': routes.{index}.provider: unknown provider '{route.provider}'"
-                )
+            problem = _serves(providers, route.provider, "chat" if spec.is_llm else "media")
+            if problem:
+                raise CatalogError(f"Catalog model '{model_id}': routes.{index}.provider: {problem}")
         if spec.is_llm and (spec.pricing.input_per_mtok == 0 and spec.pricing.output_per_mtok == 0):
             raise CatalogError(f"Catalog model '{model_id}': pricing: an llm needs per-token prices")
         models[model_id] = spec
     families = _families(raw_families, providers)
     return Catalog(models=models, providers=providers, aliases=_aliases(models), families=families)
+
+
+def _serves(providers: dict[str, ProviderConfig], name: str, kind: str) -> str | None:
+    """Why provider `name` cannot serve a `kind` route; None when it can."""
+    config = providers.get(name)
+    if config is None:
+        return f"unknown provider '{name}'{_did_you_mean(name, list(providers))}"
+    if config.kind != kind:
+        return f"provider '{name}' of type {config.type} serves {config.kind}, not {kind}"
+    return None
 
 
 def _aliases(models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
@@ -173,9 +243,10 @@ def _families(raw: dict[str, dict[str, Any]], providers: dict[str, ProviderConfi
         try:
             family = Family.model_validate(entry)
         except ValidationError as exc:
-            raise CatalogError(f"Catalog family '{pattern}': {_describe(exc)}") from None
-        if family.provider not in providers:
-            raise CatalogError(f"Catalog family '{pattern}': provider: unknown provider '{family.provider}'")
+            raise CatalogError(f"Catalog family '{pattern}': {_describe(exc, Family)}") from None
+        problem = _serves(providers, family.provider, "chat")
+        if problem:
+            raise CatalogError(f"Catalog family '{pattern}': provider: {problem}")
         families.append(family)
     # Stable: of equally specific patterns, the one declared first wins.
     return tuple(sorted(families, key=lambda family: -family.specificity))

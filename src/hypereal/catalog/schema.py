@@ -1,5 +1,5 @@
-"""The catalog's typed shape: models, their parameters, prices and routes; provider instances;
-chat model families.
+"""The catalog's typed shape: models, their parameters, prices and routes; chat model families.
+Provider entries are typed in `hypereal.catalog.providers`.
 
 Unknown keys are rejected everywhere, so a misspelt field in an operator's file stops the
 server with the entry and field named instead of being ignored.
@@ -14,11 +14,12 @@ client sent it.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from hypereal.catalog.providers import Strict
 
 Category = Literal["llm", "image", "image-edit", "video", "audio", "3d"]
 ParamType = Literal["string", "integer", "number", "boolean", "image", "images", "audio", "array", "object"]
@@ -29,10 +30,6 @@ URL_TYPES = frozenset({"image", "images", "audio"})
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]*$"
 ID_MAX_LENGTH = 120
 ModelId = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ParamSpec(Strict):
@@ -71,22 +68,8 @@ class Route(Strict):
     provider: str
     model: str = Field(min_length=1)
     modes: tuple[Mode, ...] = ("auto", "fast")
-
-
-class ProviderConfig(Strict):
-    type: str
-    api_key_env: str | None = None
-    base_url: str | None = None
-    timeout_seconds: float = Field(default=600.0, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    def api_key(self) -> str | None:
-        """The credential, read from the environment at use time; never stored in the catalog."""
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
-
-    @property
-    def configured(self) -> bool:
-        return self.api_key_env is None or bool(self.api_key())
+    pricing: Pricing | None = None
+    """What a call costs on this route, when it differs from the model's (another provider's rates)."""
 
 
 class ModelSpec(Strict):
@@ -145,6 +128,7 @@ class Family(Strict):
 
 
 class CatalogFile(Strict):
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Checked one by one (`hypereal.catalog.providers`), so that an error names its entry."""
     models: list[dict[str, Any]] = Field(default_factory=list)
     families: list[dict[str, Any]] = Field(default_factory=list)

@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from hypereal import previews
 from hypereal.billing import Billing
-from hypereal.catalog import Catalog, ModelSpec
+from hypereal.catalog import Catalog, ModelSpec, Pricing
+from hypereal.catalog.schema import Mode
 from hypereal.errors import Conflict, HyperealError, NotFound
 from hypereal.jobs.inputs import PrefetchingFetcher
 from hypereal.jobs.signals import Signals
@@ -27,8 +28,10 @@ from hypereal.jobs.validation import input_urls, price, settled_price, stand_in_
 from hypereal.keys import Principal
 from hypereal.metrics import Metrics
 from hypereal.netguard import OutboundGuard
-from hypereal.providers.base import Handle, Output, Result
-from hypereal.routing import Choice, ProviderPool, choose
+from hypereal.providers.base import Handle, MediaProvider, Output, Result
+from hypereal.providers.pool import DEFAULT_DEPLOYMENT
+from hypereal.routing import Plan, Preferences, Router, Target
+from hypereal.routing.preferences import parse as parse_preferences
 from hypereal.settings import Settings
 from hypereal.storage import Storage
 from hypereal.store import jobs as store
@@ -55,6 +58,7 @@ class Submission:
     webhook_url: str | None
     job_id: str | None = None
     """The id the job must take (an idempotent request's); a job already under it is the answer."""
+    preferences: Preferences | None = None
 
 
 class JobEngine:
@@ -68,7 +72,7 @@ class JobEngine:
         metrics: Metrics,
         storage: Storage,
         guard: OutboundGuard,
-        providers: ProviderPool,
+        router: Router,
         signals: Signals,
     ) -> None:
         self.settings = settings
@@ -78,7 +82,8 @@ class JobEngine:
         self.metrics = metrics
         self.storage = storage
         self.guard = guard
-        self.providers = providers
+        self.router = router
+        self.providers = router.pool
         self.signals = signals
         self.inputs = PrefetchingFetcher(guard)
 
@@ -86,7 +91,8 @@ class JobEngine:
 
     async def submit(self, principal: Principal, request: Submission) -> Job:
         """Validate, price, charge and enqueue; a 4xx here leaves nothing behind."""
-        choice: Choice = choose(self.catalog, request.model, request.mode, self.settings.local_fallback)[0]
+        plan = self.router.media(request.model, mode_of(request.mode), request.preferences)
+        choice = plan.targets[0]
         params = request.params
         if choice.fallback:
             params = stand_in_params(request.model, choice.spec, params)
@@ -98,7 +104,7 @@ class JobEngine:
             await self.guard.check_destination(request.webhook_url)
         if inputs:
             await self.inputs.check(inputs)
-        cost = price(choice.spec, params, choice.fast)
+        cost = charge_for(plan, params)
         now = time.time()
         job_id = request.job_id or new_job_id()
         values: dict[str, Any] = {
@@ -113,11 +119,11 @@ class JobEngine:
             "status": QUEUED,
             "stage": "queued",
             "credits": cost,
-            "provider": choice.provider,
-            "upstream_model": choice.upstream_model,
+            "provider": choice.name,
+            "upstream_model": choice.model,
             "handle": None,
             "outputs": None,
-            "extra": {"served_model": choice.spec.id, "fast": choice.fast, "fallback": choice.fallback},
+            "extra": served_extra(choice, request.preferences),
             "error": None,
             "webhook_url": request.webhook_url,
             "attempts": 0,
@@ -181,6 +187,12 @@ class JobEngine:
         served = (job.extra or {}).get("served_model", job.model)
         return self.catalog.models.get(served) or self.catalog.models[job.model]
 
+    def served_pricing(self, job: Job) -> Pricing:
+        """The prices of the route serving `job`: its own, else its model's."""
+        spec = self.served_spec(job)
+        route = next((r for r in spec.routes if (r.provider, r.model) == (job.provider, job.upstream_model)), None)
+        return route.pricing if route is not None and route.pricing is not None else spec.pricing
+
     async def store_outputs(self, job: Job, result: Result) -> list[dict[str, Any]]:
         stored = []
         for output in result.outputs:
@@ -211,8 +223,7 @@ class JobEngine:
             return await self.cancel_now(job, "Canceled by request")
         outputs = await self.store_outputs(job, result)
         extra = {**(job.extra or {}), **result.extra}
-        spec = self.served_spec(job)
-        actual = settled_price(spec, job.params, bool(extra.get("fast")), result.extra)
+        actual = settled_price(self.served_pricing(job), job.params, bool(extra.get("fast")), result.extra)
         async with self.db.write() as conn:
             finished = await store.finish(conn, job.id, COMPLETED, outputs=outputs, extra=extra, credits=actual)
             if finished is None:
@@ -266,7 +277,7 @@ class JobEngine:
                 return finished
             return await self.get(job_id, account_id)
         if job.handle is not None:
-            provider = self.providers.get(job.provider or "")
+            provider = self.provider_of(job)
             try:
                 accepted = await provider.cancel(Handle(**job.handle))
             except HyperealError:
@@ -280,10 +291,83 @@ class JobEngine:
             await store.request_cancel(conn, job_id)
         return await self.get(job_id, account_id)
 
+    def provider_of(self, job: Job) -> MediaProvider:
+        """The provider instance (the deployment) a job was handed to."""
+        return self.providers.media(job.provider or "", (job.extra or {}).get("deployment", DEFAULT_DEPLOYMENT))
+
+    # ---- failing over -------------------------------------------------------------------
+
+    def attempted(self, job: Job, error: BaseException | None, seconds: float | None = None) -> None:
+        """Tell the routes' health what the upstream serving `job` just did."""
+        self.router.health.record(route_of(job), error, seconds)
+
+    def next_target(self, job: Job) -> Target[MediaProvider] | None:
+        """The first target of the job's plan (as made now) it was not handed to yet, if any:
+        a job goes to each route at most once."""
+        extra = job.extra or {}
+        spec = self.catalog.models.get(job.model)
+        if spec is None:
+            return None
+        known = self.catalog.providers
+        try:
+            plan = self.router.media(spec, mode_of(job.mode), parse_preferences(extra.get("preferences"), known))
+        except HyperealError:
+            return None
+        tried = {entry.get("route") for entry in extra.get("tried", ())} | {route_of(job)}
+        return next((target for target in plan.targets if target.key not in tried), None)
+
+    def handed_over(self, job: Job, target: Target[MediaProvider], error: HyperealError) -> dict[str, Any]:
+        """The job's new values once `target` takes it over from the route that failed with `error`:
+        submitted anew (the charge stays the one made, settled at the new route's price)."""
+        extra = {key: value for key, value in (job.extra or {}).items() if key != "deployment"}
+        failed = {"route": route_of(job), "provider": job.provider, "model": job.upstream_model, "error": error.message}
+        extra.update(served_extra(target, None), tried=[*extra.get("tried", ()), failed])
+        return {
+            "provider": target.name,
+            "upstream_model": target.model,
+            "extra": extra,
+            "handle": None,
+            "attempts": 0,
+            "stage": "queued",
+            "next_poll_at": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+
     async def close(self) -> None:
-        await self.providers.close()
         await self.guard.close()
         await self.storage.close()
+
+
+def charge_for(plan: Plan[MediaProvider], params: dict[str, Any]) -> int:
+    """What a job is charged when submitted, in millicredits: the most any route of its plan
+    costs, since a job that fails over is settled at the price of the route that served it
+    and a settlement never exceeds the charge."""
+    return max(price(target.pricing, params, target.fast) for target in plan.targets)
+
+
+def mode_of(mode: str) -> Mode:
+    return "fast" if mode == "fast" else "auto"
+
+
+def served_extra(target: Target[MediaProvider], preferences: Preferences | None) -> dict[str, Any]:
+    """What a job records of the target serving it: the model that runs, at which price, where."""
+    extra: dict[str, Any] = {
+        "served_model": target.spec.id,
+        "fast": target.fast,
+        "fallback": target.fallback,
+        "route": target.key,
+    }
+    if target.deployment != DEFAULT_DEPLOYMENT:
+        extra["deployment"] = target.deployment
+    if preferences is not None:
+        extra["preferences"] = preferences.public()
+    return extra
+
+
+def route_of(job: Job) -> str:
+    """The health key of the route serving `job` (`Target.key`)."""
+    return str((job.extra or {}).get("route") or f"{job.provider}/{job.upstream_model}")
 
 
 def _kind_of(content_type: str) -> str:
@@ -317,12 +401,20 @@ def public_job(job: Job) -> dict[str, Any]:
     }
     if extra.get("fallback"):
         view["servedBy"] = extra.get("served_model")
+    if extra.get("tried"):
+        view["tried"] = tried_view(job)
     for key in ("text", "duration", "segments"):
         if key in extra:
             view[key] = extra[key]
     if job.cancel_requested and not job.terminal:
         view["cancelRequested"] = True
     return view
+
+
+def tried_view(job: Job) -> list[dict[str, Any]]:
+    """The routes a job was handed to before the one serving it, and why each gave it up."""
+    tried = (job.extra or {}).get("tried") or ()
+    return [{key: entry.get(key) for key in ("provider", "model", "error")} for entry in tried]
 
 
 def webhook_payload(job: Job) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from hypereal.bounds import MAX_JSON_INTEGER
-from hypereal.catalog.schema import ModelSpec, ParamSpec
+from hypereal.catalog.schema import ModelSpec, ParamSpec, Pricing
 from hypereal.errors import ValidationFailed
 from hypereal.units import MILLI
 
@@ -161,8 +161,7 @@ def input_urls(spec: ModelSpec, params: dict[str, Any]) -> list[tuple[str, str]]
     return found
 
 
-def _credits(spec: ModelSpec, params: dict[str, Any], fast: bool, input_minutes: int) -> int:
-    pricing = spec.pricing
+def _credits(pricing: Pricing, params: dict[str, Any], fast: bool, input_minutes: int) -> int:
     credits = pricing.per_call + pricing.per_input_minute * input_minutes
     if pricing.per_second:
         duration = params.get("duration")
@@ -173,18 +172,18 @@ def _credits(spec: ModelSpec, params: dict[str, Any], fast: bool, input_minutes:
     return credits * MILLI
 
 
-def price(spec: ModelSpec, params: dict[str, Any], fast: bool) -> int:
-    """What to reserve, in millicredits.
+def price(pricing: Pricing, params: dict[str, Any], fast: bool) -> int:
+    """What to reserve, in millicredits, at a route's `pricing`.
 
     Per-second prices use the requested duration; per-input-minute prices (transcription)
     reserve the longest accepted input and are settled to the real length afterwards.
     """
-    return _credits(spec, params, fast, MAX_INPUT_MINUTES)
+    return _credits(pricing, params, fast, MAX_INPUT_MINUTES)
 
 
-def settled_price(spec: ModelSpec, params: dict[str, Any], fast: bool, extra: dict[str, Any] | None) -> int:
+def settled_price(pricing: Pricing, params: dict[str, Any], fast: bool, extra: dict[str, Any] | None) -> int:
     """The final cost once the output is known (only input-length pricing changes)."""
     duration = (extra or {}).get("duration")
-    if not spec.pricing.per_input_minute or not isinstance(duration, int | float):
-        return price(spec, params, fast)
-    return _credits(spec, params, fast, max(1, math.ceil(duration / 60)))
+    if not pricing.per_input_minute or not isinstance(duration, int | float):
+        return price(pricing, params, fast)
+    return _credits(pricing, params, fast, max(1, math.ceil(duration / 60)))

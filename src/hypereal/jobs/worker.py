@@ -13,6 +13,9 @@ found lost (the job ended elsewhere, or another worker took it) stops the provid
 An expired lease returns the job to the queue, up to HYPEREAL_JOB_MAX_ATTEMPTS submissions.
 A sweeper fails and refunds jobs past their deadline, and a dispatcher delivers the webhook
 outbox.
+An upstream that refuses the submission, or fails the job before producing anything, in a
+way another route may not (`hypereal.providers.failures.FAILS_OVER`), hands the job to the
+next route of its plan that it has not been to (`JobEngine.next_target`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, TypeVar
 from hypereal.errors import HyperealError, UpstreamError
 from hypereal.jobs.engine import JobEngine
 from hypereal.providers.base import Handle, MediaRequest, Pending, Result
-from hypereal.routing import choose
+from hypereal.providers.failures import FAILS_OVER
 from hypereal.store import accounts as account_store
 from hypereal.store import jobs as store
 from hypereal.store.jobs import Job
@@ -170,7 +173,7 @@ class Worker:
             self._abandoned.discard(job_id)
 
     async def _advance(self, job: Job) -> None:
-        provider = self.engine.providers.get(job.provider or "")
+        provider = self.engine.provider_of(job)
         if job.handle is None:
             if job.attempts >= self.settings.job_max_attempts:
                 await self.engine.fail(job, UpstreamError(f"Generation did not finish after {job.attempts} attempts"))
@@ -185,14 +188,17 @@ class Worker:
                 params=job.params,
                 mode=job.mode,
             )
+            started = time.monotonic()
             try:
                 outcome: Handle | Result | Pending = await self._provider_call(
                     job.id, provider.submit(request, self.engine.inputs)
                 )
-            except UpstreamError as error:
+            except FAILS_OVER as error:
+                self.engine.attempted(job, error)
                 if await self._fall_back(job, error):
                     return
                 raise
+            self.engine.attempted(job, None, time.monotonic() - started)
             if isinstance(outcome, Handle):
                 # Recorded before anything else, so recovery polls this id instead of submitting again.
                 async with self.engine.db.write() as conn:
@@ -208,7 +214,13 @@ class Worker:
                     )
                 return
         else:
-            outcome = await self._provider_call(job.id, provider.poll(Handle(**job.handle)))
+            try:
+                outcome = await self._provider_call(job.id, provider.poll(Handle(**job.handle)))
+            except FAILS_OVER as error:
+                self.engine.attempted(job, error)
+                if await self._fall_back(job, error):
+                    return
+                raise
         if isinstance(outcome, Pending):
             async with self.engine.db.write() as conn:
                 await store.update_owned(
@@ -226,30 +238,17 @@ class Worker:
         current = await self._reread(job)
         await self.engine.complete(current, outcome)
 
-    async def _fall_back(self, job: Job, error: UpstreamError) -> bool:
-        """Hand the job to the model's next configured route after an upstream refused it."""
-        try:
-            choices = choose(self.engine.catalog, self.engine.catalog.models[job.model], job.mode, False)
-        except (KeyError, HyperealError):
+    async def _fall_back(self, job: Job, error: HyperealError) -> bool:
+        """Hand the job to the next route of its plan it has not been to, after `error`."""
+        target = self.engine.next_target(job)
+        if target is None:
             return False
-        fast = bool((job.extra or {}).get("fast"))
-        routes = [(c.provider, c.upstream_model) for c in choices if c.fast == fast]
-        current = (job.provider, job.upstream_model)
-        if current not in routes or routes.index(current) + 1 >= len(routes):
-            return False
-        provider, upstream_model = routes[routes.index(current) + 1]
-        log.warning("job %s: %s failed (%s); trying %s", job.id, job.provider, error.message, provider)
+        log.warning("job %s: %s failed (%s); trying %s", job.id, job.provider, error.message, target.key)
         async with self.engine.db.write() as conn:
-            return await store.update_owned(
-                conn,
-                job.id,
-                self.owner,
-                provider=provider,
-                upstream_model=upstream_model,
-                stage="queued",
-                lease_owner=None,
-                lease_expires_at=None,
-            )
+            moved = await store.update_owned(conn, job.id, self.owner, **self.engine.handed_over(job, target, error))
+        if moved:
+            await self.engine.signals.job_submitted()
+        return moved
 
     async def _reread(self, job: Job) -> Job:
         async with self.engine.db.read() as conn:
@@ -272,7 +271,7 @@ class Worker:
         for job in overdue:
             if job.handle is not None:
                 with contextlib.suppress(Exception):
-                    await self.engine.providers.get(job.provider or "").cancel(Handle(**job.handle))
+                    await self.engine.provider_of(job).cancel(Handle(**job.handle))
             await self.engine.fail(job, UpstreamError("Generation timed out"))
         return len(overdue)
 

@@ -1,9 +1,12 @@
 """One billed chat call, whatever the surface: route, reserve, call, settle or refund.
 
-    reserve   prompt estimate + the most output allowed, at the model's prices (402 here,
-              before any upstream call, when the balance cannot cover it); for `n` choices
-              the output n times, and the prompt n times too when a route makes one call
-              per choice (`hypereal.llm.fanout`)
+    plan      the routes to try, in order (`hypereal.routing`): the catalog's, those whose
+              key is set, as the caller's `provider` preferences (a top-level body key,
+              taken out of the body so that no upstream sees it) and the routes' health say
+    reserve   prompt estimate + the most output allowed, at the dearest planned route's
+              prices (402 here, before any upstream call, when the balance cannot cover
+              it); for `n` choices the output n times, and the prompt n times too when a
+              route makes one call per choice (`hypereal.llm.fanout`)
     route     a translated request with hosted tools (web search, …) goes to the routes
               whose upstream runs them all; when none does, to every route, each dropping
               those it cannot run, unless the client forces one with its `tool_choice`: then
@@ -11,18 +14,23 @@
               (a 400), before anything is reserved
     call      each route in order; a route whose upstream speaks the surface's protocol is
               forwarded as is (less the reasoning tokens of other vendors, `continuity`),
-              the others are translated through the canonical types; an upstream failure
-              before any output moves on to the next route
-    settle    to the usage the upstream reported (counted when it said nothing), never
-              below the per-message minimum and never above the reservation
+              the others are translated through the canonical types; a failure before the
+              first byte reaches the client that another route may not meet (a lost
+              connection, a timeout, 429, 5xx, our key refused, no such model:
+              `failures.FAILS_OVER`) moves on to the next route; each attempt is reported
+              to the routes' health with its time to the first byte
+    settle    at the answering route's prices, to the usage the upstream reported (counted
+              when it said nothing), never below the per-message minimum and never above the
+              reservation
     refund    everything, when every route failed before producing output
 
 A stream cut by the client or by the upstream is billed for what was produced; the
 settlement runs shielded from the cancellation that a client disconnect causes.
 
 Every answer says who served it, `x-hypereal-served-by: <catalog provider>/<upstream model>`,
-and, when it was translated, what the translation left out, `x-hypereal-dropped`
-(`hypereal.llm.tolerance`, logged once naming the route that answered): the headers of
+which routes failed before it, `x-hypereal-tried: <route>=<status, timeout or unreachable>, …,
+<route>=ok` (only when one did), and, when it was translated, what the translation left out,
+`x-hypereal-dropped` (`hypereal.llm.tolerance`, logged once naming the route that answered): the headers of
 `Completed` and `Opened`. A forwarded call drops nothing and pays nothing for it. A model
 served by its local stand-in under HYPEREAL_LOCAL_FALLBACK is billed at the stand-in's
 price, and its ledger entry says so (`chat claude-sonnet-4-6 via local-echo`).
@@ -31,6 +39,7 @@ price, and its ledger entry says so (`chat claude-sonnet-4-6 via local-echo`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -41,7 +50,7 @@ import anyio
 
 from hypereal.billing import new_reference
 from hypereal.catalog import ModelSpec, Pricing
-from hypereal.errors import HyperealError, NotConfigured, Unavailable, UpstreamError
+from hypereal.errors import HyperealError, NotConfigured, UpstreamError, UpstreamTimeout
 from hypereal.keys import Principal
 from hypereal.llm import continuity, fanout, pricing, sse, tokens, tolerance
 from hypereal.llm.responses_store import ResponseStore
@@ -58,15 +67,20 @@ from hypereal.llm.types import (
     ToolUsePart,
     Usage,
 )
-from hypereal.providers.chat import ChatProvider, ChatProviders, Forwarded, Protocol
+from hypereal.providers import failures
+from hypereal.providers.chat import ChatProvider, Forwarded, Protocol
+from hypereal.routing import Target
+from hypereal.routing.preferences import take as take_preferences
 from hypereal.services import Services
 from hypereal.store.ledger import Source
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
-RETRYABLE = (UpstreamError, Unavailable)
+RETRYABLE = failures.FAILS_OVER
 SERVED_BY = "x-hypereal-served-by"
+TRIED = "x-hypereal-tried"
+Route = Target[ChatProvider]
 
 
 class StreamEncoder(TypingProtocol):
@@ -141,24 +155,34 @@ class Call:
     settled: bool = False
     served_by: str = ""
     """`<catalog provider>/<upstream model>` of the route answering."""
+    failed: list[str] | None = None
+    """The routes tried before it, each `<provider>/<model>=<what happened>`."""
     dropped: Sequence[str] = ()
     """What the answering route's translation left out (`tolerance.summary`)."""
+    route_prices: Pricing | None = None
+    """The prices of the route answering (`Target.pricing`)."""
 
     @property
     def prices(self) -> Pricing:
-        return (self.stand_in or self.spec).pricing
+        return self.route_prices or (self.stand_in or self.spec).pricing
 
     @property
     def headers(self) -> dict[str, str]:
+        if self.failed:
+            tried = ", ".join([*self.failed, f"{self.served_by}=ok"])
+            return {SERVED_BY: self.served_by, TRIED: tried, **tolerance.header(self.dropped)}
         return {SERVED_BY: self.served_by, **tolerance.header(self.dropped)}
 
     def report(self, dropped: list[str]) -> None:
         """What the answering route's translation left out, logged once and kept for the headers."""
         self.dropped = tolerance.report(dropped, self.spec.id, self.served_by)
 
-    async def reserve(self, max_output_tokens: int, choices: int = 1, prompts: int = 1) -> None:
-        self.reserved = pricing.reservation(
-            self.prices, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts
+    async def reserve(self, routes: list[Route], max_output_tokens: int, choices: int = 1, prompts: int = 1) -> None:
+        """Reserve what the dearest of `routes` would cost."""
+        prices = routes[0].pricing
+        self.reserved = max(
+            pricing.reservation(route.pricing, self.input_estimate, max_output_tokens, choices=choices, prompts=prompts)
+            for route in (routes if any(route.pricing is not prices for route in routes) else routes[:1])
         )
         source = Source(self.principal.key_id, self.spec.id, self.spec.category)
         note = f"chat {self.spec.id}" + (f" via {self.stand_in.id}" if self.stand_in is not None else "")
@@ -185,21 +209,20 @@ class Call:
 class ChatGateway:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.providers = ChatProviders(services.catalog, local_fallback=services.settings.local_fallback)
+        self.router = services.router
         self.responses = ResponseStore(services.db)
         self.ledger = Settlements(services.billing)
 
     async def close(self) -> None:
         await self.responses.close()
         await self.ledger.close()
-        await self.providers.close()
 
     def default_model(self) -> ModelSpec:
         """For clients of the native /chat that name no model: the first served by a real upstream."""
         fallback: ModelSpec | None = None
         for spec in self.services.catalog.in_category("llm"):
-            routes = self.providers.configured(spec)
-            if routes and not any(provider.offline for _, provider in routes):
+            routes = self.router.configured(spec)
+            if routes and not any(route.provider.offline for route in routes):
                 return spec
             fallback = fallback or (spec if routes else None)
         if fallback is None:
@@ -207,32 +230,41 @@ class ChatGateway:
         return fallback
 
     def _prepare(
-        self, body: dict[str, Any], surface: Surface, spec: ModelSpec, raw: bytes, canonical: ChatRequest | None
-    ) -> tuple[list[tuple[str, ChatProvider]], ChatRequest | None, int]:
-        """Routes, the decoded request (None while it can be forwarded as is) and the prompt estimate.
+        self,
+        body: dict[str, Any],
+        surface: Surface,
+        spec: ModelSpec,
+        raw: bytes,
+        canonical: ChatRequest | None,
+        principal: Principal,
+    ) -> tuple[list[Route], ModelSpec | None, ChatRequest | None, int]:
+        """The routes planned (`hypereal.routing`), the model's stand-in when one serves it, the
+        decoded request (None while it can be forwarded as is) and the prompt estimate.
 
         Forwarded requests are validated by the upstream; sizing them from the raw body keeps
         the hot path from decoding the whole conversation. A decoded request with hosted tools
         keeps only the routes that run them (`_running`), and is forwarded after all when the
         first of those can take the body as is.
         """
-        routes = [(route.model, provider) for route, provider in self.providers.routes(spec)]
+        preferences = take_preferences(body, self.services.catalog.providers, principal.preferences)
+        plan = self.router.chat(spec, preferences)
+        routes = plan.targets
         decoded = canonical
-        if decoded is None and not routes[0][1].forwards(surface.protocol, routes[0][0], body):
+        if decoded is None and not routes[0].provider.forwards(surface.protocol, routes[0].model, body):
             decoded = surface.decode(body)
         estimate = tokens.request_tokens(decoded) if decoded else tokens.chars_to_tokens(len(raw))
         if decoded is not None and decoded.hosted_tools:
             routes = _running(routes, decoded, surface, body, forwardable=canonical is None)
-            if canonical is None and routes[0][1].forwards(surface.protocol, routes[0][0], body):
+            if canonical is None and routes[0].provider.forwards(surface.protocol, routes[0].model, body):
                 decoded = None
-        return routes, decoded, estimate
+        return routes, plan.stand_in, decoded, estimate
 
     async def _reserve(
         self,
         call: Call,
         surface: Surface,
         body: dict[str, Any],
-        routes: list[tuple[str, ChatProvider]],
+        routes: list[Route],
         request: ChatRequest | None,
     ) -> None:
         """Reserve the most any route can cost: each choice's output, each upstream call's prompt."""
@@ -246,8 +278,9 @@ class ChatGateway:
             # Not decoded yet: count hosted tools in, which can only mean more calls.
             return fanout.needed(provider, model, choices, request is None or bool(request.hosted_tools))
 
-        fans_out = choices > 1 and any(calls_per_choice(model, provider) for model, provider in routes)
-        await call.reserve(min(requested, ceiling) if requested else ceiling, choices, choices if fans_out else 1)
+        fans_out = choices > 1 and any(calls_per_choice(route.model, route.provider) for route in routes)
+        most = min(requested, ceiling) if requested else ceiling
+        await call.reserve(routes, most, choices, choices if fans_out else 1)
 
     async def complete(
         self,
@@ -261,12 +294,13 @@ class ChatGateway:
         canonical: ChatRequest | None = None,
     ) -> Completed:
         """A non-streaming call; `canonical` given means it must be translated (never forwarded)."""
-        routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
-        call = Call(self.ledger, principal, spec, estimate, self.providers.stand_in(spec))
+        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, principal)
+        call = Call(self.ledger, principal, spec, estimate, stand_in)
         await self._reserve(call, surface, body, routes, canonical)
 
-        async def attempt(upstream_model: str, provider: ChatProvider) -> Completed:
+        async def attempt(route: Route) -> Completed:
             nonlocal canonical
+            upstream_model, provider = route.model, route.provider
             if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
                 upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, False)
                 answer = await provider.forward(surface.protocol, upstream_body, headers)
@@ -281,7 +315,7 @@ class ChatGateway:
             cost = call.settle(response.usage)
             return Completed(spec, cost, response=response, request=canonical, headers=call.headers)
 
-        return await _first_route(call, spec, routes, attempt)
+        return await self._first_route(call, routes, attempt)
 
     async def open_stream(
         self,
@@ -303,12 +337,13 @@ class ChatGateway:
         given the settled cost in millicredits, makes the last bytes of a stream that finished
         (the surface's encoder and tap then hold back their own end marker).
         """
-        routes, canonical, estimate = self._prepare(body, surface, spec, raw, canonical)
-        call = Call(self.ledger, principal, spec, estimate, self.providers.stand_in(spec))
+        routes, stand_in, canonical, estimate = self._prepare(body, surface, spec, raw, canonical, principal)
+        call = Call(self.ledger, principal, spec, estimate, stand_in)
         await self._reserve(call, surface, body, routes, canonical)
 
-        async def attempt(upstream_model: str, provider: ChatProvider) -> AsyncIterator[bytes]:
+        async def attempt(route: Route) -> AsyncIterator[bytes]:
             nonlocal canonical
+            upstream_model, provider = route.model, route.provider
             if canonical is None and provider.forwards(surface.protocol, upstream_model, body):
                 upstream_body = surface.upstream_body(surface.forwardable(body, raw), upstream_model, True)
                 batches = provider.forward_stream(surface.protocol, upstream_body, headers)
@@ -323,7 +358,36 @@ class ChatGateway:
             call.report(request.dropped)
             return self._translate(call, surface, encoder, first, stream, canonical, on_response, epilogue)
 
-        return Opened(await _first_route(call, spec, routes, attempt), call.headers)
+        return Opened(await self._first_route(call, routes, attempt), call.headers)
+
+    async def _first_route(self, call: Call, routes: list[Route], attempt: Callable[[Route], Awaitable[_T]]) -> _T:
+        """The first route's answer that does not fail in a way another route may not; each
+        attempt reported to the routes' health, with its seconds to the first byte. The
+        reservation is refunded when none answers, or when anything else goes wrong first."""
+        health = self.router.health
+        failure: HyperealError | None = None
+        try:
+            for route in routes:
+                call.served_by, call.route_prices = route.label, route.pricing
+                started = time.monotonic()
+                try:
+                    answer = await attempt(route)
+                except BaseException as exc:
+                    health.record(route.key, exc)
+                    if not isinstance(exc, RETRYABLE):
+                        raise
+                    log.warning("chat route %s for %s failed: %s", route.key, call.spec.id, exc.message)
+                    call.failed = [*(call.failed or ()), f"{route.label}={_what_happened(exc)}"]
+                    failure = exc
+                    continue
+                health.record(route.key, None, time.monotonic() - started)
+                return answer
+        except BaseException:
+            await call.refund()
+            raise
+        await call.refund()
+        assert failure is not None
+        raise failure
 
     async def _relay(
         self,
@@ -411,13 +475,13 @@ def _attempt(canonical: ChatRequest, model: str, *, stream: bool) -> ChatRequest
 
 
 def _running(
-    routes: list[tuple[str, ChatProvider]],
+    routes: list[Route],
     request: ChatRequest,
     surface: Surface,
     body: dict[str, Any],
     *,
     forwardable: bool,
-) -> list[tuple[str, ChatProvider]]:
+) -> list[Route]:
     """The routes that run every hosted tool of `request`; when none does, all of them, each
     dropping what it cannot run, or those that run the tool the client forces, if it forces one.
 
@@ -426,8 +490,8 @@ def _running(
     it (`ChatGateway.complete`), and those only run what they run translated. Raises the
     first route's refusal when the forced tool runs nowhere.
     """
-    forwarded = [forwardable and provider.forwards(surface.protocol, model, body) for model, provider in routes]
-    refusals = [provider.refusal(replace(request, model=model)) for model, provider in routes]
+    forwarded = [forwardable and route.provider.forwards(surface.protocol, route.model, body) for route in routes]
+    refusals = [route.provider.refusal(replace(request, model=route.model)) for route in routes]
     able = [index for index in range(len(routes)) if forwarded[index] or refusals[index] is None]
     if able:
         if not forwarded[able[0]]:
@@ -437,36 +501,21 @@ def _running(
     if forced is None:
         return routes
     alone = replace(request, hosted_tools=[forced])
-    refused = [provider.refusal(replace(alone, model=model)) for model, provider in routes]
+    refused = [route.provider.refusal(replace(alone, model=route.model)) for route in routes]
     running = [route for route, refusal in zip(routes, refused, strict=True) if refusal is None]
     if not running:
         raise next(refusal for refusal in refused if refusal is not None)
     return running
 
 
-async def _first_route(
-    call: Call,
-    spec: ModelSpec,
-    routes: list[tuple[str, ChatProvider]],
-    attempt: Callable[[str, ChatProvider], Awaitable[_T]],
-) -> _T:
-    """The first route's answer that does not fail in a retryable way; the reservation is
-    refunded when none answers, or when anything else goes wrong before an answer."""
-    failure: HyperealError | None = None
-    try:
-        for upstream_model, provider in routes:
-            call.served_by = f"{provider.name}/{upstream_model}"
-            try:
-                return await attempt(upstream_model, provider)
-            except RETRYABLE as exc:
-                log.warning("chat route %s for %s failed: %s", provider.type, spec.id, exc.message)
-                failure = exc
-    except BaseException:
-        await call.refund()
-        raise
-    await call.refund()
-    assert failure is not None
-    raise failure
+def _what_happened(error: HyperealError) -> str:
+    """A failed attempt in `x-hypereal-tried`: the upstream's status, else what went wrong."""
+    status = error.fields.get("upstream_status")
+    if isinstance(status, int):
+        return str(status)
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    return "unreachable" if isinstance(error, UpstreamError) else str(error.status)
 
 
 async def _first(stream: AsyncIterator[Any]) -> Any:

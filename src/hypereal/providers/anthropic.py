@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from hypereal.catalog.providers import AnthropicConfig
 from hypereal.errors import ValidationFailed
 from hypereal.llm import anthropic, sse
 from hypereal.llm.anthropic_stream import StreamDecoder
@@ -17,7 +18,6 @@ from hypereal.llm.custom_tools import custom_tool_names
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
 from hypereal.providers.chat import Forwarded, HttpChatProvider, Protocol
 
-API_VERSION = "2023-06-01"
 MESSAGES_PATH = "/v1/messages"
 
 
@@ -25,9 +25,10 @@ class AnthropicProvider(HttpChatProvider):
     type: ClassVar[str] = "anthropic"
     passthrough: ClassVar[frozenset[Protocol]] = frozenset({"anthropic-messages"})
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
+    config: AnthropicConfig
 
     def headers(self) -> dict[str, str]:
-        headers = {"anthropic-version": str(self.config.options.get("anthropic_version", API_VERSION))}
+        headers = {"anthropic-version": self.config.options.anthropic_version}
         key = self.config.api_key()
         if key:
             headers["x-api-key"] = key
@@ -37,7 +38,7 @@ class AnthropicProvider(HttpChatProvider):
         return anthropic.refusal(request)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
-        default = int(self.config.options.get("default_max_tokens", anthropic.DEFAULT_MAX_TOKENS))
+        default = self.config.options.default_max_tokens or anthropic.DEFAULT_MAX_TOKENS
         return anthropic.encode_request(request, default_max_tokens=default)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:

@@ -12,6 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from hypereal.catalog.providers import ProviderBase
+
 
 @dataclass(frozen=True, slots=True)
 class InputFile:
@@ -72,10 +74,21 @@ class Pending:
     retry_after: float = 2.0
 
 
-class MediaProvider(abc.ABC):
-    """A provider type, registered by its `type` name and built from catalog configuration."""
+class Provider:
+    """What chat and media providers share: built from the typed configuration of one
+    deployment of a catalog entry (`hypereal.providers.registry.build`)."""
 
     type: ClassVar[str]
+
+    def __init__(self, config: ProviderBase) -> None:
+        self.config = config
+
+    async def close(self) -> None:
+        return None
+
+
+class MediaProvider(Provider, abc.ABC):
+    """A media provider type, chosen by the `type` of its catalog entry."""
 
     @abc.abstractmethod
     async def submit(self, request: MediaRequest, fetch: InputFetcher) -> Handle | Result:

@@ -9,20 +9,13 @@ vendor defines (`HostedTool`); `refusal` tells, before any call, whether this up
 them all, so that the gateway can prefer a route that does. An upstream given tools it
 cannot run answers without them and reports them dropped (`hypereal.llm.tolerance`).
 
-Upstream failures are translated here, once:
-
-    connection refused, reset, DNS     → UpstreamError (502)
-    read or connect timeout            → UpstreamTimeout (504)
-    400, 404, 409, 413, 422            → BadRequest, with the upstream's message
-    401, 403 (our credentials)         → UpstreamError
-    429, 503, 529                      → Unavailable (503)
-    other 5xx                          → UpstreamError
+Upstream failures are translated by the table every adapter shares,
+`hypereal.providers.failures`.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,15 +23,14 @@ from typing import Any, ClassVar
 
 import orjson
 
-from hypereal import routing
-from hypereal.catalog import Catalog, ModelSpec, Route
-from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout, ValidationFailed
+from hypereal.catalog.providers import AnthropicConfig, OpenAICompatibleConfig, OpenAIConfig, ProviderBase
+from hypereal.errors import HyperealError, UpstreamError, UpstreamTimeout, ValidationFailed
 from hypereal.llm import sse
 from hypereal.llm.hosted_tools import cannot_run
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent, Wire
+from hypereal.providers import failures
+from hypereal.providers.base import Provider
 from hypereal.providers.http1 import ConnectionFailed, Http1Pool
-from hypereal.providers.registry import CHAT_TYPES, can_serve, load_class
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +48,13 @@ class Forwarded:
     """The body parsed, for reading usage."""
 
 
-class ChatProvider(abc.ABC):
-    type: ClassVar[str]
+class ChatProvider(Provider, abc.ABC):
     passthrough: ClassVar[frozenset[Protocol]] = frozenset()
     offline: ClassVar[bool] = False
     """A stand-in that answers without a real model (never picked as a default)."""
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    def __init__(self, config: ProviderBase) -> None:
+        super().__init__(config)
         self.name = self.type
         """The catalog's name for this provider instance, which answers say they were served by."""
 
@@ -102,9 +93,6 @@ class ChatProvider(abc.ABC):
     def available(self) -> bool:
         return self.config.configured
 
-    async def close(self) -> None:
-        return None
-
 
 def _message_of(raw: bytes) -> str:
     try:
@@ -119,23 +107,13 @@ def _message_of(raw: bytes) -> str:
     return raw[:300].decode("utf-8", "replace").strip()
 
 
-def upstream_status_error(status: int, raw: bytes) -> HyperealError:
-    message = _message_of(raw)
-    if status in (400, 404, 409, 413, 422):
-        return BadRequest(f"Upstream rejected the request: {message}", upstream_status=status)
-    if status in (429, 503, 529):
-        return Unavailable(f"Upstream is busy or rate limited; retry later ({message})", upstream_status=status)
-    if status in (401, 403):
-        return UpstreamError("Upstream refused the gateway's credentials", upstream_status=status)
-    return UpstreamError(f"Upstream failed with status {status}: {message}", upstream_status=status)
-
-
 class HttpChatProvider(ChatProvider):
     """A provider behind HTTP(S): one pool of keep-alive connections per instance, made on first use."""
 
     default_base_url: ClassVar[str] = ""
+    config: OpenAIConfig | OpenAICompatibleConfig | AnthropicConfig
 
-    def __init__(self, config: ProviderConfig) -> None:
+    def __init__(self, config: OpenAIConfig | OpenAICompatibleConfig | AnthropicConfig) -> None:
         super().__init__(config)
         base = config.base_url or self.default_base_url
         if not base:
@@ -150,7 +128,7 @@ class HttpChatProvider(ChatProvider):
         if self._pool is None:
             self._pool = Http1Pool(
                 self.base_url,
-                max_connections=int(self.config.options.get("max_connections", 256)),
+                max_connections=self.config.deployment.max_connections or self.config.options.max_connections,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 read_timeout=self.config.timeout_seconds,
             )
@@ -165,11 +143,11 @@ class HttpChatProvider(ChatProvider):
         try:
             answer = await self.pool().request("POST", path, self._headers(headers), orjson.dumps(body))
         except TimeoutError as exc:
-            raise UpstreamTimeout() from exc
+            raise failures.timed_out(self.name) from exc
         except ConnectionFailed as exc:
-            raise UpstreamError(f"Could not reach the upstream: {exc}") from exc
+            raise failures.unreachable(self.name, str(exc)) from exc
         if answer.status >= 400:
-            raise upstream_status_error(answer.status, answer.body)
+            raise self._failure(answer.status, answer.body, answer.headers)
         try:
             payload = orjson.loads(answer.body)
         except orjson.JSONDecodeError as exc:
@@ -194,7 +172,7 @@ class HttpChatProvider(ChatProvider):
         try:
             async with self.pool().open("POST", path, self._headers(headers), orjson.dumps(body)) as answer:
                 if answer.status >= 400:
-                    raise upstream_status_error(answer.status, await answer.read())
+                    raise self._failure(answer.status, await answer.read(), answer.headers)
                 async for chunk in answer.chunks():
                     batch = list(parser.feed(chunk))
                     if batch:
@@ -203,70 +181,15 @@ class HttpChatProvider(ChatProvider):
                 if rest:
                     yield rest
         except TimeoutError as exc:
-            raise UpstreamTimeout("Upstream stopped sending before the answer was complete") from exc
+            raise UpstreamTimeout(f"{self.name} stopped sending before the answer was complete") from exc
         except ConnectionFailed as exc:
-            raise UpstreamError(f"Lost the upstream connection: {exc}") from exc
+            raise failures.unreachable(self.name, str(exc)) from exc
+
+    def _failure(self, status: int, body: bytes, headers: dict[str, str]) -> HyperealError:
+        return failures.status_error(self.name, status, _message_of(body), headers.get("retry-after"))
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         headers = {"content-type": "application/json", **self.headers()}
         if extra:
             headers.update(extra)
         return headers
-
-
-class ChatProviders:
-    """The chat provider instances of one process, built on first use from the catalog."""
-
-    def __init__(self, catalog: Catalog, *, local_fallback: bool = False) -> None:
-        self.catalog = catalog
-        self.local_fallback = local_fallback
-        self._instances: dict[str, ChatProvider] = {}
-
-    def get(self, name: str) -> ChatProvider:
-        instance = self._instances.get(name)
-        if instance is None:
-            config = self.catalog.providers[name]
-            if config.type not in CHAT_TYPES:
-                raise Unavailable(f"Provider '{name}' of type {config.type} cannot serve chat")
-            instance = self._instances[name] = load_class(config.type)(config)
-            instance.name = name
-        return instance
-
-    def configured(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
-        """The routes of a model whose provider is configured, in order of preference."""
-        usable: list[tuple[Route, ChatProvider]] = []
-        for route in spec.routes:
-            config = self.catalog.providers[route.provider]
-            if config.type in CHAT_TYPES and can_serve(config):
-                usable.append((route, self.get(route.provider)))
-        return usable
-
-    def routes(self, spec: ModelSpec) -> list[tuple[Route, ChatProvider]]:
-        """`configured`, or those of the model's stand-in (`stand_in`); `NotConfigured` when none."""
-        usable = self.configured(spec)
-        if usable:
-            return usable
-        local = self.stand_in(spec)
-        usable = self.configured(local) if local is not None else []
-        if not usable:
-            raise routing.not_configured(self.catalog, spec)
-        return usable
-
-    def stand_in(self, spec: ModelSpec) -> ModelSpec | None:
-        """The local model that serves `spec` instead, with HYPEREAL_LOCAL_FALLBACK and none of
-        its providers configured; None when `spec` is served by its own routes."""
-        if not self.local_fallback or self.configured(spec):
-            return None
-        return routing.stand_in(self.catalog, spec)
-
-    def inject(self, name: str, provider: ChatProvider) -> None:
-        """Use `provider` for the catalog provider `name` (tests, embedding)."""
-        provider.name = name
-        self._instances[name] = provider
-
-    async def close(self) -> None:
-        instances, self._instances = list(self._instances.values()), {}
-        results = await asyncio.gather(*(instance.close() for instance in instances), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                log.warning("closing a chat provider failed: %s", result)

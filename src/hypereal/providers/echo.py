@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from hypereal.catalog.providers import EchoConfig
 from hypereal.llm import tokens, tolerance
 from hypereal.llm.types import (
     Accumulator,
@@ -71,10 +72,11 @@ EMPTY_PROMPT_REPLY = "Hello! Send me a message and I will echo it."
 class EchoProvider(ChatProvider):
     type: ClassVar[str] = "local-echo"
     offline: ClassVar[bool] = True
+    config: EchoConfig
 
     @property
     def delay(self) -> float:
-        return float(self.config.options.get("token_delay_seconds", 0.0))
+        return self.config.options.token_delay_seconds
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         accumulator = Accumulator()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import FalConfig
 from hypereal.errors import UpstreamError
 from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRequest, Output, Pending, Result
 from hypereal.providers.upstream import (
@@ -36,7 +36,6 @@ from hypereal.providers.upstream import (
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE = "https://queue.fal.run"
-DATA_URI_MAX_BYTES = 10 * 1024 * 1024
 
 _FLUX_SIZES = {
     "1:1": "square_hd",
@@ -159,11 +158,12 @@ _STAGES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running"}
 
 class FalProvider(MediaProvider):
     type: ClassVar[str] = "fal"
+    config: FalConfig
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    def __init__(self, config: FalConfig) -> None:
+        super().__init__(config)
         self.client = UpstreamClient("fal", config, DEFAULT_BASE, "Key")
-        self.data_uri_max_bytes = int(config.options.get("data_uri_max_bytes", DATA_URI_MAX_BYTES))
+        self.data_uri_max_bytes = config.options.data_uri_max_bytes
 
     def available(self) -> bool:
         return self.client.available()

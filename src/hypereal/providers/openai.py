@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import OpenAICompatibleConfig, OpenAIConfig
 from hypereal.errors import ValidationFailed
 from hypereal.llm import openai_chat, openai_responses, sse
 from hypereal.llm.custom_tools import custom_tool_names
@@ -28,8 +28,6 @@ from hypereal.llm.openai_responses_stream import StreamDecoder as ResponsesStrea
 from hypereal.llm.types import ChatRequest, ChatResponse, StreamEvent
 from hypereal.providers.chat import Forwarded, HttpChatProvider, Protocol
 
-DEFAULT_RESPONSES_MODELS = ("*codex*", "*-pro", "*-pro-*", "*deep-research*")
-DEFAULT_SEARCH_MODELS = ("*-search-preview", "*-search-preview-*", "*-search-api", "*-search-api-*")
 PATHS: dict[str, str] = {"openai-chat": "/chat/completions", "openai-responses": "/responses"}
 
 
@@ -38,20 +36,16 @@ class OpenAIProvider(HttpChatProvider):
     passthrough: ClassVar[frozenset[Protocol]] = frozenset({"openai-chat", "openai-responses"})
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
-    knows_custom_tools: ClassVar[bool] = True
-    """The default of the option `custom_tools`: whether the upstream knows custom (freeform)
-    tools; where it does not, they are offered as functions."""
+    config: OpenAIConfig | OpenAICompatibleConfig
 
-    def __init__(self, config: ProviderConfig) -> None:
+    def __init__(self, config: OpenAIConfig | OpenAICompatibleConfig) -> None:
         super().__init__(config)
-        patterns = config.options.get("responses_models", DEFAULT_RESPONSES_MODELS)
-        self.responses_models: tuple[str, ...] = tuple(str(pattern) for pattern in patterns)
-        searching = config.options.get("search_models", DEFAULT_SEARCH_MODELS)
-        self.search_models: tuple[str, ...] = tuple(str(pattern) for pattern in searching)
+        self.responses_models = config.options.responses_models
+        self.search_models = config.options.search_models
         # Asked several times per call, of the few upstream models the catalog routes here.
         self._responses_by_model: dict[str, bool] = {}
         self._search_by_model: dict[str, bool] = {}
-        self.native_custom_tools = bool(config.options.get("custom_tools", self.knows_custom_tools))
+        self.native_custom_tools = config.options.custom_tools
 
     def headers(self) -> dict[str, str]:
         key = self.config.api_key()

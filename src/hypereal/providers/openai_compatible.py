@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import OpenAICompatibleConfig
 from hypereal.providers.chat import Protocol
 from hypereal.providers.openai import OpenAIProvider
 
@@ -23,14 +23,11 @@ class OpenAICompatibleProvider(OpenAIProvider):
     type: ClassVar[str] = "openai-compatible"
     default_base_url: ClassVar[str] = ""
     max_tokens_field: ClassVar[str] = "max_tokens"
-    knows_custom_tools: ClassVar[bool] = False
+    config: OpenAICompatibleConfig
 
-    def __init__(self, config: ProviderConfig) -> None:
-        options = dict(config.options)
-        options.setdefault("responses_models", ())
-        options.setdefault("search_models", ())
-        super().__init__(config.model_copy(update={"options": options}))
-        self.speaks_responses = bool(options.get("responses", False))
+    def __init__(self, config: OpenAICompatibleConfig) -> None:
+        super().__init__(config)
+        self.speaks_responses = config.options.responses
 
     passthrough: ClassVar[frozenset[Protocol]] = frozenset({"openai-chat"})
 

@@ -1,4 +1,5 @@
-"""The closed set of provider types, selected by the `type` field of a catalog provider entry.
+"""The closed set of provider types: each catalog `type` names its implementation
+(`hypereal.catalog.providers`), built here from its typed configuration.
 
 Implementations are imported on first use, so that a server that never touches the local
 models does not pay for importing OpenCV and PyAV at start.
@@ -7,37 +8,15 @@ models does not pay for importing OpenCV and PyAV at start.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
-from hypereal.catalog.schema import ProviderConfig
-
-MEDIA_TYPES: dict[str, str] = {
-    "local": "hypereal.providers.local.provider:LocalProvider",
-    "scripted": "hypereal.providers.scripted:ScriptedProvider",
-    "fal": "hypereal.providers.fal:FalProvider",
-    "replicate": "hypereal.providers.replicate:ReplicateProvider",
-    "wavespeed": "hypereal.providers.wavespeed:WaveSpeedProvider",
-}
-CHAT_TYPES: dict[str, str] = {
-    "openai": "hypereal.providers.openai:OpenAIProvider",
-    "anthropic": "hypereal.providers.anthropic:AnthropicProvider",
-    "openai-compatible": "hypereal.providers.openai_compatible:OpenAICompatibleProvider",
-    "local-echo": "hypereal.providers.echo:EchoProvider",
-}
+from hypereal.catalog.providers import ProviderBase
+from hypereal.providers.base import Provider
 
 
-def implemented(provider_type: str) -> bool:
-    return provider_type in MEDIA_TYPES or provider_type in CHAT_TYPES
-
-
-def load_class(provider_type: str) -> Any:
-    target = MEDIA_TYPES.get(provider_type) or CHAT_TYPES.get(provider_type)
-    if target is None:
-        raise KeyError(provider_type)
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def can_serve(config: ProviderConfig) -> bool:
-    """Configured (credentials present) and of a type this build implements."""
-    return implemented(config.type) and config.configured
+def build(config: ProviderBase) -> Provider:
+    """The provider serving `config`, a chat or a media one as its type's `kind` says."""
+    module_name, _, class_name = config.implementation.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise TypeError(f"{config.implementation} is not a provider")
+    return cls(config)

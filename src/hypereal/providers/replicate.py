@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import ReplicateConfig
 from hypereal.errors import UpstreamError
 from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRequest, Pending, Result
 from hypereal.providers.upstream import (
@@ -33,8 +33,6 @@ from hypereal.providers.upstream import (
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE = "https://api.replicate.com"
-DATA_URI_MAX_BYTES = 1024 * 1024
-"""Replicate takes data: URIs for small files only (its documentation says under 1 MB)."""
 
 _VEO = InputMap(
     durations=(4, 6, 8),
@@ -90,14 +88,15 @@ _STAGES = {"starting": "queued", "processing": "running"}
 
 class ReplicateProvider(MediaProvider):
     type: ClassVar[str] = "replicate"
+    config: ReplicateConfig
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    def __init__(self, config: ReplicateConfig) -> None:
+        super().__init__(config)
         self.client = UpstreamClient("Replicate", config, DEFAULT_BASE, "Bearer")
-        self.data_uri_max_bytes = int(config.options.get("data_uri_max_bytes", DATA_URI_MAX_BYTES))
-        wait = config.options.get("wait_seconds")
+        self.data_uri_max_bytes = config.options.data_uri_max_bytes
+        wait = config.options.wait_seconds
         # `Prefer: wait` lets quick models (images) answer on submit instead of being polled.
-        self._prefer = {"Prefer": f"wait={int(wait)}"} if wait else {}
+        self._prefer = {"Prefer": f"wait={wait}"} if wait else {}
 
     def available(self) -> bool:
         return self.client.available()

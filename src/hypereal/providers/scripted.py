@@ -8,6 +8,9 @@ the job engine through every path an upstream queue can take, with real timing:
     cpu_seconds: how long, before that, the work keeps a CPU busy in a thread, as local models do (default 0)
     polls:   answer with a Handle and need this many polls before finishing (default 0: answer at once)
 
+The entry's option `outcome` overrides the request's: a provider that fails every job (when
+it submits with polls, the failure comes at the last poll), to rehearse an outage.
+
 Completed jobs produce one small text file naming the job, so outputs go through storage.
 """
 
@@ -17,7 +20,7 @@ import asyncio
 import time
 from typing import Any, ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import ScriptedConfig
 from hypereal.errors import BadRequest, UpstreamError
 from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRequest, Output, Pending, Result
 
@@ -25,12 +28,16 @@ from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRe
 class ScriptedProvider(MediaProvider):
     type: ClassVar[str] = "scripted"
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    config: ScriptedConfig
+
+    def __init__(self, config: ScriptedConfig) -> None:
+        super().__init__(config)
         self.canceled: set[str] = set()
 
     async def submit(self, request: MediaRequest, fetch: InputFetcher) -> Handle | Result:
         script = _script(request.params)
+        if self.config.options.outcome is not None:
+            script["outcome"] = self.config.options.outcome
         if script["polls"] > 0:
             ready_at = time.time() + script["seconds"]
             return Handle(request.job_id, {"job": request.job_id, **script, "ready_at": ready_at, "seen": 0})

@@ -25,13 +25,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from hypereal.catalog.schema import ProviderConfig
-from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.catalog.providers import QueueConfig
+from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError
+from hypereal.providers import failures
 from hypereal.providers.base import Output
 
 log = logging.getLogger(__name__)
 
-CREDENTIALS_REJECTED = "provider credentials rejected"
 DEFAULT_REQUEST_TIMEOUT = 60.0
 MAX_ERROR_TEXT = 500
 PASSING = frozenset({408, 429, 500, 502, 503, 504})
@@ -55,13 +55,14 @@ class Reply:
     data: Any
     """Decoded JSON, or the body text when it was not JSON."""
     headers: Mapping[str, str]
+    """Names in lower case."""
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
     def retry_after(self, default: float) -> float:
-        value = self.headers.get("Retry-After", "")
+        value = self.headers.get("retry-after", "")
         try:
             return max(default, min(float(value), 300.0))
         except ValueError:
@@ -71,13 +72,14 @@ class Reply:
 class UpstreamClient:
     """JSON over HTTP to one upstream with its credential; the session lives as long as the provider."""
 
-    def __init__(self, name: str, config: ProviderConfig, default_base: str, auth_scheme: str) -> None:
+    def __init__(self, name: str, config: QueueConfig, default_base: str, auth_scheme: str) -> None:
         self.name = name
         self.config = config
         self.base_url = (config.base_url or default_base).rstrip("/")
         self._auth_scheme = auth_scheme
-        default_timeout = min(config.timeout_seconds, DEFAULT_REQUEST_TIMEOUT)
-        self.timeout = float(config.options.get("request_timeout_seconds", default_timeout))
+        options = config.options
+        self.timeout = options.request_timeout_seconds or min(config.timeout_seconds, DEFAULT_REQUEST_TIMEOUT)
+        self.max_connections = config.deployment.max_connections or options.max_connections
         self._session: aiohttp.ClientSession | None = None
 
     def available(self) -> bool:
@@ -86,6 +88,7 @@ class UpstreamClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"Accept": "application/json", "User-Agent": "hypereal"},
             )
@@ -127,15 +130,16 @@ class UpstreamClient:
         try:
             async with self._open().request(method, self.check_origin(url), json=body, headers=sent) as response:
                 text = await response.text()
-                reply = Reply(response.status, _decode(text), dict(response.headers))
+                headers = {name.lower(): value for name, value in response.headers.items()}
+                reply = Reply(response.status, _decode(text), headers)
         except TimeoutError as exc:
             if retry_on is not None:
                 raise RetryLater(f"{self.name} did not answer in time", 5.0) from exc
-            raise UpstreamTimeout(f"{self.name} did not answer within {self.timeout:g} s") from exc
+            raise failures.timed_out(self.name, f"{self.timeout:g} s") from exc
         except aiohttp.ClientError as exc:
             if retry_on is not None:
                 raise RetryLater(f"{self.name} could not be reached", 5.0) from exc
-            raise UpstreamError(f"{self.name} could not be reached ({type(exc).__name__})") from exc
+            raise failures.unreachable(self.name, type(exc).__name__) from exc
         if retry_on is not None and reply.status in retry_on:
             raise RetryLater(f"{self.name} answered {reply.status}", reply.retry_after(5.0))
         return reply
@@ -154,20 +158,10 @@ class UpstreamClient:
             return False
         return reply.ok
 
-    def error(self, reply: Reply, message: str) -> Exception:
-        """The hypereal error for an upstream's error status; `message` is the upstream's own words."""
-        detail = message.strip()[:MAX_ERROR_TEXT] or f"HTTP {reply.status}"
-        if reply.status in (400, 422):
-            return BadRequest(f"{self.name} rejected the input: {detail}")
-        if reply.status in (401, 403):
-            return Unavailable(CREDENTIALS_REJECTED)
-        if reply.status == 402:
-            return Unavailable(f"{self.name} account cannot pay for the request: {detail}")
-        if reply.status in (408, 504):
-            return UpstreamTimeout(f"{self.name} timed out: {detail}")
-        if reply.status == 429:
-            return UpstreamError(f"{self.name} is rate limiting requests: {detail}")
-        return UpstreamError(f"{self.name} answered {reply.status}: {detail}")
+    def error(self, reply: Reply, message: str) -> HyperealError:
+        """Our error for an upstream's error status (`hypereal.providers.failures`); `message`
+        is the upstream's own words."""
+        return failures.status_error(self.name, reply.status, message, reply.headers.get("retry-after"))
 
 
 def _decode(text: str) -> Any:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import WaveSpeedConfig
 from hypereal.errors import UpstreamError
 from hypereal.providers.base import Handle, InputFetcher, MediaProvider, MediaRequest, Pending, Result
 from hypereal.providers.upstream import (
@@ -54,13 +54,13 @@ _STAGES = {"created": "queued", "processing": "running"}
 
 class WaveSpeedProvider(MediaProvider):
     type: ClassVar[str] = "wavespeed"
+    config: WaveSpeedConfig
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    def __init__(self, config: WaveSpeedConfig) -> None:
+        super().__init__(config)
         self.client = UpstreamClient("WaveSpeed", config, DEFAULT_BASE, "Bearer")
-        limit = config.options.get("data_uri_max_bytes")
         # Without an operator's word that the configured models take base64, only URLs are passed on.
-        self.data_uri_max_bytes = int(limit) if limit else None
+        self.data_uri_max_bytes = config.options.data_uri_max_bytes or None
 
     def available(self) -> bool:
         return self.client.available()

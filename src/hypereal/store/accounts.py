@@ -39,6 +39,8 @@ class KeyRecord:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    provider_preferences: dict[str, Any] | None = None
+    """The key's default provider preferences (`hypereal.routing.preferences`), as given."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class KeyRecord:
             "name": self.name,
             "prefix": self.prefix,
             "rate_limit_per_hour": self.rate_limit_per_hour,
+            "provider": self.provider_preferences,
             "createdAt": self.created_at,
             "lastUsedAt": self.last_used_at,
             "revokedAt": self.revoked_at,
@@ -157,6 +160,12 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> KeyRecord:
         await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=time.time()))
     await sessions.end_for_key(conn, key_id)  # the console sessions it opened end with it
     return record
+
+
+async def set_key_preferences(conn: AsyncConnection, key_id: str, preferences: dict[str, Any] | None) -> KeyRecord:
+    await get_key(conn, key_id)
+    await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(provider_preferences=preferences))
+    return await get_key(conn, key_id)
 
 
 async def touch_keys(conn: AsyncConnection, last_used: dict[str, float]) -> None:

@@ -23,8 +23,8 @@ from hypereal.api.responses import JsonResponse
 from hypereal.catalog import Catalog, ModelSpec
 from hypereal.catalog.schema import MEDIA_CATEGORIES, URL_TYPES
 from hypereal.errors import HyperealError, ValidationFailed
-from hypereal.jobs.validation import price, stand_in_params, validate_params
-from hypereal.routing import choose
+from hypereal.jobs.engine import charge_for, mode_of
+from hypereal.jobs.validation import stand_in_params, validate_params
 from hypereal.sessions import CSRF_HEADER, check_csrf, session_of
 from hypereal.store import jobs as jobs_store
 from hypereal.units import to_credits
@@ -212,8 +212,8 @@ async def quote(request: Request) -> Response:
             raise ValidationFailed("Send {model, input, mode}")
         services = services_of(request)
         spec = services.catalog.resolve(str(body.get("model")), MEDIA_CATEGORIES)
-        mode = "fast" if body.get("mode") == "fast" else "auto"
-        choice = choose(services.catalog, spec, mode, services.settings.local_fallback)[0]
+        plan = services.router.media(spec, mode_of(str(body.get("mode"))))
+        choice = plan.targets[0]
         given: dict[str, Any] = body.get("input", {})
         problem = None
         try:
@@ -223,7 +223,7 @@ async def quote(request: Request) -> Response:
             params = validate_params(_without_inputs(spec), given)
         if choice.fallback:
             params = stand_in_params(spec, choice.spec, params)
-        cost = price(choice.spec, params, choice.fast)
+        cost = charge_for(plan, params)
     except (HyperealError, ValueError) as error:
         message = error.message if isinstance(error, HyperealError) else "The body is not JSON"
         status = error.status if isinstance(error, HyperealError) else 400

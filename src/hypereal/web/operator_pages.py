@@ -17,7 +17,6 @@ from starlette.responses import Response
 from hypereal.api.account_keys import key_views
 from hypereal.billing import MINIMUM_TOP_UP
 from hypereal.errors import HyperealError, ValidationFailed
-from hypereal.providers.registry import can_serve
 from hypereal.sessions import ConsoleSession
 from hypereal.store import console as console_store
 from hypereal.store import usage as usage_store
@@ -175,7 +174,7 @@ async def system(request: Request) -> Response:
             {
                 "name": name,
                 "type": config.type,
-                "configured": can_serve(config),
+                "configured": config.configured,
                 "credential": config.api_key_env,
                 "models": len(served),
                 "load": loads.get(name),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypereal.catalog.schema import ProviderConfig
+from pydantic import TypeAdapter
+
+from hypereal.catalog.providers import ProviderConfig
 from hypereal.providers.base import Handle, InputFile, MediaProvider, MediaRequest, Pending, Result
 
 IMAGE = "https://example.com/cat.png"
@@ -29,5 +31,7 @@ async def run_to_end(provider: MediaProvider, handle: Handle, limit: int = 10) -
     raise AssertionError(f"no result after {limit} polls: {seen}")
 
 
-def config(kind: str, env: str, base_url: str, **more: Any) -> ProviderConfig:
-    return ProviderConfig(type=kind, api_key_env=env, base_url=base_url, **more)
+def config(kind: str, env: str, base_url: str, **more: Any) -> Any:
+    """The typed configuration of a catalog entry of type `kind`."""
+    entry = {"type": kind, "api_key_env": env, "base_url": base_url, **more}
+    return TypeAdapter(ProviderConfig).validate_python(entry)

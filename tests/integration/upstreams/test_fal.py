@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.errors import BadRequest, ProviderRefused, UpstreamBusy, UpstreamError, UpstreamTimeout
 from hypereal.providers.base import Handle, Pending
 from hypereal.providers.fal import FalProvider
 from tests.doubles.fal_double import FalDouble
@@ -231,27 +231,27 @@ async def test_fal_validation_error_is_a_bad_request_with_fal_words(fal: FalProv
     assert "prompt: field required" in caught.value.message
 
 
-async def test_fal_rejected_key_is_unavailable(fal_double: FalDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_fal_rejected_key_is_for_the_operator(fal_double: FalDouble, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_FAL_KEY", "wrong")
     provider = FalProvider(config("fal", "TEST_FAL_KEY", fal_double.base_url))
     try:
-        with pytest.raises(Unavailable) as caught:
+        with pytest.raises(ProviderRefused) as caught:
             await provider.submit(request("fal-ai/veo3.1", {"prompt": "p"}), no_fetch)
     finally:
         await provider.close()
-    assert caught.value.message == "provider credentials rejected"
-    assert caught.value.status == 503
+    assert "refused this server's credentials" in caught.value.message
+    assert caught.value.status == 400, "not a status clients retry"
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
-async def test_fal_rate_limits_and_server_errors_on_submit_are_upstream_errors(
-    fal: FalProvider, fal_double: FalDouble, status: int
+@pytest.mark.parametrize(("status", "error"), [(429, UpstreamBusy), (500, UpstreamError), (503, UpstreamBusy)])
+async def test_fal_rate_limits_and_server_errors_on_submit(
+    fal: FalProvider, fal_double: FalDouble, status: int, error: type[UpstreamError]
 ) -> None:
     fal_double.fail_next("submit", status)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(error) as caught:
         await fal.submit(request("fal-ai/veo3.1", {"prompt": "p"}), no_fetch)
-    assert type(caught.value) is UpstreamError
-    assert caught.value.status == 502
+    assert type(caught.value) is error
+    assert caught.value.status == error.status
 
 
 async def test_fal_slow_answer_is_an_upstream_timeout(fal_double: FalDouble) -> None:
@@ -272,7 +272,7 @@ async def test_unreachable_upstream_is_an_upstream_error(monkeypatch: pytest.Mon
     await double.stop()  # nothing listens there any more
     provider = FalProvider(config("fal", "TEST_FAL_KEY", base))
     try:
-        with pytest.raises(UpstreamError, match="could not be reached"):
+        with pytest.raises(UpstreamError, match="Could not reach fal"):
             await provider.submit(request("fal-ai/veo3.1", {"prompt": "p"}), no_fetch)
     finally:
         await provider.close()

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from hypereal.catalog.loader import load_catalog
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import FalConfig, ReplicateConfig, WaveSpeedConfig
 from hypereal.errors import Unavailable
 from hypereal.jobs.worker import Worker
 from hypereal.providers.fal import FalProvider
-from hypereal.providers.registry import load_class
+from hypereal.providers.registry import build
 from hypereal.providers.replicate import ReplicateProvider
 from hypereal.providers.upstream import guess_output, poll_delay, translate
 from hypereal.providers.wavespeed import WaveSpeedProvider
@@ -27,21 +27,21 @@ from tests.integration.upstreams.support import IMAGE, LAST, no_fetch, request
 
 
 def test_registry_builds_the_three_upstream_types() -> None:
-    assert load_class("fal") is FalProvider
-    assert load_class("replicate") is ReplicateProvider
-    assert load_class("wavespeed") is WaveSpeedProvider
+    assert type(build(FalConfig())) is FalProvider
+    assert type(build(ReplicateConfig())) is ReplicateProvider
+    assert type(build(WaveSpeedConfig())) is WaveSpeedProvider
 
 
 def test_unconfigured_provider_is_unavailable_and_says_which_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TEST_ABSENT_KEY", raising=False)
-    provider = FalProvider(ProviderConfig(type="fal", api_key_env="TEST_ABSENT_KEY"))
+    provider = FalProvider(FalConfig(api_key_env="TEST_ABSENT_KEY"))
     assert not provider.available()
     assert provider.client.base_url == "https://queue.fal.run"
 
 
 async def test_submit_without_credentials_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TEST_ABSENT_KEY", raising=False)
-    provider = WaveSpeedProvider(ProviderConfig(type="wavespeed", api_key_env="TEST_ABSENT_KEY"))
+    provider = WaveSpeedProvider(WaveSpeedConfig(api_key_env="TEST_ABSENT_KEY"))
     with pytest.raises(Unavailable, match="TEST_ABSENT_KEY"):
         await provider.submit(request("google/veo3.1/text-to-video", {"prompt": "x"}), no_fetch)
 

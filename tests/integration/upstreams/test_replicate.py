@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.errors import BadRequest, ProviderRefused, UpstreamBusy, UpstreamError, UpstreamTimeout
 from hypereal.providers.base import Handle, Pending, Result
 from hypereal.providers.replicate import ReplicateProvider
 from tests.doubles.replicate_double import ReplicateDouble
@@ -148,7 +148,7 @@ async def test_replicate_invalid_input_names_the_fields(
         await replicate.submit(request("openai/sora-2", {"prompt": "p"}), no_fetch)
 
 
-@pytest.mark.parametrize(("status", "error"), [(401, Unavailable), (429, UpstreamError), (500, UpstreamError)])
+@pytest.mark.parametrize(("status", "error"), [(401, ProviderRefused), (429, UpstreamBusy), (500, UpstreamError)])
 async def test_replicate_error_statuses_on_submit(
     replicate: ReplicateProvider, replicate_double: ReplicateDouble, status: int, error: type[Exception]
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hypereal.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
+from hypereal.errors import BadRequest, ProviderRefused, UpstreamBusy, UpstreamError, UpstreamTimeout
 from hypereal.providers.base import Handle, Pending
 from hypereal.providers.wavespeed import WaveSpeedProvider
 from tests.doubles.wavespeed_double import WaveSpeedDouble
@@ -102,9 +102,9 @@ async def test_wavespeed_failed_prediction_carries_its_error(
     ("status", "body", "error", "words"),
     [
         (400, {"code": 400, "message": "duration must be one of 4, 6, 8"}, BadRequest, "duration must be one of"),
-        (401, None, Unavailable, "provider credentials rejected"),
-        (429, None, UpstreamError, "rate limiting"),
-        (500, None, UpstreamError, "answered 500"),
+        (401, None, ProviderRefused, "refused this server's credentials"),
+        (429, None, UpstreamBusy, "rate limiting"),
+        (500, None, UpstreamError, "failed with status 500"),
     ],
 )
 async def test_wavespeed_error_statuses_on_submit(

@@ -7,7 +7,7 @@ import importlib
 import os
 from typing import ClassVar
 
-from hypereal.catalog.schema import ProviderConfig
+from hypereal.catalog.providers import LocalConfig
 from hypereal.errors import Unavailable
 from hypereal.providers.base import InputFetcher, MediaProvider, MediaRequest, Result
 from hypereal.providers.local import LocalModel
@@ -33,11 +33,11 @@ def _load_models() -> dict[str, LocalModel]:
 class LocalProvider(MediaProvider):
     type: ClassVar[str] = "local"
 
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
+    def __init__(self, config: LocalConfig) -> None:
+        super().__init__(config)
         self._models: dict[str, LocalModel] | None = None
         # The models are CPU-bound; running more at once than there are cores only adds latency.
-        self._slots = asyncio.Semaphore(int(config.options.get("concurrency", os.cpu_count() or 1)))
+        self._slots = asyncio.Semaphore(config.options.concurrency or os.cpu_count() or 1)
 
     def models(self) -> dict[str, LocalModel]:
         if self._models is None:
