@@ -223,10 +223,16 @@ async def test_the_operator_tops_up_and_manages_keys(
     revoked = await client.post(f"/admin/keys/{account.key_id}/revoke", data={"csrf": token})
     assert revoked.status_code == 303
     assert (await client.get("/api/v1/account", headers=account.headers)).status_code == 401
+    chat = {"model": "local-echo", "messages": [{"role": "user", "content": "hi"}]}
+    ops = {"Authorization": f"Bearer {secret[1]}"}
+    answered = await client.post("/api/v1/chat/completions", json=chat, headers=ops)
+    assert answered.status_code == 200
     system = await client.get("/admin/system")
     assert system.status_code == 200 and "local" in system.text
     traffic = system.text[system.text.index('data-testid="traffic"') :]
     assert "/api/v1/account" in traffic  # the key's calls above, in the last hour's traffic
+    routes = system.text[system.text.index('data-testid="routes"') : system.text.index('data-testid="traffic"')]
+    assert "echo/local-echo" in routes and "closed" in routes  # the chat call's route, with its health
 
 
 async def test_operator_sessions_end_when_the_admin_key_changes(

@@ -4,6 +4,7 @@ key's default provider preferences. Admin key only."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import orjson
@@ -24,14 +25,15 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess], 
 async def routes(services: ServicesDep) -> JsonResponse:
     """Every route this process has called: its circuit, recent errors, timeouts and latency."""
     now = time.time()
-    return JsonResponse({"data": [_view(entry, now) for entry in sorted(services.router.health, key=_key)]})
+    return JsonResponse({"data": route_views(services.router.health, now)})
 
 
-def _key(entry: RouteHealth) -> str:
-    return entry.key
+def route_views(routes: Iterable[RouteHealth], now: float) -> list[dict[str, Any]]:
+    """Each route's state as the admin API and the console's system screen show it, by name."""
+    return [route_view(entry, now) for entry in sorted(routes, key=lambda entry: entry.key)]
 
 
-def _view(entry: RouteHealth, now: float) -> dict[str, Any]:
+def route_view(entry: RouteHealth, now: float) -> dict[str, Any]:
     state = entry.state(now)
     return {
         "route": entry.key,

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hypereal.api.account_keys import key_views
+from hypereal.api.routing import route_views
 from hypereal.billing import MINIMUM_TOP_UP
 from hypereal.errors import HyperealError, ValidationFailed
 from hypereal.sessions import ConsoleSession
@@ -188,6 +189,7 @@ async def system(request: Request) -> Response:
             "providers": providers,
             "state": state,
             "traffic": traffic(services).last_hour(),
+            "routes": route_views(services.router.health, time.time()),
         },
         session=session,
     )
