@@ -39,7 +39,7 @@ def test_the_proxy_forwards_the_request_and_streams_the_answer_back_as_it_came()
 def test_a_scrubbed_entry_holds_placeholders_for_paths_ids_and_the_system() -> None:
     scrubber = Scrubber(home=Path("/tmp/rec-1/home"), workdir=Path("/tmp/rec-1/project"), address="127.0.0.1:40123")
     session = "35B94802-4338-4995-8801-CD3525439C3D"
-    device = "74811d06f67c371b2e6cb0fa64cbe3941d8091bd29529832886209845ba23101"
+    device = "5f2b9c0e41d7a3b86e0c5d9f1a27b4e83c6d0f9a52e1b7c48d3a6f0e29b5c71d"
     system = (
         f"Primary working directory: /tmp/rec-1/project\n - OS Version: Linux {platform.release()}\n"
         "memory: /tmp/rec-1/home/.claude/projects/-tmp-rec-1-project/memory/ at http://127.0.0.1:40123/api"
