@@ -8,6 +8,7 @@ import asyncio
 import os
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -52,6 +53,11 @@ def stress_settings(tmp_path: Path, new_postgres_url: Callable[[], str]) -> Sett
         redis_url=os.environ.get("TEST_REDIS_URL") or None,
         catalog=write_catalog(tmp_path / "catalog"),
         job_lease_seconds=LEASE_SECONDS,
+        # A share of the jobs fail at their one route on purpose, a few of them in a row by
+        # chance: this test is about every job ending and every credit, not about the circuit
+        # that would refuse submissions for a while (tests/integration/test_routing*.py).
+        route_failures_to_open=JOBS,
+        redis_prefix=f"stress-{uuid.uuid4().hex[:12]}:",  # no route state left by an earlier run
     )
 
 
