@@ -32,7 +32,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+
+from llm_gateway import free_port, wait_until_ready
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 MODEL = "bench-failover"
@@ -96,26 +97,8 @@ def serve_upstream(port: int) -> None:
 # ---------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{url} exited:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer:\n{log.read_text(errors='replace')[-3000:]}")
+    wait_until_ready(url, process, lambda: log.read_text(errors="replace")[-3000:], 60)
 
 
 def call(method: str, url: str, body: Any, token: str | None = None) -> Any:
