@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,6 +50,18 @@ class Billing:
     ) -> Entry:
         """`charge` inside the caller's transaction, to commit with its other writes."""
         return self._charged(await ledger.charge(conn, account_id, amount, reference, note, source))
+
+    def charge_sqlite(
+        self,
+        connection: sqlite3.Connection,
+        account_id: str,
+        amount: int,
+        reference: str,
+        note: str | None = None,
+        source: Source = NO_SOURCE,
+    ) -> Entry:
+        """`charge` inside a transaction of `Database.write_now`, with the caller's other writes."""
+        return self._charged(ledger.charge_sqlite(connection, account_id, amount, reference, note, source))
 
     async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
         return self._returned(await ledger.settle_now(self.db, account_id, reference, actual))

@@ -198,9 +198,7 @@ class S3Storage(Storage):
         if access_key_env or secret_key_env:
             key_id = _required_env(access_key_env, "access_key_env")
             secret = _required_env(secret_key_env, "secret_key_env")
-        session = boto3.session.Session(
-            aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
-        )
+        session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region)
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": addressing_style},
@@ -305,9 +303,7 @@ class S3StorageConfig(BaseModel):
     @field_validator("prefix")
     @classmethod
     def _prefix_is_a_folder(cls, value: str) -> str:
-        if value and (
-            not value.endswith("/") or not re.fullmatch(r"[A-Za-z0-9_./-]+", value) or ".." in value
-        ):
+        if value and (not value.endswith("/") or not re.fullmatch(r"[A-Za-z0-9_./-]+", value) or ".." in value):
             raise ValueError("prefix must be empty or a folder path ending in '/'")
         return value
 

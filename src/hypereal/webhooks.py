@@ -74,9 +74,7 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def headers_for(
-    secret_or_secrets: str | Sequence[str], msg_id: str, timestamp: int, body: bytes
-) -> dict[str, str]:
+def headers_for(secret_or_secrets: str | Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The three Standard Webhooks headers; several secrets give space-separated signatures."""
     secrets = [secret_or_secrets] if isinstance(secret_or_secrets, str) else list(secret_or_secrets)
     if not secrets:

@@ -4,6 +4,7 @@ an upstream handle, and the synchronous wait giving way to 202."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,44 @@ async def test_a_swept_job_stuck_in_its_provider_frees_the_worker_slot(
     done = await stack.wait_done(account, after)
     assert done["status"] == "completed"
     assert (await stack.job(account, stuck))["status"] == "failed"
+
+
+async def test_a_worker_with_every_slot_taken_waits_for_a_slot_instead_of_spinning(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_client: Callable[[Services], httpx.AsyncClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Jobs submitted while the worker is full wake it; it used to answer each wake-up by
+    looping without waiting (the signal was only cleared when a slot was free), a busy loop
+    taking a CPU for as long as the slots stayed taken."""
+    stack = await start_stack(tmp_path, make_settings, make_services, make_client, concurrency=1)
+    account = await stack.account(credits=100)
+    stuck = (await stack.submit_video(account, outcome="never")).json()["jobId"]
+
+    async def submitting() -> bool:
+        return (await job_row(stack.services, stuck)).stage == "submitting"
+
+    await wait_for(submitting, what="the only worker slot to take the stuck job")
+    waits = 0
+    real_wait_for = asyncio.wait_for
+
+    def counting_wait_for(awaitable: Any, timeout: float | None) -> Any:
+        nonlocal waits
+        waits += 1
+        return real_wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(asyncio, "wait_for", counting_wait_for)
+    queued = [(await stack.submit_video(account)).json()["jobId"] for _ in range(3)]
+    await asyncio.sleep(0.3)
+    monkeypatch.undo()
+
+    assert waits < 20, f"the claim loop went round {waits} times while no slot was free"
+    assert [(await job_row(stack.services, job_id)).stage for job_id in queued] == ["queued"] * 3
+    await set_job(stack.services, stuck, deadline_at=1.0)
+    assert stack.worker is not None
+    assert await stack.worker.sweep() == 1
+    # The stuck job's slot comes back (at the heartbeat that finds it ended) and the queue moves.
+    for job_id in queued:
+        assert (await stack.wait_done(account, job_id))["status"] == "completed"

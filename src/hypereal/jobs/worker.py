@@ -66,6 +66,7 @@ class Worker:
         self._held: dict[str, asyncio.Task[None]] = {}
         """The jobs whose leases this worker holds, and the task working on each."""
         self._heartbeat: asyncio.Task[None] | None = None
+        self._slot_freed = asyncio.Event()
 
     def start(self) -> None:
         self._loops = [
@@ -88,21 +89,26 @@ class Worker:
         signal = self.engine.signals.new_jobs
         while True:
             free = self.concurrency - len(self._running)
+            if free <= 0:
+                # Every slot is taken: only a job ending (`_done`) makes room. New jobs are
+                # not looked for meanwhile, and their wake-ups are not answered one by one.
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            signal.clear()
             claimed: list[Job] = []
-            if free > 0:
-                signal.clear()
-                try:
-                    async with self.engine.db.write() as conn:
-                        claimed = await store.claim(conn, self.owner, self.settings.job_lease_seconds, free)
-                except Exception:
-                    log.exception("claiming jobs failed")
-                for job in claimed:
-                    task = asyncio.create_task(self._work(job), name=f"job-{job.id}")
-                    self._held[job.id] = task
-                    self._running.add(task)
-                    task.add_done_callback(self._done)
-                if claimed and (self._heartbeat is None or self._heartbeat.done()):
-                    self._heartbeat = asyncio.create_task(self._renew_leases(), name="job-heartbeat")
+            try:
+                async with self.engine.db.write() as conn:
+                    claimed = await store.claim(conn, self.owner, self.settings.job_lease_seconds, free)
+            except Exception:
+                log.exception("claiming jobs failed")
+            for job in claimed:
+                task = asyncio.create_task(self._work(job), name=f"job-{job.id}")
+                self._held[job.id] = task
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            if claimed and (self._heartbeat is None or self._heartbeat.done()):
+                self._heartbeat = asyncio.create_task(self._renew_leases(), name="job-heartbeat")
             if claimed and len(claimed) == free:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -111,6 +117,7 @@ class Worker:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         # A slot is free: look for more work now rather than at the next idle tick.
+        self._slot_freed.set()
         self.engine.signals.new_jobs.set()
 
     async def _work(self, job: Job) -> None:

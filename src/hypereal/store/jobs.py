@@ -6,15 +6,17 @@ SQLite has one writer at a time, so the claiming transaction is already exclusiv
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
+from hypereal.store.compiled import SqliteStatement
 from hypereal.store.tables import delivery_attempts, jobs, webhook_deliveries
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = "queued", "running", "completed", "failed", "canceled"
@@ -61,7 +63,25 @@ def _job(row: Any) -> Job:
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(jobs.insert().values(**values))
+    await conn.execute(jobs.insert(), values)
+
+
+async def exists(conn: AsyncConnection, job_id: str, account_id: str) -> bool:
+    return (await conn.execute(_EXISTS, {"b_id": job_id, "b_account": account_id})).first() is not None
+
+
+_EXISTS = select(jobs.c.id).where(jobs.c.id == bindparam("b_id"), jobs.c.account_id == bindparam("b_account"))
+_SQLITE_INSERT = SqliteStatement(jobs.insert(), column_keys=[column.name for column in jobs.c])
+_SQLITE_EXISTS = SqliteStatement(_EXISTS)
+
+
+def insert_sqlite(connection: sqlite3.Connection, values: dict[str, Any]) -> None:
+    """`insert` on the raw connection, inside the caller's transaction (`Database.write_now`)."""
+    _SQLITE_INSERT(connection, **values)
+
+
+def exists_sqlite(connection: sqlite3.Connection, job_id: str, account_id: str) -> bool:
+    return bool(_SQLITE_EXISTS(connection, b_id=job_id, b_account=account_id))
 
 
 async def get(conn: AsyncConnection, job_id: str, account_id: str | None = None) -> Job:

@@ -24,19 +24,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import BigInteger, String, bindparam, func, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement
 
 from hypereal.bounds import MAX_BALANCE_CREDITS
 from hypereal.errors import InsufficientCredits, NotFound, ValidationFailed
+from hypereal.store.compiled import SqliteStatement
 from hypereal.store.db import Database
 from hypereal.store.tables import accounts, ledger
 from hypereal.units import to_credits, to_milli
@@ -150,25 +147,12 @@ _CHARGE_ONE_STATEMENT = (
 )
 
 
-class _SqliteStatement:
-    """A statement above compiled once for the raw sqlite3 connection: one SQL text for both paths."""
-
-    def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
-        compiled = statement.compile(dialect=sqlite.dialect(), column_keys=column_keys)
-        assert isinstance(compiled, SQLCompiler)
-        self.sql = compiled.string
-        self.names: Sequence[str] = compiled.positiontup or []
-
-    def __call__(self, connection: sqlite3.Connection, **params: Any) -> list[Any]:
-        return connection.execute(self.sql, [params[name] for name in self.names]).fetchall()
-
-
-_SQLITE_FIND = _SqliteStatement(_FIND)
-_SQLITE_BY_REFERENCE = _SqliteStatement(_BY_REFERENCE)
-_SQLITE_DEBIT = _SqliteStatement(_DEBIT)
-_SQLITE_CREDIT = _SqliteStatement(_CREDIT)
-_SQLITE_BALANCE = _SqliteStatement(_BALANCE)
-_SQLITE_INSERT = _SqliteStatement(_INSERT, column_keys=_ROW)
+_SQLITE_FIND = SqliteStatement(_FIND)
+_SQLITE_BY_REFERENCE = SqliteStatement(_BY_REFERENCE)
+_SQLITE_DEBIT = SqliteStatement(_DEBIT)
+_SQLITE_CREDIT = SqliteStatement(_CREDIT)
+_SQLITE_BALANCE = SqliteStatement(_BALANCE)
+_SQLITE_INSERT = SqliteStatement(_INSERT, column_keys=_ROW)
 
 
 async def find(conn: AsyncConnection, account_id: str, reference: str, kind: str) -> Entry | None:
@@ -371,7 +355,7 @@ async def charge_now(
         raise ValueError("charge amount must be >= 0")
     if db.is_sqlite:
         return await db.write_now(
-            lambda connection: _charge_sqlite(connection, account_id, amount, reference, note, source)
+            lambda connection: charge_sqlite(connection, account_id, amount, reference, note, source)
         )
     now = time.time()
     params = {
@@ -415,7 +399,7 @@ async def settle_now(db: Database, account_id: str, reference: str, actual: int)
     """`settle` in a transaction of its own."""
     if db.is_sqlite:
         return await db.write_now(
-            lambda connection: _after_charge_sqlite(connection, account_id, reference, SETTLE, actual, None)
+            lambda connection: _aftercharge_sqlite(connection, account_id, reference, SETTLE, actual, None)
         )
     async with db.write() as conn:
         return await settle(conn, account_id, reference, actual)
@@ -426,7 +410,7 @@ def settle_soon(db: Database, account_id: str, reference: str, actual: int) -> a
     (`Database.write_soon`), on PostgreSQL a transaction of its own in a task."""
     if db.is_sqlite:
         return db.write_soon(
-            lambda connection: _after_charge_sqlite(connection, account_id, reference, SETTLE, actual, None)
+            lambda connection: _aftercharge_sqlite(connection, account_id, reference, SETTLE, actual, None)
         )
     return asyncio.ensure_future(settle_now(db, account_id, reference, actual))
 
@@ -435,7 +419,7 @@ async def refund_now(db: Database, account_id: str, reference: str, note: str | 
     """`refund` in a transaction of its own."""
     if db.is_sqlite:
         return await db.write_now(
-            lambda connection: _after_charge_sqlite(connection, account_id, reference, REFUND, 0, note)
+            lambda connection: _aftercharge_sqlite(connection, account_id, reference, REFUND, 0, note)
         )
     async with db.write() as conn:
         return await refund(conn, account_id, reference, note)
@@ -446,16 +430,17 @@ async def refund_now(db: Database, account_id: str, reference: str, note: str | 
 # retry finds the first row instead of racing it to the unique constraint.
 
 
-def _charge_sqlite(
+def charge_sqlite(
     connection: sqlite3.Connection, account_id: str, amount: int, reference: str, note: str | None, source: Source
 ) -> Entry:
+    """`charge` on the raw connection, inside the caller's transaction (`Database.write_now`)."""
     found = _SQLITE_FIND(connection, b_account=account_id, b_reference=reference, b_kind=CHARGE)
     if found:
         return Entry(*found[0])
     return _append_sqlite(connection, account_id, CHARGE, -amount, reference, note, source)
 
 
-def _after_charge_sqlite(
+def _aftercharge_sqlite(
     connection: sqlite3.Connection, account_id: str, reference: str, kind: str, actual: int, note: str | None
 ) -> Entry | None:
     rows = _SQLITE_BY_REFERENCE(connection, b_account=account_id, b_reference=reference)
