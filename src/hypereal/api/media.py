@@ -14,7 +14,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from hypereal.api import schemas
-from hypereal.api.deps import CurrentKey, JsonBody, ServicesDep
+from hypereal.api.deps import authorized_body
+from hypereal.api.fastlane import fast
 from hypereal.api.idempotency import idempotent
 from hypereal.api.openapi import IDEMPOTENCY_KEY, errors, json_body
 from hypereal.api.responses import JsonResponse
@@ -170,8 +171,10 @@ async def _run(
     responses=WAITED,
     openapi_extra=json_body(schemas.ImageRequest, parameters=[IDEMPOTENCY_KEY]),
 )
-async def generate_image(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+@fast
+async def generate_image(request: Request) -> Response:
     """Generate or edit an image; answers with the image URL when done (synchronous)."""
+    principal, services, body = await authorized_body(request)
 
     async def handle(job_id: str | None) -> Response:
         spec = _model(services, body, ("image", "image-edit"))
@@ -203,8 +206,10 @@ async def generate_image(request: Request, body: JsonBody, principal: CurrentKey
     response_model=schemas.JobAccepted,
     openapi_extra=json_body(schemas.VideoRequest, parameters=[IDEMPOTENCY_KEY]),
 )
-async def generate_video(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+@fast
+async def generate_video(request: Request) -> Response:
     """Start a video generation; poll `pollUrl` or receive the result at `webhook_url`."""
+    principal, services, body = await authorized_body(request)
 
     async def handle(job_id: str | None) -> Response:
         submission = _submission(services, principal, body, _model(services, body, ("video",)), job_id)
@@ -225,8 +230,10 @@ async def generate_video(request: Request, body: JsonBody, principal: CurrentKey
     responses=WAITED,
     openapi_extra=json_body(schemas.AudioRequest, parameters=[IDEMPOTENCY_KEY]),
 )
-async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+@fast
+async def generate_audio(request: Request) -> Response:
     """Speech, voice cloning or transcription; asynchronous when `webhook_url` is given."""
+    principal, services, body = await authorized_body(request)
 
     async def handle(job_id: str | None) -> Response:
         submission = _submission(services, principal, body, _model(services, body, ("audio",)), job_id)
@@ -259,8 +266,10 @@ async def generate_audio(request: Request, body: JsonBody, principal: CurrentKey
     responses=WAITED,
     openapi_extra=json_body(schemas.ThreeDRequest, parameters=[IDEMPOTENCY_KEY]),
 )
-async def generate_3d(request: Request, body: JsonBody, principal: CurrentKey, services: ServicesDep) -> Response:
+@fast
+async def generate_3d(request: Request) -> Response:
     """Image or multiview to a GLB model; asynchronous when `webhook_url` is given."""
+    principal, services, body = await authorized_body(request)
 
     async def handle(job_id: str | None) -> Response:
         submission = _submission(services, principal, body, _model(services, body, ("3d",)), job_id)
