@@ -159,8 +159,18 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], describe: Calla
         except urllib.error.HTTPError:
             return
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.01)
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s:\n{describe()}")
+
+
+def resident_mb(pid: int | None) -> float | None:
+    """Resident memory of the process `pid` (Linux), in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, TypeError):
+        return None
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), None)
+    return int(line.split()[1]) / 1024 if line else None
 
 
 def http_json(method: str, url: str, body: dict[str, Any] | None, token: str) -> Any:
@@ -193,6 +203,9 @@ class Target:
     authorization: str | None = None
     pid: int | None = None
     balance: Callable[[], float] | None = None
+    ready_seconds: float | None = None
+    """From the process's start to its first answer (hypereal: /healthz)."""
+    resident_mb_at_start: float | None = None
 
     def url(self, stream: bool) -> str:
         return self.base_url + (self.stream_path if stream else self.plain_path)
@@ -271,9 +284,12 @@ def start_hypereal(
     command = [sys.executable, "-m", "hypereal.cli", "serve", "--port", str(port)]
     if not worker:
         command.append("--no-worker")
+    began = time.monotonic()
     process = processes.start(name, command, env, pinned=True)
     base = f"http://127.0.0.1:{port}"
     wait_until_ready(base + "/healthz", process, lambda: processes.log_tail(name), 60)
+    ready_seconds = time.monotonic() - began
+    resident = resident_mb(process.pid)
     account = http_json("POST", base + "/v1/admin/accounts", {"name": "bench", "credits": ACCOUNT_CREDITS}, ADMIN_KEY)
     key = http_json(
         "POST",
@@ -293,6 +309,8 @@ def start_hypereal(
         authorization=f"Bearer {key}",
         pid=process.pid,
         balance=balance,
+        ready_seconds=ready_seconds,
+        resident_mb_at_start=resident,
     )
 
 
@@ -781,6 +799,12 @@ def main() -> None:
                 target = start()
                 before = target.balance() if target.balance else None
                 results += measure(target, connections, args.duration, directory, args.profile)
+                if target.ready_seconds is not None:
+                    notes.append(
+                        f"{name}: answered {target.ready_seconds:.2f} s after its start, on a new data directory;"
+                        f" resident memory {target.resident_mb_at_start or 0:.0f} MB then,"
+                        f" {resident_mb(target.pid) or 0:.0f} MB after its runs"
+                    )
                 if target.balance is not None and before is not None:
                     billed = before - target.balance()
                     calls = sum(f.requests for f in results if f.target == name)

@@ -66,6 +66,10 @@ class Run:
     wal_end_mb: float
     left_on_disk_mb: float
     capped: bool
+    resident_start_mb: float | None = None
+    """The server's resident memory once it answered, before any call."""
+    resident_end_mb: float | None = None
+    """... and at the end of the load, before it stopped."""
 
 
 class LogWatch:
@@ -153,6 +157,7 @@ def sustain(
     seconds = time.monotonic() - started
     figures = llm_gateway.wrk_figures(target, False, connections, wrk.returncode, stdout, stderr, cpu_before, cpu_after)
     wal_end = size_of(wal)
+    resident_end = llm_gateway.resident_mb(target.pid)
     process = next((p for p in processes.running if p.pid == target.pid), None)
     if process is not None:
         processes.stop(process)
@@ -171,6 +176,8 @@ def sustain(
         wal_end_mb=wal_end / MB,
         left_on_disk_mb=left / MB,
         capped=capped.is_set(),
+        resident_start_mb=target.resident_mb_at_start,
+        resident_end_mb=resident_end,
     )
     # The database itself is gone with the temporary directory; only the figures stay.
     shutil.rmtree(directory / name, ignore_errors=True)
@@ -197,6 +204,13 @@ def report(runs: list[Run]) -> None:
     baseline = [run for run in runs if run.name.startswith("baseline")]
     peak = max(run.wal_peak_mb for run in current)
     print(f"log peak under {PEAK_TARGET_MB:.0f} MB: {peak:.1f} MB -> {'met' if peak < PEAK_TARGET_MB else 'NOT met'}")
+    for run in current:
+        if run.resident_start_mb is None or run.resident_end_mb is None:
+            continue
+        start, end = run.resident_start_mb, run.resident_end_mb
+        print(f"{run.name}: resident memory {start:.0f} MB after start ({'met' if start <= 120 else 'NOT met'}:"
+              f" <= 120 MB), {end:.0f} MB after the load ({100 * (end / start - 1):+.0f}%,"
+              f" {'met' if end <= start * 1.2 else 'NOT met'}: within 20%)")  # fmt: skip
     if not baseline:
         return
     # Medians over the rounds: other work on the machine moves single runs by more than a change does.

@@ -163,9 +163,7 @@ async def test_with_the_default_lease_a_dead_workers_job_resumes_within_seconds(
     survivor = next(worker for worker in pool if worker is not dead)
     dead.kill()
 
-    await wait_for(
-        lambda: _owned_by(stack, job_id, survivor), TAKEOVER_SECONDS, what="the live worker to take the job"
-    )
+    await wait_for(lambda: _owned_by(stack, job_id, survivor), TAKEOVER_SECONDS, what="the live worker to take the job")
     done = await stack.wait_done(account, job_id, RECOVERY_SECONDS)
     assert done["status"] == "completed", done
     entries = await stack.ledger(account)

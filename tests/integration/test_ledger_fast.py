@@ -241,6 +241,45 @@ async def test_settlements_made_in_one_turn_share_one_commit_on_both_databases(
     assert (await balance_and_total(db, account.id)) == (to_milli(100 - 20 * 2),) * 2
 
 
+async def test_reservations_made_in_one_turn_share_one_commit_and_stop_at_zero(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    """Concurrent chat calls' reservations commit together on SQLite, each still guarded by the
+    balance: the ones the balance cannot cover fail alone, the others are charged."""
+    account = await make_account(credits=10)
+    db = services.db
+    statements = counted_commits(db) if db.is_sqlite else []
+
+    outcomes = await asyncio.gather(*(try_charge(db, account.id, f"chat_{n}") for n in range(5)))
+
+    charged = [outcome for outcome in outcomes if isinstance(outcome, Entry)]
+    assert len(charged) == 3  # 3 x 3 credits out of 10
+    assert sum(isinstance(outcome, InsufficientCredits) for outcome in outcomes) == 2
+    if db.is_sqlite:
+        assert statements.count("COMMIT") == 1
+    assert (await balance_and_total(db, account.id)) == (to_milli(1),) * 2
+
+
+async def test_a_reservation_whose_caller_gives_up_before_its_commit_is_never_made(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("queued writes sharing a commit are SQLite's")
+    account = await make_account(credits=10)
+    db = services.db
+
+    abandoned = asyncio.ensure_future(ledger.charge_now(db, account.id, PRICE, "chat_abandoned"))
+    kept = asyncio.ensure_future(ledger.charge_now(db, account.id, PRICE, "chat_kept"))
+    await asyncio.sleep(0)  # both queued, neither committed
+    abandoned.cancel()
+    await kept
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+
+    assert [entry.reference for entry in await rows(db, account.id) if entry.kind == CHARGE] == ["chat_kept"]
+    assert (await balance_and_total(db, account.id)) == (to_milli(7),) * 2
+
+
 async def test_a_failing_queued_write_undoes_only_its_own_writes(
     services: Services, make_account: Callable[..., Awaitable[TestAccount]]
 ) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 
 from hypereal.settings import load_settings
 from hypereal.store.db import Database
-from hypereal.store.migrate import _config, schema_drift, upgrade
+from hypereal.store.migrate import HEAD, _config, schema_drift, upgrade
 from hypereal.store.tables import metadata
 
 MIGRATIONS = Path(__file__).parents[2] / "src" / "hypereal" / "store" / "migrations" / "versions"
@@ -152,3 +152,42 @@ INSERT INTO ledger (account_id, kind, amount, balance_after, reference, note, cr
  ('acc_1', 'charge', -20000, 80000, 'chat_1', 'chat local-echo', 4.0),
  ('acc_1', 'settle', 10000, 90000, 'chat_1', NULL, 5.0)
 """
+
+
+def test_the_head_read_from_the_file_names_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS.parent))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+
+
+AT_HEAD_SCRIPT = """
+import asyncio, sys
+from hypereal.settings import load_settings
+from hypereal.store.db import Database
+from hypereal.store.migrate import HEAD, revision, upgrade
+
+async def main() -> None:
+    db = Database(load_settings(environ={}, database_url=sys.argv[1]).effective_database_url)
+    try:
+        await upgrade(db)
+        assert await revision(db) == HEAD
+    finally:
+        await db.close()
+    print("alembic" in sys.modules)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_start_on_a_current_database_does_not_load_alembic(empty_database: Database) -> None:
+    """Alembic is a third of a start's imports; a database at the head does not need it."""
+    await upgrade(empty_database)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AT_HEAD_SCRIPT, empty_database.url, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0
+    assert output.decode().strip() == "False"

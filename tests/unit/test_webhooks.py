@@ -101,9 +101,7 @@ def test_default_schedule_follows_standard_webhooks() -> None:
     assert webhooks.parse_schedule(as_text) == webhooks.DEFAULT_SCHEDULE
 
 
-@pytest.mark.parametrize(
-    "text", ["5,,300", "five", "-5", "5,300,x", "10w", "8d", "nan", "1e3", ",".join(["1"] * 51)]
-)
+@pytest.mark.parametrize("text", ["5,,300", "five", "-5", "5,300,x", "10w", "8d", "nan", "1e3", ",".join(["1"] * 51)])
 def test_parse_schedule_errors(text: str) -> None:
     with pytest.raises(ValueError, match="Invalid webhook retry schedule"):
         webhooks.parse_schedule(text)
@@ -170,9 +168,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def handle(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        state.calls.setdefault(name, []).append(
-            {"headers": dict(request.headers), "body": await request.read()}
-        )
+        state.calls.setdefault(name, []).append({"headers": dict(request.headers), "body": await request.read()})
         if name == "ok":
             return web.Response(status=204)
         if name == "broken":
@@ -220,12 +216,8 @@ async def test_deliver_success_is_signed(receiver: Receiver, guard: OutboundGuar
 async def test_deliver_keeps_the_id_across_retries(receiver: Receiver, guard: OutboundGuard) -> None:
     secrets = [webhooks.new_secret(), webhooks.new_secret()]
     now = int(time.time())
-    first = await webhooks.deliver(
-        guard, f"{receiver.base}/broken", BODY, "msg_same", secrets, timestamp=now - 60
-    )
-    second = await webhooks.deliver(
-        guard, f"{receiver.base}/broken", BODY, "msg_same", secrets, timestamp=now
-    )
+    first = await webhooks.deliver(guard, f"{receiver.base}/broken", BODY, "msg_same", secrets, timestamp=now - 60)
+    second = await webhooks.deliver(guard, f"{receiver.base}/broken", BODY, "msg_same", secrets, timestamp=now)
     assert [a.outcome for a in (first, second)] == ["retry", "retry"]
     assert (first.status, first.error, first.response) == (500, "HTTP 500", "boom")
     calls = receiver.calls["broken"]

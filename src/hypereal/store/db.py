@@ -103,7 +103,7 @@ class Database:
         if self._write_lock is None:
             raise RuntimeError("write_now is for SQLite databases")
         async with self._write_lock:
-            batch, self._queued = self._queued, []
+            batch, self._queued = _live(self._queued), []
             try:
                 outcome = self._inline_transaction(batch, work)
                 if outcome is None:
@@ -143,12 +143,15 @@ class Database:
             raise
 
     def write_soon(self, work: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
-        """SQLite: `work(connection)` in the next write transaction, for writes nobody waits on.
+        """SQLite: `work(connection)` in the next write transaction, shared with others.
 
         Writes queued in one turn of the event loop, and any made before the next
         `write_now`, commit together: one commit instead of one each, which is most of the
         cost of a small write. Each runs in a savepoint of its own, so one that fails undoes
         only its own writes; the future holds its result or its exception once committed.
+        A caller may await it (a chat call's reservation, committed before the upstream
+        call) or not (its settlement). A future cancelled before its transaction began (its
+        caller gave up) is left out of it: the write never happens.
         """
         if self._write_lock is None:
             raise RuntimeError("write_soon is for SQLite databases")
@@ -165,6 +168,7 @@ class Database:
     def _flush_queued(self) -> None:
         """Commit what `write_soon` queued: at once when nothing holds the write lock, else in turn."""
         self._flush_scheduled = False
+        self._queued = _live(self._queued)
         if not self._queued:
             return
         assert self._write_lock is not None
@@ -341,6 +345,11 @@ def _in_savepoint(
         return None, exc
     connection.execute("RELEASE queued")
     return value, None
+
+
+def _live(queued: list[_Queued]) -> list[_Queued]:
+    """The queued writes whose callers still want them."""
+    return [write for write in queued if not write.future.cancelled()]
 
 
 def _fail(batch: list[_Queued], error: BaseException) -> None:

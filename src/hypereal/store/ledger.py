@@ -25,6 +25,7 @@ import asyncio
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import BigInteger, String, bindparam, func, select, update
@@ -350,12 +351,14 @@ async def total(conn: AsyncConnection, account_id: str) -> int:
 async def charge_now(
     db: Database, account_id: str, amount: int, reference: str, note: str | None = None, source: Source = NO_SOURCE
 ) -> Entry:
-    """`charge` in a transaction of its own: one trip to SQLite's thread, one statement on PostgreSQL."""
+    """`charge`, committed before this returns: on SQLite in the next shared commit
+    (`Database.write_soon`), so that the charges of concurrent calls share one; on PostgreSQL
+    one statement."""
     if amount < 0:
         raise ValueError("charge amount must be >= 0")
     if db.is_sqlite:
-        return await db.write_now(
-            lambda connection: charge_sqlite(connection, account_id, amount, reference, note, source)
+        return await db.write_soon(
+            partial(charge_sqlite, account_id=account_id, amount=amount, reference=reference, note=note, source=source)
         )
     now = time.time()
     params = {
