@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from hypereal.errors import UpstreamError
+from hypereal.jobs import worker as worker_module
 from hypereal.services import Services
 from hypereal.settings import Settings
 from hypereal.store.ledger import CHARGE, REFUND
@@ -309,3 +310,36 @@ async def test_a_worker_with_every_slot_taken_waits_for_a_slot_instead_of_spinni
     # The stuck job's slot comes back (at the heartbeat that finds it ended) and the queue moves.
     for job_id in queued:
         assert (await stack.wait_done(account, job_id))["status"] == "completed"
+
+
+async def test_an_idle_worker_looks_for_work_without_taking_the_write_lock(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    make_services: Callable[[Settings], Awaitable[Services]],
+    make_client: Callable[[Services], httpx.AsyncClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its claims and webhook rounds ask in a read first: on SQLite a write transaction, even
+    an empty one, makes every chat call's ledger write wait for it."""
+    monkeypatch.setattr(worker_module, "IDLE_POLL_SECONDS", 0.02)
+    stack = await start_stack(tmp_path, make_settings, make_services, make_client)
+    account = await stack.account(credits=100)
+    done = await stack.wait_done(account, (await stack.submit_video(account)).json()["jobId"])
+    assert done["status"] == "completed"
+    db = stack.services.db
+    writes = 0
+    real_write = db.write
+
+    def counting_write() -> Any:
+        nonlocal writes
+        writes += 1
+        return real_write()
+
+    monkeypatch.setattr(db, "write", counting_write)
+    await asyncio.sleep(0.5)  # some 25 idle rounds of each loop
+    monkeypatch.setattr(db, "write", real_write)
+    assert writes == 0
+
+    # Work that comes is still found and claimed.
+    after = (await stack.submit_video(account)).json()["jobId"]
+    assert (await stack.wait_done(account, after))["status"] == "completed"

@@ -28,9 +28,11 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import HyperealError, UpstreamError
 from hypereal.jobs.engine import JobEngine
@@ -98,8 +100,9 @@ class Worker:
             signal.clear()
             claimed: list[Job] = []
             try:
-                async with self.engine.db.write() as conn:
-                    claimed = await store.claim(conn, self.owner, self.settings.job_lease_seconds, free)
+                if await self._read(store.any_runnable):
+                    async with self.engine.db.write() as conn:
+                        claimed = await store.claim(conn, self.owner, self.settings.job_lease_seconds, free)
             except Exception:
                 log.exception("claiming jobs failed")
             for job in claimed:
@@ -257,6 +260,12 @@ class Worker:
             await self.engine.signals.job_submitted()
         return moved
 
+    async def _read(self, question: Callable[[AsyncConnection], Awaitable[bool]]) -> bool:
+        """Whether there is work, asked without the write lock: an idle worker checks every
+        second, and on SQLite each write transaction makes every other write wait for it."""
+        async with self.engine.db.read() as conn:
+            return await question(conn)
+
     async def _reread(self, job: Job) -> Job:
         async with self.engine.db.read() as conn:
             return await store.get(conn, job.id)
@@ -289,8 +298,10 @@ class Worker:
         while True:
             signal.clear()
             try:
-                async with self.engine.db.write() as conn:
-                    due = await store.claim_deliveries(conn, self.settings.webhook_timeout_seconds * 2, 20)
+                due: list[store.Delivery] = []
+                if await self._read(store.any_delivery_due):
+                    async with self.engine.db.write() as conn:
+                        due = await store.claim_deliveries(conn, self.settings.webhook_timeout_seconds * 2, 20)
                 if due:
                     await asyncio.gather(*(self._deliver(d) for d in due))
                     continue

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.errors import NotFound
@@ -113,14 +113,26 @@ async def _lock_free_ids(conn: AsyncConnection, query: Select[Any]) -> list[Any]
     return [row[0] for row in await conn.execute(query)]
 
 
-async def claim(conn: AsyncConnection, owner: str, lease_seconds: float, limit: int) -> list[Job]:
-    """Take up to `limit` runnable jobs: queued, due for a poll, or with an expired lease."""
-    now = time.time()
-    runnable = and_(
+def _runnable(now: float) -> ColumnElement[bool]:
+    """Queued, due for a poll, or with an expired lease."""
+    return and_(
         jobs.c.status.in_((QUEUED, RUNNING)),
         or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at < now),
         or_(jobs.c.next_poll_at.is_(None), jobs.c.next_poll_at <= now),
     )
+
+
+async def any_runnable(conn: AsyncConnection) -> bool:
+    """Whether `claim` would find a job: asked in a read, so that an idle worker never takes
+    the write lock (on SQLite every other write would queue behind it)."""
+    found = await conn.execute(select(jobs.c.id).where(_runnable(time.time())).limit(1))
+    return found.first() is not None
+
+
+async def claim(conn: AsyncConnection, owner: str, lease_seconds: float, limit: int) -> list[Job]:
+    """Take up to `limit` runnable jobs: queued, due for a poll, or with an expired lease."""
+    now = time.time()
+    runnable = _runnable(now)
     ids = await _lock_free_ids(conn, select(jobs.c.id).where(runnable).order_by(jobs.c.created_at).limit(limit))
     if not ids:
         return []
@@ -220,13 +232,23 @@ async def enqueue_delivery(
     )
 
 
-async def claim_deliveries(conn: AsyncConnection, lease_seconds: float, limit: int) -> list[Delivery]:
-    now = time.time()
-    due = and_(
+def _delivery_due(now: float) -> ColumnElement[bool]:
+    return and_(
         webhook_deliveries.c.status == "pending",
         webhook_deliveries.c.next_attempt_at <= now,
         or_(webhook_deliveries.c.lease_expires_at.is_(None), webhook_deliveries.c.lease_expires_at < now),
     )
+
+
+async def any_delivery_due(conn: AsyncConnection) -> bool:
+    """Whether `claim_deliveries` would find one; a read, as `any_runnable`."""
+    found = await conn.execute(select(webhook_deliveries.c.id).where(_delivery_due(time.time())).limit(1))
+    return found.first() is not None
+
+
+async def claim_deliveries(conn: AsyncConnection, lease_seconds: float, limit: int) -> list[Delivery]:
+    now = time.time()
+    due = _delivery_due(now)
     ids = await _lock_free_ids(
         conn, select(webhook_deliveries.c.id).where(due).order_by(webhook_deliveries.c.next_attempt_at).limit(limit)
     )
