@@ -584,10 +584,26 @@ def profiling(target: Target, directory: Path | None, label: str, seconds: float
             recorder.wait()
 
 
+PARTS = [
+    ("the ledger's writes", ("hypereal/store/", "hypereal/billing.py", "hypereal/llm/settlements.py")),
+    ("the upstream HTTP client", ("hypereal/providers/http1.py", "hypereal/providers/chat.py", "providers/openai.py")),
+    ("authentication and rate limit", ("hypereal/keys.py", "hypereal/ratelimit.py", "hypereal/api/deps.py")),
+    ("the gateway and routing", ("hypereal/llm/", "hypereal/routing/", "hypereal/catalog/", "hypereal/api/openai.py")),
+    (
+        "the edge, the fast lane, metrics",
+        ("api/edge.py", "api/fastlane.py", "hypereal/app.py", "metrics", "prometheus"),
+    ),
+    ("the HTTP server", ("uvicorn/", "hypereal/http_server.py", "starlette/", "httptools")),
+]
+"""What a sample is put down to: the innermost frame of its stack that one of these names."""
+
+
 def summarise_profile(path: Path, top: int = 12) -> str:
-    """The frames where most samples were (self) and hypereal's own frames that most samples passed through."""
+    """Samples by part of the server (PARTS), the frames where most samples were (self), and
+    hypereal's own frames that most samples passed through."""
     own: Counter[str] = Counter()
     ours: Counter[str] = Counter()
+    parts: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -596,12 +612,19 @@ def summarise_profile(path: Path, top: int = 12) -> str:
         frames, samples = stack.split(";"), int(count)
         total += samples
         own[frames[-1]] += samples
+        part = next(
+            (name for frame in reversed(frames) for name, marks in PARTS if any(mark in frame for mark in marks)),
+            "the event loop itself (uvloop, in C)",
+        )
+        parts[part] += samples
         for frame in set(frames):
             if "hypereal/" in frame and "hypereal/cli.py" not in frame:
                 ours[frame] += samples
     if not total:
         return f"{path.name}: no samples"
-    lines = [f"{path.name}: {total} samples; most time in (self):"]
+    lines = [f"{path.name}: {total} samples (Python, holding the interpreter); by part:"]
+    lines += [f"  {100 * n / total:5.1f}%  {part}" for part, n in parts.most_common()]
+    lines.append("  most time in (self):")
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines.append("  hypereal frames on the stack (inclusive):")
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in ours.most_common(top)]
