@@ -23,16 +23,20 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, unquote_to_bytes
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from hypereal.errors import InputFetchFailed
 from hypereal.mediatypes import KINDS, MediaKind
 from hypereal.providers.base import InputFile
+
+if TYPE_CHECKING:
+    # Imported where a session is opened: a process that fetches nothing never loads aiohttp.
+    import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
 
 MiB = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -153,46 +157,38 @@ def _refusal(address: str) -> str:
     return f"address {address} is not public ({_ALLOW_HINT})"
 
 
-class _CheckingResolver(AbstractResolver):
-    """Resolves and hands aiohttp only the addresses the allow policy accepts."""
-
-    def __init__(self, allow: AllowList) -> None:
-        self._allow = allow
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
-    ) -> list[ResolveResult]:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
-        trusted_name = self._allow.allows_host(host)
-        accepted: list[ResolveResult] = []
-        refused: list[str] = []
-        for fam, _, proto, _, sockaddr in infos:
-            address = str(sockaddr[0])
-            ip = _parse_ip(address)
-            # Scoped IPv6 addresses are link-local: refused unless the name itself is trusted.
-            scoped = fam == socket.AF_INET6 and len(sockaddr) >= 4 and bool(sockaddr[3])
-            if ip is None or (scoped and not trusted_name):
-                refused.append(address)
-                continue
-            if trusted_name or is_public(ip) or self._allow.allows_address(ip):
-                accepted.append(
-                    ResolveResult(
-                        hostname=host, host=address, port=int(sockaddr[1]), family=fam, proto=proto,
-                        flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
-                    )
-                )  # fmt: skip
-            else:
-                refused.append(address)
-        if not accepted:
-            if refused:
-                listed = ", ".join(sorted(set(refused))[:4])
-                raise _Blocked(f"{host} resolves only to non-public addresses ({listed}); {_ALLOW_HINT}")
-            raise _Blocked(f"{host} has no usable address")
-        return accepted
-
-    async def close(self) -> None:
-        return None
+async def _resolve(
+    allow: AllowList, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+) -> list[ResolveResult]:
+    """The addresses of `host` the allow policy accepts, as aiohttp's resolvers give them."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
+    trusted_name = allow.allows_host(host)
+    accepted: list[ResolveResult] = []
+    refused: list[str] = []
+    for fam, _, proto, _, sockaddr in infos:
+        address = str(sockaddr[0])
+        ip = _parse_ip(address)
+        # Scoped IPv6 addresses are link-local: refused unless the name itself is trusted.
+        scoped = fam == socket.AF_INET6 and len(sockaddr) >= 4 and bool(sockaddr[3])
+        if ip is None or (scoped and not trusted_name):
+            refused.append(address)
+            continue
+        if trusted_name or is_public(ip) or allow.allows_address(ip):
+            accepted.append(
+                {
+                    "hostname": host, "host": address, "port": int(sockaddr[1]), "family": fam, "proto": proto,
+                    "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                }
+            )  # fmt: skip
+        else:
+            refused.append(address)
+    if not accepted:
+        if refused:
+            listed = ", ".join(sorted(set(refused))[:4])
+            raise _Blocked(f"{host} resolves only to non-public addresses ({listed}); {_ALLOW_HINT}")
+        raise _Blocked(f"{host} has no usable address")
+    return accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +272,7 @@ class OutboundGuard:
         if _parse_ip(host) is not None:
             return
         try:
-            await _CheckingResolver(self.allow).resolve(host, target.port or 0)
+            await _resolve(self.allow, host, target.port or 0)
         except _Blocked as exc:
             raise _fail(url, str(exc)) from None
         except OSError as exc:
@@ -330,6 +326,8 @@ class OutboundGuard:
             raise _fail(url, f"timed out after {self.timeout:g} s") from exc
 
     async def _fetch_http(self, url: str, target: URL, media: MediaKind) -> InputFile:
+        import aiohttp
+
         session = self._client()
         headers = {"User-Agent": self.user_agent, "Accept": media.accept}
         for hop in range(MAX_REDIRECTS + 1):
@@ -430,6 +428,8 @@ class OutboundGuard:
 
         `time_limit` (seconds, default the guard's timeout) bounds the whole exchange.
         """
+        import aiohttp
+
         limit = self.timeout if time_limit is None else time_limit
         started = time.perf_counter()
 
@@ -464,7 +464,9 @@ class OutboundGuard:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(resolver=_CheckingResolver(self.allow), use_dns_cache=False)
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(resolver=_checking_resolver(self.allow), use_dns_cache=False)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 trust_env=False,  # proxies from the environment would bypass the address check
@@ -477,6 +479,25 @@ class OutboundGuard:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _checking_resolver(allow: AllowList) -> AbstractResolver:
+    """A resolver that hands aiohttp only the addresses the allow policy accepts.
+
+    Its class is made here, with the session, since it derives from an aiohttp class.
+    """
+    from aiohttp.abc import AbstractResolver
+
+    class CheckingResolver(AbstractResolver):
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+        ) -> list[ResolveResult]:
+            return await _resolve(allow, host, port, family)
+
+        async def close(self) -> None:
+            return None
+
+    return CheckingResolver()
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,16 +9,18 @@ helpers here, so the request path stays what it was:
   of the fast lane, and the routes that validate through `deps.parsed`), plus header
   parameters; `PUBLIC` for routes that need no key.
 
-The helpers hand their parts over as JSON text, since FastAPI drops every null from the
-document (`"param": null` in an example, a `null` default). `document()` then finishes
-what FastAPI generated: the carried parts go in place, the answer models' schemas are
-written again with their nulls, and FastAPI's 422 goes, since every validation error here
-is a 400.
+The helpers hand FastAPI a placeholder for each part, since FastAPI drops every null from
+the document (`"param": null` in an example, a `null` default), and the parts are made only
+when the document is: the models' JSON schemas were a tenth of the server's start, for a
+document few processes are ever asked for. `document()` then finishes what FastAPI
+generated: the carried parts go in place, the answer models' schemas are written again with
+their nulls, and FastAPI's 422 goes, since every validation error here is a 400.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import cache, partial
 from typing import Any
 
 import orjson
@@ -41,8 +43,8 @@ from hypereal.errors import (
 )
 
 CARRIED = "x-hypereal-carried"
-"""Where a helper's output keeps its part of the document (and the schemas its `$ref`s need)
-until `document()` puts it in place."""
+"""Where a helper's output keeps the key of its part of the document (made, with the schemas
+its `$ref`s need, by the maker of that key in `_PARTS`) until `document()` puts it in place."""
 REF = "#/components/schemas/{model}"
 
 DESCRIPTIONS = {
@@ -113,20 +115,42 @@ ANTHROPIC_HEADERS = (
 )
 
 
+Part = tuple[dict[str, Any], dict[str, Any]]
+"""A fragment of the document, and the component schemas its `$ref`s need."""
+_PARTS: dict[str, Callable[[], Part]] = {}
+
+
 def schema_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A `$ref` to `model`, and the component schemas it needs (itself and what it nests)."""
+    return {"$ref": REF.format(model=model.__name__)}, orjson.loads(_components(model))
+
+
+@cache
+def _components(model: type[BaseModel]) -> bytes:
     schema = model.model_json_schema(ref_template=REF)
     components = schema.pop("$defs", {})
     components[model.__name__] = schema
-    return {"$ref": REF.format(model=model.__name__)}, components
+    return orjson.dumps(components)
 
 
-def _carried(fragment: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
-    return {CARRIED: orjson.dumps({"fragment": fragment, "schemas": schemas}).decode()}
+def _carried(make: Callable[[], Part]) -> dict[str, Any]:
+    key = str(len(_PARTS))
+    _PARTS[key] = make
+    return {CARRIED: key}
+
+
+@cache
+def _part(key: str) -> bytes:
+    fragment, schemas = _PARTS[key]()
+    return orjson.dumps({"fragment": fragment, "schemas": schemas})
 
 
 def json_body(model: type[BaseModel], *, parameters: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """`openapi_extra` for an endpoint that reads a JSON body of `model`'s shape itself."""
+    return _carried(partial(_json_body, model, tuple(parameters)))
+
+
+def _json_body(model: type[BaseModel], parameters: tuple[Mapping[str, Any], ...]) -> Part:
     ref, schemas = schema_of(model)
     media: dict[str, Any] = {"schema": ref}
     examples = schemas[model.__name__].get("examples")
@@ -135,7 +159,7 @@ def json_body(model: type[BaseModel], *, parameters: Iterable[Mapping[str, Any]]
     fragment: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": media}}}
     if parameters:
         fragment["parameters"] = [dict(parameter) for parameter in parameters]
-    return _carried(fragment, schemas)
+    return fragment, schemas
 
 
 def errors(
@@ -148,22 +172,28 @@ def errors(
 
     `render` is the surface's error renderer, which writes each status's example.
     """
+    return {status: _carried(partial(_error, status, shape, render, also)) for status in statuses}
+
+
+def _error(
+    status: int,
+    shape: type[BaseModel],
+    render: Callable[[HyperealError], dict[str, Any]],
+    also: type[BaseModel] | None,
+) -> Part:
     ref, schemas = schema_of(shape)
     schema = ref
     if also is not None:
         other, more = schema_of(also)
         schemas.update(more)
         schema = {"anyOf": [ref, other]}
-    found: dict[int | str, Any] = {}
-    for status in statuses:
-        fragment: dict[str, Any] = {
-            "description": DESCRIPTIONS[status],
-            "content": {"application/json": {"schema": schema, "example": render(EXAMPLES[status])}},
-        }
-        if status == 429:
-            fragment["headers"] = RATE_LIMIT_HEADERS
-        found[status] = _carried(fragment, schemas)
-    return found
+    fragment: dict[str, Any] = {
+        "description": DESCRIPTIONS[status],
+        "content": {"application/json": {"schema": schema, "example": render(EXAMPLES[status])}},
+    }
+    if status == 429:
+        fragment["headers"] = RATE_LIMIT_HEADERS
+    return fragment, schemas
 
 
 def event_stream(data: type[BaseModel], *, done: bool = False, error: type[BaseModel] | None = None) -> dict[str, Any]:
@@ -172,6 +202,10 @@ def event_stream(data: type[BaseModel], *, done: bool = False, error: type[BaseM
     Each event is described by `itemSchema` (OpenAPI 3.2's keyword, which FastAPI's own streams
     use too). `done`: the stream ends with a `data: [DONE]` event, OpenAI's terminator, no JSON.
     """
+    return _carried(partial(_event_stream, data, done, error))
+
+
+def _event_stream(data: type[BaseModel], done: bool, error: type[BaseModel] | None) -> Part:
     ref, schemas = schema_of(data)
     payload = ref
     if error is not None:
@@ -188,7 +222,7 @@ def event_stream(data: type[BaseModel], *, done: bool = False, error: type[BaseM
         "properties": {"event": {"type": "string"}, "data": data_schema},
         "description": f"One server-sent event; `data` holds a {data.__name__}.",
     }
-    return _carried({"content": {"text/event-stream": {"itemSchema": event}}}, schemas)
+    return {"content": {"text/event-stream": {"itemSchema": event}}}, schemas
 
 
 def document(spec: dict[str, Any]) -> dict[str, Any]:
@@ -226,9 +260,9 @@ def _api_models() -> dict[str, type[BaseModel]]:
 
 
 def _unpack(target: dict[str, Any], schemas: dict[str, Any]) -> None:
-    text = target.pop(CARRIED, None)
-    if text is not None:
-        carried = orjson.loads(text)
+    key = target.pop(CARRIED, None)
+    if key is not None:
+        carried = orjson.loads(_part(key))
         schemas.update(carried["schemas"])
         _merge(target, carried["fragment"])
 

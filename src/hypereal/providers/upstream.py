@@ -20,15 +20,17 @@ import mimetypes
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from hypereal.catalog.providers import QueueConfig
 from hypereal.errors import BadRequest, HyperealError, Unavailable, UpstreamError
 from hypereal.providers import failures
 from hypereal.providers.base import Output
+
+if TYPE_CHECKING:
+    # Imported with the first session: a server with no upstream configured never loads aiohttp.
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ class UpstreamClient:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            import aiohttp
+
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_connections),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -123,6 +127,8 @@ class UpstreamClient:
         `retry_on` marks a poll: network failures, timeouts and those statuses then raise
         RetryLater instead of failing the job.
         """
+        import aiohttp
+
         key = self.config.api_key()
         if not key:
             raise Unavailable(f"{self.name} is not configured: {self.config.api_key_env} is not set")

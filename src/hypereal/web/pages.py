@@ -23,10 +23,9 @@ import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -36,6 +35,9 @@ from hypereal.services import Services
 from hypereal.sessions import CSRF_FIELD, ConsoleSession, check_csrf, session_of
 from hypereal.settings import Settings
 from hypereal.units import to_credits
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -51,6 +53,9 @@ class SignInNeeded(Exception):
 
 @cache
 def environment() -> Environment:
+    # Imported with the first page rendered: a server only the API is asked of never loads Jinja2.
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(["html"], default_for_string=True),
