@@ -187,6 +187,8 @@ def http_json(method: str, url: str, body: dict[str, Any] | None, token: str) ->
 def clean_environ(extra: dict[str, str]) -> dict[str, str]:
     """This environment without any HYPEREAL_* setting of the caller's shell, plus `extra`."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("HYPEREAL_")}
+    # As an installed server runs: with its modules' bytecode cached, not compiled at every start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra)
     return env
 
