@@ -13,6 +13,7 @@ backstop for deployments with neither.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import logging
 import os
@@ -79,6 +80,11 @@ class EpochFileInvalidation(Invalidation):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Asked on every request: a file that exists is found without raising (a missing one
+        # cost an exception per call). Made once, as a revocation would make it.
+        if not path.exists():
+            with contextlib.suppress(OSError):
+                self._write()
         self._seen = self._stamp()
 
     def _stamp(self) -> tuple[int, int]:
@@ -98,6 +104,11 @@ class EpochFileInvalidation(Invalidation):
         return False
 
     async def publish(self) -> None:
+        self._write()
+        # Our own cache is cleared by the caller; don't clear it a second time on the next check.
+        self._seen = self._stamp()
+
+    def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A temporary name of our own: processes revoking at the same moment must not replace
         # each other's half-written file (the loser's rename would fail after its revocation).
@@ -105,8 +116,6 @@ class EpochFileInvalidation(Invalidation):
         with os.fdopen(handle, "w") as file:
             file.write(str(time.time_ns()))
         os.replace(temporary, self.path)
-        # Our own cache is cleared by the caller; don't clear it a second time on the next check.
-        self._seen = self._stamp()
 
 
 class BusInvalidation(Invalidation):

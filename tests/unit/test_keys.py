@@ -49,3 +49,16 @@ def test_processes_revoking_at_once_do_not_trip_over_each_other(tmp_path: Path) 
         failures = pool.starmap(_publish_many, [(path, 1500), (path, 1500)])
     assert failures == [0, 0]
     assert [p.name for p in tmp_path.iterdir()] == ["keys.epoch"]  # no temporary files left behind
+
+
+async def test_the_epoch_file_is_made_at_start_so_the_check_per_request_finds_it(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "keys.epoch"
+    first = EpochFileInvalidation(path)
+    assert path.exists()
+    # A second process starting on the same file does not count as a revocation...
+    second = EpochFileInvalidation(path)
+    assert not first.changed() and not second.changed()
+    # ...and a revocation is still seen by the others.
+    await second.publish()
+    assert first.changed()
+    assert not first.changed()
