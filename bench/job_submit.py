@@ -97,10 +97,11 @@ class CallTarget(Target):
 
 
 def measure(
-    server: Target, connections: list[int], seconds: float, directory: Path, profile: Path | None
+    server: Target, connections: list[int], seconds: float, directory: Path, profile: Path | None, worker: bool
 ) -> list[Figures]:
     results = []
-    for call in CALLS:
+    # Without a worker in the process nothing would ever answer a synchronous call.
+    for call in CALLS if worker else [c for c in CALLS if c.name != "image"]:
         target = CallTarget(server, call)
         for count in connections:
             llm_gateway.run_wrk(target, False, count, llm_gateway.WARM_UP_SECONDS, directory)
@@ -190,7 +191,7 @@ def main() -> None:
                     catalog_text=CATALOG,
                 )
                 try:
-                    results += measure(server, connections, args.duration, directory, args.profile)
+                    results += measure(server, connections, args.duration, directory, args.profile, worker)
                 finally:
                     processes.stop_all()
         except KeyboardInterrupt:

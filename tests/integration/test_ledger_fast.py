@@ -202,7 +202,7 @@ async def test_the_log_of_fast_commits_is_checkpointed(
 ) -> None:
     if not services.db.is_sqlite:
         pytest.skip("write-ahead log checkpoints are SQLite's")
-    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY_COMMITS", 50)
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY_WRITES", 50)
     account = await make_account(credits=100_000)
     wal = services.db._database + "-wal"
 
@@ -215,6 +215,49 @@ async def test_the_log_of_fast_commits_is_checkpointed(
     # SQLite starts writing the log from its beginning again.
     assert (await anyio.Path(wal).stat()).st_size < 4 * 1024 * 1024
     assert (await balance_and_total(services.db, account.id))[0] == to_milli(100_000) - 2000
+
+
+async def test_a_log_a_reader_kept_from_starting_over_starts_over_soon_after(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader's snapshot blocks the restart of a round; the next try comes a few commits
+    later, not a whole round later, so the log does not grow for a round more."""
+    if not services.db.is_sqlite:
+        pytest.skip("write-ahead log checkpoints are SQLite's")
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY_WRITES", 1_000_000)
+    account = await make_account(credits=100_000)
+    db = services.db
+    for n in range(300):
+        await ledger.charge_now(db, account.id, 1, f"chat_{n}")
+    before = log_frames(db)  # (copies them to the database too: a reader then reads from the file)
+    await ledger.charge_now(db, account.id, 1, "chat_in_the_log")  # the reader's snapshot ends in the log
+    reader = sqlite3.connect(db._database)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM ledger").fetchone()  # a snapshot: the log cannot start over
+
+    await db._run_checkpoint()
+    assert db._restart_blocked
+    reader.rollback()
+    reader.close()
+    for n in range(db_module.RESTART_RETRY_WRITES):
+        await ledger.charge_now(db, account.id, 1, f"chat_after_{n}")
+    assert db._checkpoint is not None
+    await db._checkpoint
+
+    assert not db._restart_blocked
+    await ledger.charge_now(db, account.id, 1, "chat_last")
+    # The log started over: it holds the few commits made since, not the 300 before.
+    assert log_frames(db) < before / 3
+
+
+def log_frames(db: Database) -> int:
+    """How many frames the write-ahead log holds now."""
+    probe = sqlite3.connect(db._database)
+    try:
+        frames: int = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        return frames
+    finally:
+        probe.close()
 
 
 def counted_commits(db: Database) -> list[str]:

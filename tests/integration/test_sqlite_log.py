@@ -30,7 +30,7 @@ LIMIT = 512 * 1024
 @pytest.fixture
 async def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Database]:
     # Checkpoints every few commits and a small limit, so that a few thousand writes show it.
-    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY_COMMITS", 20)
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY_WRITES", 20)
     monkeypatch.setattr(db_module, "WAL_SIZE_LIMIT", LIMIT)
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
     await database.write_now(lambda connection: connection.execute("CREATE TABLE rows (data BLOB)"))
@@ -52,7 +52,7 @@ async def checkpoint_round(database: Database) -> None:
     """Let the checkpoint under way finish, write until the next one starts and let it finish,
     then write once more: the write that may start the log over."""
     await checkpoint_done(database)
-    await write_without_pause(database, db_module.CHECKPOINT_EVERY_COMMITS)
+    await write_without_pause(database, db_module.CHECKPOINT_EVERY_WRITES)
     await checkpoint_done(database)
     await database.write_now(add_row)
 
@@ -73,7 +73,7 @@ async def test_under_writes_that_never_pause_the_log_starts_over_within_its_limi
     assert await log_size(database) <= LIMIT
     async with database.read() as conn:
         written = (await conn.exec_driver_sql("SELECT count(*) FROM rows")).scalar()
-    assert written == WRITES + db_module.CHECKPOINT_EVERY_COMMITS + 1
+    assert written == WRITES + db_module.CHECKPOINT_EVERY_WRITES + 1
 
 
 async def test_a_reader_in_the_log_holds_it_back_without_holding_up_writes(database: Database) -> None:

@@ -14,7 +14,7 @@ The write-ahead log is kept small. SQLite starts it over only when a write begin
 checkpoint has copied every frame in it and no reader still reads from it. A checkpoint
 running on a thread beside continuous writes never leaves it so, since frames are committed
 while it copies, and the log grew for as long as the traffic lasted (1.1 GB in 15 s of chat
-calls). So every `CHECKPOINT_EVERY_COMMITS` commits two checkpoints on a thread copy the log
+calls). So every `CHECKPOINT_EVERY_WRITES` writes two checkpoints on a thread copy the log
 while the writes go on (the second only what was committed during the first), then a last
 one copies the few frames committed since, on the loop's own connection between two writes:
 the next write starts the log over, and the file is trimmed back to `WAL_SIZE_LIMIT`. That
@@ -43,8 +43,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _READ_ONLY = "hypereal_read_only"
-CHECKPOINT_EVERY_COMMITS = 500
-"""About SQLite's own automatic checkpoint interval of 1000 pages, for ledger-sized commits."""
+CHECKPOINT_EVERY_WRITES = 500
+"""About SQLite's own automatic checkpoint interval of 1000 pages, for ledger-sized writes.
+Counted in writes, not commits: the writes of one turn of the loop share a commit, and a
+round of 500 such commits let the log pass 250 MB."""
+RESTART_RETRY_WRITES = 20
+"""After a reader kept the log from starting over, how many writes until the next try: a
+reader's snapshot lasts milliseconds, and a whole round more lets the log grow for nothing."""
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
 """Bytes the log file is trimmed back to when it starts over (SQLite's journal_size_limit)."""
 BUSY_TIMEOUT_MS = 60_000
@@ -60,10 +65,11 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer: aiosqlite.Connection | None = None
         self._inline: sqlite3.Connection | None = None
-        self._inline_commits = 0
+        self._inline_writes = 0
         self._queued: list[_Queued] = []
         self._flush_scheduled = False
         self._checkpoint: asyncio.Task[None] | None = None
+        self._restart_blocked = False
         if self.is_sqlite:
             database = make_url(url).database or ":memory:"
             self._database = database
@@ -124,7 +130,7 @@ class Database:
         if not _begin(inline):
             return None
         outcome = _run_batch(inline, batch, work)
-        self._after_inline_commit()
+        self._after_inline_commit(len(batch) + (work is not _nothing))
         return outcome
 
     async def _on_writer_thread(self, batch: list[_Queued], work: Callable[[sqlite3.Connection], _T]) -> _Outcome[_T]:
@@ -203,24 +209,27 @@ class Database:
             await _on_thread(self._writer, partial(_prepare_sqlite, self._writer._conn))
         return self._writer
 
-    def _after_inline_commit(self) -> None:
-        """Every so many commits on the loop's connection, a checkpoint on the thread's."""
-        self._inline_commits += 1
-        if self._inline_commits % CHECKPOINT_EVERY_COMMITS or (
-            self._checkpoint is not None and not self._checkpoint.done()
-        ):
+    def _after_inline_commit(self, writes: int) -> None:
+        """Every so many writes committed on the loop's connection, a checkpoint on the
+        thread's; sooner again when a reader kept the last one from starting the log over."""
+        self._inline_writes += writes
+        every = RESTART_RETRY_WRITES if self._restart_blocked else CHECKPOINT_EVERY_WRITES
+        if self._inline_writes < every or (self._checkpoint is not None and not self._checkpoint.done()):
             return
+        self._inline_writes = 0
         self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint(), name="sqlite-checkpoint")
 
     async def _run_checkpoint(self) -> None:
         """Copy the log into the database beside the writes, then start it over between two."""
         assert self._write_lock is not None
-        writer = await self._thread_connection()
-        for _ in range(2):
-            await _on_thread(writer, partial(_checkpoint, writer._conn, "PASSIVE"))
+        if not self._restart_blocked:  # else all but the last few commits are copied already
+            writer = await self._thread_connection()
+            for _ in range(2):
+                await _on_thread(writer, partial(_checkpoint, writer._conn, "PASSIVE"))
         async with self._write_lock:
             # No await from here on: the lock is free again before any write could queue on it.
-            _checkpoint(self._inline_connection(), "RESTART")
+            blocked, _, _ = _checkpoint(self._inline_connection(), "RESTART")
+        self._restart_blocked = bool(blocked)
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
