@@ -8,7 +8,9 @@ place rather than awaited. The library's own memory storage keeps a key's hits n
 first in a list, so each hit inserts at the front of every hit of the last hour, and a
 timer thread copies that list every 10 ms: a key allowed a million requests an hour paid
 for its whole hour on every call. Ours keeps each key's hits oldest first in a deque,
-so a hit appends and the hits that left the window are dropped from the front.
+so a hit appends and the hits that left the window are dropped from the front; hits less
+than a 3600th of the window apart share one entry, so that a key's memory is bounded by
+the window, not by its traffic (one entry per hit held 345 MB an hour at 3,000 calls/s).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limits import RateLimitItem, RateLimitItemPerHour, WindowStats
 from limits.aio.storage import RedisStorage
@@ -98,16 +100,21 @@ class MovingWindowMemory(Storage, MovingWindowSupport):
     """A `limits` storage for the moving-window strategy: one deque of hit times per key.
 
     Used from the event loop's thread only, so it takes no locks. A hit is in the window
-    while it is younger than the window's length, as in the library's storages. The
-    counters of the library's other strategies are not kept here.
+    while it is younger than the window's length, as in the library's storages. Hits less
+    than `window / ENTRIES_PER_WINDOW` after the first of the key's newest entry join that
+    entry, which then counts them all as made at the time of the latest: they leave the
+    window together with it, none earlier than it would alone, so the limit is never
+    exceeded over any window. The counters of the library's other strategies are not kept.
     """
 
     SWEEP_EVERY_SECONDS = 60.0
     """How often keys nobody hit for a whole window are forgotten."""
+    ENTRIES_PER_WINDOW = 3600
+    """At most this many entries per key and window: one a second for an hour."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.hits: dict[str, deque[float]] = {}
+        self.hits: dict[str, KeyHits] = {}
         self._longest_window = 0.0
         self._swept_at = time.time()
 
@@ -115,10 +122,10 @@ class MovingWindowMemory(Storage, MovingWindowSupport):
         now = time.time()
         hits = self._current(key, now, expiry)
         if hits is None:
-            hits = self.hits[key] = deque()
-        if len(hits) + amount > limit:
+            hits = self.hits[key] = KeyHits()
+        if hits.total + amount > limit:
             return False
-        hits.extend([now] * amount)
+        hits.add(now, amount, expiry / self.ENTRIES_PER_WINDOW)
         return True
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
@@ -127,7 +134,7 @@ class MovingWindowMemory(Storage, MovingWindowSupport):
         hits = self._current(key, now, expiry)
         if not hits:
             return now, 0
-        return hits[0], len(hits)
+        return hits.entries[0].latest, hits.total
 
     def reset(self) -> int:
         forgotten = len(self.hits)
@@ -153,7 +160,7 @@ class MovingWindowMemory(Storage, MovingWindowSupport):
     def get_expiry(self, key: str) -> float:
         raise NotImplementedError("MovingWindowMemory serves the moving-window strategy only")
 
-    def _current(self, key: str, now: float, expiry: float) -> deque[float] | None:
+    def _current(self, key: str, now: float, expiry: float) -> KeyHits | None:
         """The key's hits with those that left the window dropped."""
         if expiry > self._longest_window:
             self._longest_window = expiry
@@ -161,16 +168,53 @@ class MovingWindowMemory(Storage, MovingWindowSupport):
             self._sweep(now)
         hits = self.hits.get(key)
         if hits:
-            oldest_kept = now - expiry
-            while hits and hits[0] <= oldest_kept:
-                hits.popleft()
+            hits.drop_before(now - expiry)
         return hits
 
     def _sweep(self, now: float) -> None:
         self._swept_at = now
-        idle = [key for key, hits in self.hits.items() if not hits or hits[-1] <= now - self._longest_window]
+        idle = [
+            key for key, hits in self.hits.items() if not hits or hits.entries[-1].latest <= now - self._longest_window
+        ]
         for key in idle:
             del self.hits[key]
+
+
+@dataclass(slots=True)
+class Entry:
+    """Hits made from `first` to `latest`, counted as made at `latest`."""
+
+    first: float
+    latest: float
+    count: int
+
+
+@dataclass(slots=True)
+class KeyHits:
+    """One key's hits, oldest first, and how many there are."""
+
+    entries: deque[Entry] = field(default_factory=deque)
+    total: int = 0
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def add(self, now: float, amount: int, spacing: float) -> None:
+        newest = self.entries[-1] if self.entries else None
+        if newest is not None and now - newest.first < spacing:
+            newest.latest, newest.count = now, newest.count + amount
+        else:
+            self.entries.append(Entry(now, now, amount))
+        self.total += amount
+
+    def drop_before(self, oldest_kept: float) -> None:
+        entries = self.entries
+        while entries and entries[0].latest <= oldest_kept:
+            self.total -= entries.popleft().count
+
+    def times(self) -> list[float]:
+        """When each entry's hits count as made."""
+        return [entry.latest for entry in self.entries]
 
 
 def _limits_uri(redis_url: str) -> str:

@@ -101,7 +101,7 @@ async def test_the_window_moves_instead_of_resetting_on_the_hour(monkeypatch: py
     limiter = RateLimiter()
 
     await limiter.hit("key_a", 3)
-    clock.now = 1000.5
+    clock.now = 1001.0  # a second later: hits closer together share an entry (see below)
     await limiter.hit("key_a", 3)
     clock.now = 2000.0
     last = await limiter.hit("key_a", 3)
@@ -132,7 +132,7 @@ async def test_memory_keeps_only_the_hits_inside_the_window(monkeypatch: pytest.
         assert storage.acquire_entry("busy", 100, 5)
     # Hits older than the window leave the key's record as the window moves past them.
     assert storage.get_moving_window("busy", 100, 5) == (1005.0, 5)
-    assert list(storage.hits["busy"]) == [1005.0, 1006.0, 1007.0, 1008.0, 1009.0]
+    assert storage.hits["busy"].times() == [1005.0, 1006.0, 1007.0, 1008.0, 1009.0]
 
     assert storage.acquire_entry("bulk", 10, 5, amount=7)
     assert not storage.acquire_entry("bulk", 10, 5, amount=4)
@@ -143,6 +143,29 @@ async def test_memory_keeps_only_the_hits_inside_the_window(monkeypatch: pytest.
     clock.now = 1009.0 + MovingWindowMemory.SWEEP_EVERY_SECONDS + 1
     assert storage.acquire_entry("other", 1, 5)
     assert set(storage.hits) == {"other"}
+
+
+async def test_a_keys_memory_is_bounded_by_its_window_not_its_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hits close together share an entry; the count stays exact and none leaves the window
+    before it would alone."""
+    import hypereal.ratelimit
+
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(hypereal.ratelimit, "time", clock)
+    storage = MovingWindowMemory()
+    window = 3600
+    for step in range(20_000):  # 20,000 hits over 10 s: two thousand a second
+        clock.now = 1000.0 + step / 2000
+        assert storage.acquire_entry("busy", 20_000, window)
+    assert not storage.acquire_entry("busy", 20_000, window)  # the limit, exactly
+    assert len(storage.hits["busy"].entries) <= 11  # one per second of the window's 3600, not one per hit
+    assert storage.get_moving_window("busy", 20_000, window)[1] == 20_000
+
+    # The first second's hits leave together, once the last of them is an hour old.
+    clock.now = 1000.0 + window + 0.5
+    assert storage.get_moving_window("busy", 20_000, window)[1] == 20_000
+    clock.now = 1000.0 + window + 1.0
+    assert storage.get_moving_window("busy", 20_000, window)[1] < 20_000
 
 
 @pytest.mark.redis
