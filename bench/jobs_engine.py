@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import platform
-import secrets
 import signal
 import socket
 import subprocess
@@ -42,10 +41,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import httpx
+
+from llm_gateway import fresh_postgres
 
 ADMIN_KEY = "bench-admin-key-" + "0123456789abcdef" * 2
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -252,30 +252,6 @@ async def measure(backend: str, url: str, jobs: int, clients: int, accounts: int
         jobs=len(completed),
         failures=failures + serial_failures + (len(job_ids) - len(completed)),
     )
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def _pg(url: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@contextlib.contextmanager
-def fresh_postgres(server_url: str) -> Iterator[str]:
-    name = f"hypereal_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    asyncio.run(_pg(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path="/" + name))
-    finally:
-        asyncio.run(_pg(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def run_backend(backend: str, database_url: str | None, redis_url: str | None, args: argparse.Namespace) -> Figures:

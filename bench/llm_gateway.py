@@ -43,6 +43,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -59,6 +60,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -371,27 +373,25 @@ def start_litellm(processes: Processes, directory: Path, upstream: Target, venv:
 
 
 @contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
+def fresh_postgres(server_url: str) -> Iterator[str]:
     """A new, empty database on the server at `server_url` while the block runs, then dropped."""
     import asyncpg
 
-    name = f"hypereal_bench_{os.getpid()}"
-    admin = server_url.replace("postgresql+asyncpg://", "postgresql://")
+    admin = server_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    name = f"hypereal_bench_{os.getpid()}_{secrets.token_hex(3)}"
 
     async def run(statement: str) -> None:
-        connection = await asyncpg.connect(admin)
+        connection = await asyncpg.connect(admin, timeout=5)
         try:
             await connection.execute(statement)
         finally:
             await connection.close()
 
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}"'))
     asyncio.run(run(f'CREATE DATABASE "{name}"'))
     try:
-        yield admin.rsplit("/", 1)[0] + "/" + name
+        yield urlunsplit(urlsplit(admin)._replace(path="/" + name))
     finally:
-        with suppress(Exception):
-            asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # ---------------------------------------------------------------- measurements
@@ -809,7 +809,7 @@ def main() -> None:
                         lambda: start_hypereal(processes, directory, upstream, name="hypereal-no-worker", worker=False),
                     )
                 )
-                database = stack.enter_context(postgres_database(args.postgres_url))
+                database = stack.enter_context(fresh_postgres(args.postgres_url))
                 starters.append(
                     (
                         "hypereal-postgres",
