@@ -1,4 +1,5 @@
-"""Migrations produce exactly the schema the code declares, on an empty database of either kind."""
+"""Migrations produce exactly the schema the code declares, on an empty database of either kind;
+a first start, which creates the declared tables at once, produces the same schema as they do."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
 
 from hypereal.settings import load_settings
 from hypereal.store.db import Database
-from hypereal.store.migrate import HEAD, _config, schema_drift, upgrade
+from hypereal.store.migrate import HEAD, _config, revision, schema_drift, upgrade
 from hypereal.store.tables import metadata
 
 MIGRATIONS = Path(__file__).parents[2] / "src" / "hypereal" / "store" / "migrations" / "versions"
@@ -41,11 +44,89 @@ async def table_names(db: Database) -> set[str]:
         return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
 
 
+async def migrate_with_alembic(db: Database, target: str = "head") -> None:
+    """Every migration in turn, as a database made by an older version gets them."""
+    async with db.write() as conn:
+        await conn.run_sync(lambda sync: command.upgrade(_config(sync), target))
+
+
+def schema(sync: Connection) -> dict[str, Any]:
+    """Everything the inspector reports of each table, in column order: what a query could tell apart."""
+    inspector = inspect(sync)
+    described: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        described[table] = {
+            "columns": [
+                (column["name"], str(column["type"]), column["nullable"], column.get("default"))
+                for column in inspector.get_columns(table)
+            ],
+            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign keys": sorted(
+                (tuple(key["constrained_columns"]), key["referred_table"], tuple(key["referred_columns"]))
+                for key in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (index["name"], tuple(index["column_names"]), bool(index["unique"]))
+                for index in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                (str(unique["name"]), tuple(unique["column_names"]))
+                for unique in inspector.get_unique_constraints(table)
+            ),
+            "checks": sorted(
+                (str(check["name"]), check["sqltext"]) for check in inspector.get_check_constraints(table)
+            ),
+        }
+    return described
+
+
+async def described(db: Database) -> dict[str, Any]:
+    async with db.read() as conn:
+        return await conn.run_sync(schema)
+
+
 async def test_migrations_produce_exactly_the_declared_schema(empty_database: Database) -> None:
     assert await table_names(empty_database) == set()
-    await upgrade(empty_database)
+    await migrate_with_alembic(empty_database)
     assert await schema_drift(empty_database) == []
     assert await table_names(empty_database) == set(metadata.tables) | {"alembic_version"}
+
+
+async def test_a_first_start_creates_the_schema_the_migrations_make(
+    empty_database_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if empty_database_url.startswith("sqlite"):
+        migrated_url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    else:
+        migrated_url = request.getfixturevalue("new_postgres_url")()
+    created = Database(load_settings(environ={}, database_url=empty_database_url).effective_database_url)
+    migrated = Database(load_settings(environ={}, database_url=migrated_url).effective_database_url)
+    try:
+        await upgrade(created)
+        await migrate_with_alembic(migrated)
+        assert await revision(created) == await revision(migrated) == HEAD
+        made_at_once = await described(created)
+        assert set(made_at_once) == set(metadata.tables) | {"alembic_version"}
+        assert made_at_once == await described(migrated)
+    finally:
+        await migrated.close()
+        await created.close()
+
+
+async def test_a_first_start_does_not_load_alembic(empty_database_url: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AT_HEAD_SCRIPT, empty_database_url, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0
+    assert output.decode().strip() == "False"
+
+
+async def test_a_database_an_older_version_made_is_migrated_from_where_it_stands(empty_database: Database) -> None:
+    await migrate_with_alembic(empty_database, "0003")
+    await upgrade(empty_database)
+    assert await revision(empty_database) == HEAD
+    assert await schema_drift(empty_database) == []
 
 
 async def test_upgrading_twice_changes_nothing(empty_database: Database) -> None:
@@ -68,7 +149,7 @@ async def test_the_database_is_at_the_newest_revision(empty_database: Database) 
 
 async def test_drift_is_detected(empty_database: Database) -> None:
     # The comparison itself must be able to fail, or the first test proves nothing.
-    await upgrade(empty_database)
+    await migrate_with_alembic(empty_database)
     async with empty_database.write() as conn:
         await conn.execute(text("CREATE TABLE stray (id INTEGER PRIMARY KEY)"))
         await conn.execute(text("DROP INDEX ix_ledger_account_id_id"))

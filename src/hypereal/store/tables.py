@@ -51,10 +51,11 @@ api_keys = Table(
     Column("prefix", String(20), nullable=False),
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("rate_limit_per_hour", Integer, nullable=True),
-    Column("provider_preferences", JSON, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    # Columns added by later migrations come last, where the migration put them.
+    Column("provider_preferences", JSON, nullable=True),
 )
 
 ledger = Table(
