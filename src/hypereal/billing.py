@@ -8,13 +8,13 @@ transaction, or in the caller's when the charge must commit together with other 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sqlite3
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hypereal.bounds import MAX_TOP_UP_CREDITS
 from hypereal.errors import ValidationFailed
+from hypereal.ids import sortable_id
 from hypereal.metrics import Metrics
 from hypereal.store import ledger
 from hypereal.store.db import Database
@@ -66,9 +66,9 @@ class Billing:
     async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
         return self._returned(await ledger.settle_now(self.db, account_id, reference, actual))
 
-    def settle_soon(self, account_id: str, reference: str, actual: int) -> asyncio.Future[Entry | None]:
-        """`settle` without waiting for it: the future is done once it is committed."""
-        settled = ledger.settle_soon(self.db, account_id, reference, actual)
+    def settle_soon(self, charged: Entry, actual: int) -> asyncio.Future[Entry | None]:
+        """`settle` of the charge `charged` without waiting for it: the future is done once it is committed."""
+        settled = ledger.settle_soon(self.db, charged, actual)
         settled.add_done_callback(self._count_settled)
         return settled
 
@@ -124,4 +124,4 @@ def top_up_amount(credits: int, *, minimum: int = MINIMUM_TOP_UP, name: str = "A
 
 
 def new_reference(kind: str) -> str:
-    return f"{kind}_{secrets.token_urlsafe(12)}"
+    return sortable_id(f"{kind}_")

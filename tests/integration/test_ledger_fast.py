@@ -138,6 +138,47 @@ async def test_refund_before_settlement_returns_everything_and_blocks_the_settle
     assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
 
 
+async def test_a_settlement_of_the_charge_in_hand_is_made_once_and_never_after_a_refund(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    """`settle_soon` works the amount out from the charge its caller made, without reading it
+    back: a second settlement, or one after the charge was refunded, must still return nothing."""
+    account = await make_account(credits=100)
+    db = services.db
+    kept = await ledger.charge_now(db, account.id, to_milli(10), "chat_kept")
+    refunded = await ledger.charge_now(db, account.id, to_milli(10), "chat_refunded")
+    await ledger.refund_now(db, account.id, "chat_refunded")
+
+    first, again = await asyncio.gather(ledger.settle_soon(db, kept, to_milli(3)), ledger.settle_soon(db, kept, 0))
+    late = await ledger.settle_soon(db, refunded, to_milli(3))
+
+    assert first is not None and first.new and first.amount == to_milli(7)
+    assert first.balance_after == to_milli(100 - 3)
+    assert (first.key_id, first.model, first.category) == (kept.key_id, kept.model, kept.category)
+    assert again is not None and not again.new and again.id == first.id
+    assert late is None
+    assert sorted(entry.kind for entry in await rows(db, account.id) if entry.reference == "chat_refunded") == [
+        CHARGE,
+        REFUND,
+    ]
+    assert (await balance_and_total(db, account.id)) == (to_milli(97),) * 2
+
+
+async def test_settlements_of_charges_in_hand_racing_refunds_never_return_more_than_the_charge(
+    services: Services, make_account: Callable[..., Awaitable[TestAccount]]
+) -> None:
+    account = await make_account(credits=100)
+    db = services.db
+    charges = [await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}") for n in range(10)]
+
+    await asyncio.gather(
+        *(ledger.settle_soon(db, charged, to_milli(1)) for charged in charges),
+        *(ledger.refund_now(db, account.id, charged.reference) for charged in charges),
+    )
+
+    assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
+
+
 async def test_settlement_racing_refund_never_returns_more_than_the_charge(
     services: Services, make_account: Callable[..., Awaitable[TestAccount]]
 ) -> None:
@@ -272,11 +313,10 @@ async def test_settlements_made_in_one_turn_share_one_commit_on_both_databases(
 ) -> None:
     account = await make_account(credits=100)
     db = services.db
-    for n in range(20):
-        await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}")
+    charges = [await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}") for n in range(20)]
     statements = counted_commits(db) if db.is_sqlite else []
 
-    settled = await asyncio.gather(*(ledger.settle_soon(db, account.id, f"chat_{n}", to_milli(2)) for n in range(20)))
+    settled = await asyncio.gather(*(ledger.settle_soon(db, charged, to_milli(2)) for charged in charges))
 
     assert all(entry is not None and entry.new and entry.amount == to_milli(3) for entry in settled)
     if db.is_sqlite:
@@ -330,13 +370,13 @@ async def test_a_failing_queued_write_undoes_only_its_own_writes(
         pytest.skip("queued writes sharing a commit are SQLite's")
     account = await make_account(credits=100)
     db = services.db
-    await ledger.charge_now(db, account.id, to_milli(5), "chat_kept")
+    charged = await ledger.charge_now(db, account.id, to_milli(5), "chat_kept")
 
     def half_then_fail(connection: sqlite3.Connection) -> None:
         connection.execute("UPDATE accounts SET balance = 0 WHERE id = ?", (account.id,))
         raise RuntimeError("the second statement failed")
 
-    kept = ledger.settle_soon(db, account.id, "chat_kept", to_milli(1))
+    kept = ledger.settle_soon(db, charged, to_milli(1))
     failed = db.write_soon(half_then_fail)
     settled = await kept
     with pytest.raises(RuntimeError, match="second statement"):
@@ -353,9 +393,9 @@ async def test_a_queued_settlement_commits_before_a_refund_that_follows_it(
         pytest.skip("on PostgreSQL a settlement is a task of its own; Settlements orders it before a refund")
     account = await make_account(credits=100)
     db = services.db
-    await ledger.charge_now(db, account.id, to_milli(10), "chat_order")
+    charged = await ledger.charge_now(db, account.id, to_milli(10), "chat_order")
 
-    settling = ledger.settle_soon(db, account.id, "chat_order", to_milli(4))
+    settling = ledger.settle_soon(db, charged, to_milli(4))
     refunded = await ledger.refund_now(db, account.id, "chat_order")
 
     # The refund saw the settlement: it returns only what the settlement kept.
@@ -370,11 +410,11 @@ async def test_queued_writes_wait_for_another_process_holding_the_sqlite_write_l
     if not services.db.is_sqlite:
         pytest.skip("the write lock of a database file is SQLite's")
     account = await make_account(credits=10)
-    await ledger.charge_now(services.db, account.id, PRICE, "chat_queued")
+    charged = await ledger.charge_now(services.db, account.id, PRICE, "chat_queued")
     other = sqlite3.connect(services.db._database, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        settling = ledger.settle_soon(services.db, account.id, "chat_queued", to_milli(1))
+        settling = ledger.settle_soon(services.db, charged, to_milli(1))
         await asyncio.sleep(0.3)
         assert not settling.done()  # waiting on the file lock, off the event loop
         other.execute("COMMIT")
@@ -395,8 +435,8 @@ async def test_queued_writes_are_committed_when_the_database_closes(
     if not first.db.is_sqlite:
         pytest.skip("queued writes are SQLite's")
     account = await make_account(credits=10, services=first)
-    await ledger.charge_now(first.db, account.id, PRICE, "chat_closing")
-    settling = ledger.settle_soon(first.db, account.id, "chat_closing", 0)
+    charged = await ledger.charge_now(first.db, account.id, PRICE, "chat_closing")
+    settling = ledger.settle_soon(first.db, charged, 0)
     await first.db.close()
     assert settling.done() and settling.result() is not None
 
@@ -413,14 +453,14 @@ async def test_queued_writes_fail_together_when_the_database_fails(
     if not services.db.is_sqlite:
         pytest.skip("queued writes are SQLite's")
     account = await make_account(credits=10)
-    await ledger.charge_now(services.db, account.id, PRICE, "chat_io")
+    charged = await ledger.charge_now(services.db, account.id, PRICE, "chat_io")
 
     def broken(connection: sqlite3.Connection) -> bool:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(db_module, "_begin", broken)
-    first = ledger.settle_soon(services.db, account.id, "chat_io", 0)
-    second = ledger.settle_soon(services.db, account.id, "chat_io", 0)
+    first = ledger.settle_soon(services.db, charged, 0)
+    second = ledger.settle_soon(services.db, charged, 0)
     for settling in (first, second):
         with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
             await asyncio.wait_for(settling, 5)

@@ -8,7 +8,6 @@ retries happen, a job ends once, is refunded at most once, and its webhook is qu
 from __future__ import annotations
 
 import logging
-import secrets
 import sqlite3
 import time
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from hypereal.billing import Billing
 from hypereal.catalog import Catalog, ModelSpec, Pricing
 from hypereal.catalog.schema import Mode
 from hypereal.errors import Conflict, HyperealError
+from hypereal.ids import sortable_id
 from hypereal.jobs.inputs import PrefetchingFetcher
 from hypereal.jobs.signals import Signals
 from hypereal.jobs.validation import input_urls, price, settled_price, stand_in_params
@@ -47,7 +47,7 @@ JOB_TYPES = {"image": "image", "image-edit": "image", "video": "video", "audio":
 
 
 def new_job_id() -> str:
-    return "job_" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+    return sortable_id("job_")
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ from hypereal.providers.chat import ChatProvider, Forwarded, Protocol
 from hypereal.routing import Target
 from hypereal.routing.preferences import take as take_preferences
 from hypereal.services import Services
-from hypereal.store.ledger import Source
+from hypereal.store.ledger import Entry, Source
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -151,6 +151,8 @@ class Call:
     """The local model that serves it instead (HYPEREAL_LOCAL_FALLBACK), whose prices apply."""
     reference: str = field(default_factory=lambda: new_reference("chat"))
     reserved: int = 0
+    charged: Entry | None = None
+    """The reservation's ledger row, once made."""
     cost: int = 0
     settled: bool = False
     served_by: str = ""
@@ -186,14 +188,15 @@ class Call:
         )
         source = Source(self.principal.key_id, self.spec.id, self.spec.category)
         note = f"chat {self.spec.id}" + (f" via {self.stand_in.id}" if self.stand_in is not None else "")
-        await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note, source)
+        self.charged = await self.ledger.charge(self.principal.account_id, self.reserved, self.reference, note, source)
 
     def settle(self, usage: Usage) -> int:
         """The cost of `usage`, settled with the next batch of ledger writes; a second call keeps the first."""
         if not self.settled:
             self.settled = True
             self.cost = min(self.reserved, pricing.cost(self.prices, usage))
-            self.ledger.settle_later(self.principal.account_id, self.reference, self.cost)
+            if self.charged is not None:
+                self.ledger.settle_later(self.charged, self.cost)
         return self.cost
 
     async def refund(self) -> None:

@@ -33,14 +33,15 @@ class Settlements:
 
     async def charge(
         self, account_id: str, amount: int, reference: str, note: str | None = None, source: Source = NO_SOURCE
-    ) -> None:
+    ) -> Entry:
         """Reserve `amount` millicredits; returns once committed, raises InsufficientCredits."""
-        await self.billing.charge(account_id, amount, reference, note, source)
+        return await self.billing.charge(account_id, amount, reference, note, source)
 
-    def settle_later(self, account_id: str, reference: str, actual: int) -> None:
-        settled = self.billing.settle_soon(account_id, reference, actual)
-        self._pending[reference] = settled
-        settled.add_done_callback(partial(self._forget, reference))
+    def settle_later(self, charged: Entry, actual: int) -> None:
+        """Settle the reservation `charged` to `actual` with the next batch of ledger writes."""
+        settled = self.billing.settle_soon(charged, actual)
+        self._pending[charged.reference] = settled
+        settled.add_done_callback(partial(self._forget, charged.reference))
 
     async def refund(self, account_id: str, reference: str, note: str | None = None) -> None:
         pending = self._pending.get(reference)

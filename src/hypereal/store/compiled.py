@@ -30,7 +30,11 @@ class SqliteStatement:
         self.names: Sequence[str] = compiled.positiontup or []
         processors: dict[str, Callable[[Any], Any]] = compiled._bind_processors  # type: ignore[assignment]
         self._steps = [(name, processors.get(name)) for name in self.names]
+        # Values the statement itself holds (`column == "x"`), rather than `bindparam("b_x")`.
+        self._fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
 
     def __call__(self, connection: sqlite3.Connection, **params: Any) -> list[Any]:
+        if self._fixed:
+            params = {**self._fixed, **params}
         values = [params[name] if process is None else process(params[name]) for name, process in self._steps]
         return connection.execute(self.sql, values).fetchall()

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import BigInteger, String, bindparam, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, Select, String, bindparam, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ClauseElement
 
 from hypereal.bounds import MAX_BALANCE_CREDITS
 from hypereal.errors import InsufficientCredits, NotFound, ValidationFailed
@@ -126,34 +128,70 @@ _ROW = (
 # PostgreSQL: the guarded debit and its ledger row as one statement, so a charge is one round
 # trip. The statement is atomic: no row when the balance cannot cover it, and a unique
 # violation (a retried charge) undoes the debit with it.
+
+
+def _new_row(balance_after: ColumnElement[Any]) -> Select[Any]:
+    """The values of a new row, in `_ROW`'s order, from the statement's parameters; the
+    balance it leaves from `balance_after`."""
+    return select(
+        bindparam("b_account", type_=String),
+        bindparam("b_kind", type_=String),
+        bindparam("b_amount", type_=BigInteger),
+        balance_after,
+        bindparam("b_reference", type_=String),
+        bindparam("b_note", type_=String),
+        bindparam("b_now", type_=ledger.c.created_at.type),
+        bindparam("b_key", type_=String),
+        bindparam("b_model", type_=String),
+        bindparam("b_category", type_=String),
+    )
+
+
 _MOVED = _DEBIT.cte("moved")
 _CHARGE_ONE_STATEMENT = (
-    ledger.insert()
-    .from_select(
-        list(_ROW),
-        select(
-            bindparam("b_account", type_=String),
-            bindparam("b_kind", type_=String),
-            bindparam("b_amount", type_=BigInteger),
-            _MOVED.c.balance,
-            bindparam("b_reference", type_=String),
-            bindparam("b_note", type_=String),
-            bindparam("b_now", type_=ledger.c.created_at.type),
-            bindparam("b_key", type_=String),
-            bindparam("b_model", type_=String),
-            bindparam("b_category", type_=String),
-        ),
-    )
-    .returning(ledger.c.id, ledger.c.balance_after)
+    ledger.insert().from_select(list(_ROW), _new_row(_MOVED.c.balance)).returning(ledger.c.id, ledger.c.balance_after)
 )
 
 
+def _row_from_account(*guards: ColumnElement[bool]) -> ClauseElement:
+    """SQLite: the ledger row and the balance it leaves, selected from the account under
+    `guards`, and inserted unless (account, reference, kind) is taken. Two statements a
+    write, this and `_MOVE`, instead of a read, an UPDATE and an INSERT."""
+    return (
+        sqlite_insert(ledger)
+        .from_select(
+            list(_ROW),
+            _new_row(accounts.c.balance + bindparam("b_amount", type_=BigInteger)).where(
+                accounts.c.id == bindparam("b_account"), *guards
+            ),
+        )
+        .on_conflict_do_nothing()
+        .returning(ledger.c.id, ledger.c.balance_after)
+    )
+
+
+_REFUNDED = (
+    select(ledger.c.id)
+    .where(
+        ledger.c.account_id == bindparam("b_account"),
+        ledger.c.reference == bindparam("b_reference"),
+        ledger.c.kind == REFUND,
+    )
+    .exists()
+)
 _SQLITE_FIND = SqliteStatement(_FIND)
 _SQLITE_BY_REFERENCE = SqliteStatement(_BY_REFERENCE)
-_SQLITE_DEBIT = SqliteStatement(_DEBIT)
-_SQLITE_CREDIT = SqliteStatement(_CREDIT)
 _SQLITE_BALANCE = SqliteStatement(_BALANCE)
-_SQLITE_INSERT = SqliteStatement(_INSERT, column_keys=_ROW)
+_SQLITE_DEBIT_ROW = SqliteStatement(_row_from_account(accounts.c.balance >= bindparam("b_needed", type_=BigInteger)))
+"""A charge's row, when the balance covers it."""
+_SQLITE_RETURN_ROW = SqliteStatement(_row_from_account(~_REFUNDED))
+"""A settlement's or a refund's row, unless the charge was refunded already: a settlement
+after a refund would return the same credits twice."""
+_SQLITE_MOVE = SqliteStatement(
+    update(accounts)
+    .where(accounts.c.id == bindparam("b_account"))
+    .values(balance=accounts.c.balance + bindparam("b_amount", type_=BigInteger))
+)
 
 
 async def find(conn: AsyncConnection, account_id: str, reference: str, kind: str) -> Entry | None:
@@ -408,14 +446,13 @@ async def settle_now(db: Database, account_id: str, reference: str, actual: int)
         return await settle(conn, account_id, reference, actual)
 
 
-def settle_soon(db: Database, account_id: str, reference: str, actual: int) -> asyncio.Future[Entry | None]:
-    """`settle` for a caller that does not wait: on SQLite in the next shared commit
-    (`Database.write_soon`), on PostgreSQL a transaction of its own in a task."""
+def settle_soon(db: Database, charged: Entry, actual: int) -> asyncio.Future[Entry | None]:
+    """`settle` of the charge the caller made (`charged`), for a caller that does not wait: on
+    SQLite in the next shared commit (`Database.write_soon`), the amount worked out from
+    `charged` rather than read back; on PostgreSQL a transaction of its own in a task."""
     if db.is_sqlite:
-        return db.write_soon(
-            lambda connection: _aftercharge_sqlite(connection, account_id, reference, SETTLE, actual, None)
-        )
-    return asyncio.ensure_future(settle_now(db, account_id, reference, actual))
+        return db.write_soon(partial(settle_charge_sqlite, charged=charged, actual=actual))
+    return asyncio.ensure_future(settle_now(db, charged.account_id, charged.reference, actual))
 
 
 async def refund_now(db: Database, account_id: str, reference: str, note: str | None = None) -> Entry | None:
@@ -437,10 +474,31 @@ def charge_sqlite(
     connection: sqlite3.Connection, account_id: str, amount: int, reference: str, note: str | None, source: Source
 ) -> Entry:
     """`charge` on the raw connection, inside the caller's transaction (`Database.write_now`)."""
+    charged = _write_sqlite(
+        connection, _SQLITE_DEBIT_ROW, account_id, CHARGE, -amount, reference, note, source, b_needed=amount
+    )
+    if charged is not None:
+        return charged
     found = _SQLITE_FIND(connection, b_account=account_id, b_reference=reference, b_kind=CHARGE)
     if found:
-        return Entry(*found[0])
-    return _append_sqlite(connection, account_id, CHARGE, -amount, reference, note, source)
+        return Entry(*found[0])  # a retry: the first charge stands
+    available = _SQLITE_BALANCE(connection, b_account=account_id)
+    if not available:
+        raise NotFound("Account not found")
+    raise InsufficientCredits(required=to_credits(amount), available=to_credits(int(available[0][0])))
+
+
+def settle_charge_sqlite(connection: sqlite3.Connection, charged: Entry, actual: int) -> Entry | None:
+    """`settle` of `charged` on the raw connection: what it returns follows from the charge
+    alone, unless a settlement or a refund came first (then their outcome, read back)."""
+    due = _settlement_due({CHARGE: charged}, actual)
+    assert isinstance(due, int)
+    settled = _write_sqlite(
+        connection, _SQLITE_RETURN_ROW, charged.account_id, SETTLE, due, charged.reference, None, charged.source
+    )
+    if settled is not None:
+        return settled
+    return _aftercharge_sqlite(connection, charged.account_id, charged.reference, SETTLE, actual, None)
 
 
 def _aftercharge_sqlite(
@@ -451,37 +509,53 @@ def _aftercharge_sqlite(
     outcome = _settlement_due(entries, actual) if kind == SETTLE else _refund_due(entries)
     if not isinstance(outcome, int):
         return outcome
-    return _append_sqlite(connection, account_id, kind, outcome, reference, note, entries[CHARGE].source)
+    written = _write_sqlite(
+        connection, _SQLITE_RETURN_ROW, account_id, kind, outcome, reference, note, entries[CHARGE].source
+    )
+    assert written is not None, "inside BEGIN IMMEDIATE nothing can come between the read and the write"
+    return written
 
 
-def _append_sqlite(
+def _write_sqlite(
     connection: sqlite3.Connection,
+    guarded_row: SqliteStatement,
     account_id: str,
     kind: str,
     amount: int,
     reference: str,
     note: str | None,
     source: Source,
-) -> Entry:
-    """`_append` on the raw connection: the same statements, without a trip per statement."""
-    if amount < 0:
-        moved = _SQLITE_DEBIT(connection, b_account=account_id, b_needed=-amount, b_amount=amount)
-    else:
-        moved = _SQLITE_CREDIT(connection, b_account=account_id, b_amount=amount)
-    if not moved:
-        found = _SQLITE_BALANCE(connection, b_account=account_id)
-        if not found:
-            raise NotFound("Account not found")
-        raise InsufficientCredits(required=to_credits(-amount), available=to_credits(int(found[0][0])))
-    values: dict[str, Any] = {
-        "account_id": account_id,
-        "kind": kind,
-        "amount": amount,
-        "balance_after": int(moved[0][0]),
-        "reference": reference,
-        "note": note,
-        "created_at": time.time(),
+    **guard: Any,
+) -> Entry | None:
+    """`_append` on the raw connection: the row, if its guard holds and it is not there yet,
+    then the balance it moved. None when no row was written."""
+    now = time.time()
+    written = guarded_row(
+        connection,
+        b_account=account_id,
+        b_kind=kind,
+        b_amount=amount,
+        b_reference=reference,
+        b_note=note,
+        b_now=now,
+        b_key=source.key_id,
+        b_model=source.model,
+        b_category=source.category,
+        **guard,
+    )
+    if not written:
+        return None
+    _SQLITE_MOVE(connection, b_account=account_id, b_amount=amount)
+    entry_id, balance_after = written[0]
+    return Entry(
+        id=int(entry_id),
+        account_id=account_id,
+        kind=kind,
+        amount=amount,
+        balance_after=int(balance_after),
+        reference=reference,
+        note=note,
+        created_at=now,
         **_source_values(source),
-    }
-    (entry_id,) = _SQLITE_INSERT(connection, **values)[0]
-    return Entry(id=int(entry_id), new=True, **values)
+        new=True,
+    )
