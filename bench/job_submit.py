@@ -16,6 +16,10 @@ machine):
     image call     POST /api/v1/images/generate until the image's URL: a synchronous call
                    on an upstream that answers at once, so the figure is the whole engine's
                    (submission, the worker's claim, the output file stored, the settlement).
+    image submit   the submission part of that synchronous call: the same request, for an
+                   image model whose upstream holds every job, on a server that answers a
+                   synchronous call at once (HYPEREAL_SYNC_WAIT_SECONDS=0, row
+                   `hypereal-no-wait`), with 202 and the job's id once it is submitted.
 
 The account holds enough credits, and its key a high enough rate limit, that nothing is refused.
 The default `serve` on the embedded SQLite is the configuration users run and the one the
@@ -45,6 +49,7 @@ from llm_gateway import Figures, Processes, Target
 
 VIDEO_MODEL = "bench-video"
 IMAGE_MODEL = "bench-image"
+HELD_IMAGE_MODEL = "bench-image-held"
 CATALOG = f"""
 providers:
   held: {{type: scripted, options: {{outcome: never}}}}
@@ -64,9 +69,17 @@ models:
       prompt: {{type: string, required: true}}
     pricing: {{per_call: 1}}
     routes: [{{provider: instant, model: instant}}]
+  - id: {HELD_IMAGE_MODEL}
+    category: image
+    name: Image held by its upstream
+    params:
+      prompt: {{type: string, required: true}}
+    pricing: {{per_call: 1}}
+    routes: [{{provider: held, model: held}}]
 """
-TARGETS = {"video": (1.0, 10.0)}
-"""Per call: (ms of CPU, ms p99 at the highest concurrency) that the default `serve` must stay under."""
+NO_WAIT = "hypereal-no-wait"
+TARGETS = {("hypereal", "video"): (1.0, 10.0), (NO_WAIT, "image-submit"): (1.0, 10.0)}
+"""Per server and call: (ms of CPU, ms p99 at the highest concurrency) to stay under."""
 
 
 @dataclass
@@ -83,6 +96,7 @@ CALLS = [
     Call("image", "/api/v1/images/generate", {"model": IMAGE_MODEL, "prompt": "a lighthouse at dusk"}),
     Call("video", "/api/v1/videos/generate", {"model": VIDEO_MODEL, "input": {"prompt": "a lighthouse at dusk"}}),
 ]
+IMAGE_SUBMIT = Call("image-submit", "/api/v1/images/generate", {"model": HELD_IMAGE_MODEL, "prompt": "a lighthouse"})
 
 
 class CallTarget(Target):
@@ -97,11 +111,10 @@ class CallTarget(Target):
 
 
 def measure(
-    server: Target, connections: list[int], seconds: float, directory: Path, profile: Path | None, worker: bool
+    server: Target, calls: list[Call], connections: list[int], seconds: float, directory: Path, profile: Path | None
 ) -> list[Figures]:
     results = []
-    # Without a worker in the process nothing would ever answer a synchronous call.
-    for call in CALLS if worker else [c for c in CALLS if c.name != "image"]:
+    for call in calls:
         target = CallTarget(server, call)
         for count in connections:
             llm_gateway.run_wrk(target, False, count, llm_gateway.WARM_UP_SECONDS, directory)
@@ -110,7 +123,7 @@ def measure(
             figures.mode = call.name
             results.append(figures)
             print(
-                f"  {figures.target:<19} {call.name:<5} c={count:<3} {figures.requests_per_second:>8.1f} calls/s"
+                f"  {figures.target:<19} {call.name:<12} c={count:<3} {figures.requests_per_second:>8.1f} calls/s"
                 f"  p50 {figures.p50_ms:6.2f} ms  p99 {figures.p99_ms:6.2f} ms"
                 f"  cpu {figures.cpu_us_per_request or 0:6.0f} us/call"
                 + (f"  {figures.failures} failed" if figures.failures else ""),
@@ -121,21 +134,21 @@ def measure(
 
 def report(results: list[Figures]) -> None:
     print()
-    header = f"{'server':<19} {'call':<5} {'conc':>4} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    header = f"{'server':<19} {'call':<12} {'conc':>4} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
     header += f" {'cpu us':>7} {'failed':>6}"
     print(header)
     print("-" * len(header))
     for figures in results:
         print(
-            f"{figures.target:<19} {figures.mode:<5} {figures.connections:>4} {figures.requests_per_second:>8.1f}"
+            f"{figures.target:<19} {figures.mode:<12} {figures.connections:>4} {figures.requests_per_second:>8.1f}"
             f" {figures.p50_ms:>7.2f} {figures.p99_ms:>7.2f} {figures.cpu_us_per_request or 0:>7.0f}"
             f" {figures.failures:>6}"
         )
     print()
-    print("Targets, on the default `serve` (hypereal):")
+    print("Targets, on the default `serve` (hypereal; the image's submission on hypereal-no-wait):")
     most = max(f.connections for f in results)
-    for name, (cpu_ms, p99_ms) in TARGETS.items():
-        figures = next((f for f in results if (f.target, f.mode, f.connections) == ("hypereal", name, most)), None)
+    for (server, name), (cpu_ms, p99_ms) in TARGETS.items():
+        figures = next((f for f in results if (f.target, f.mode, f.connections) == (server, name, most)), None)
         if figures is None:
             continue
         cpu = (figures.cpu_us_per_request or 0) / 1000
@@ -174,13 +187,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="job-bench-") as temporary, ExitStack() as stack:
         directory = Path(temporary)
         processes = Processes(directory, target_cpus)
-        servers: list[tuple[str, bool, str | None]] = [("hypereal", True, None)]
+        # (name, worker in the process, database, settings, calls)
+        servers: list[tuple[str, bool, str | None, dict[str, str], list[Call]]] = [
+            ("hypereal", True, None, {}, CALLS),
+            (NO_WAIT, True, None, {"HYPEREAL_SYNC_WAIT_SECONDS": "0"}, [IMAGE_SUBMIT]),
+        ]
         if args.compare:
             database = stack.enter_context(llm_gateway.fresh_postgres(args.postgres_url))
-            servers += [("hypereal-no-worker", False, None), ("hypereal-postgres", True, database)]
+            # Without a worker in the process nothing would ever answer a synchronous call.
+            servers += [
+                ("hypereal-no-worker", False, None, {}, [call for call in CALLS if call.name != "image"]),
+                ("hypereal-postgres", True, database, {}, CALLS),
+            ]
         try:
             print(f"CPUs: server {sorted(target_cpus) if target_cpus else 'shared'}, load {sorted(load_cpus)}")
-            for name, worker, database_url in servers:
+            for name, worker, database_url, settings, calls in servers:
                 server = llm_gateway.start_hypereal(
                     processes,
                     directory,
@@ -189,9 +210,10 @@ def main() -> None:
                     worker=worker,
                     database_url=database_url,
                     catalog_text=CATALOG,
+                    settings=settings,
                 )
                 try:
-                    results += measure(server, connections, args.duration, directory, args.profile, worker)
+                    results += measure(server, calls, connections, args.duration, directory, args.profile)
                 finally:
                     processes.stop_all()
         except KeyboardInterrupt:

@@ -260,10 +260,12 @@ def start_hypereal(
     database_url: str | None = None,
     sources: Path | None = None,
     catalog_text: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Target:
     """`hypereal serve` (with `--no-worker` unless `worker`; on `database_url`, else the embedded
     SQLite), from `sources` (a `src` directory) when given, on the chat models of the static
-    `upstream` unless given another catalog; with an account and a key for the calls."""
+    `upstream` unless given another catalog, with any other `settings` (HYPEREAL_* variables);
+    with an account and a key for the calls."""
     home = directory / name
     home.mkdir()
     catalog = home / "catalog.yaml"
@@ -283,6 +285,7 @@ def start_hypereal(
     )
     if database_url is not None:
         env["HYPEREAL_DATABASE_URL"] = database_url
+    env.update(settings or {})
     if sources is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(sources), *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "hypereal.cli", "serve", "--port", str(port)]

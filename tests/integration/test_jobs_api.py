@@ -3,6 +3,7 @@ nothing, tenancy, listing and filters, canceling, and the built-in local models 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import io
 import time
@@ -15,8 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from hypereal.errors import InsufficientCredits
+from hypereal.jobs.engine import Submission
+from hypereal.keys import Principal
 from hypereal.services import Services
 from hypereal.settings import Settings
+from hypereal.store.jobs import Job
 from hypereal.store.ledger import CHARGE, REFUND
 from tests.conftest import ADMIN_HEADERS, Server, TestAccount, free_port
 from tests.integration.jobs_support import (
@@ -274,6 +279,29 @@ async def test_402_when_the_balance_is_too_low_leaves_no_job(stack: Stack) -> No
     assert await all_jobs(stack.services) == []
     listed = await stack.client.get("/api/v1/jobs", headers=account.headers)
     assert listed.json()["data"] == []
+
+
+async def test_submissions_arriving_together_share_a_commit_and_stop_at_the_balance(stack: Stack) -> None:
+    """On SQLite the submissions that arrive in one turn of the loop commit together, each in a
+    savepoint of its own: those the balance covers are made, the others refused and undone."""
+    account = await stack.account(credits=3 * VIDEO_PRICE)
+    principal = Principal(key_id=account.key_id, account_id=account.id, rate_limit_per_hour=None)
+    submission = Submission(stack.services.catalog.models["test-video"], {"prompt": "together"}, "auto", None)
+    statements: list[str] = []
+    if stack.services.db.is_sqlite:
+        stack.services.db._inline_connection().set_trace_callback(statements.append)
+
+    outcomes = await asyncio.gather(
+        *(stack.services.jobs.submit(principal, submission) for _ in range(5)), return_exceptions=True
+    )
+
+    made = {outcome.id for outcome in outcomes if isinstance(outcome, Job)}
+    assert len(made) == 3
+    assert sum(isinstance(outcome, InsufficientCredits) for outcome in outcomes) == 2
+    assert {job.id for job in await all_jobs(stack.services)} == made
+    if stack.services.db.is_sqlite:
+        assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == 1
+    assert await stack.balance(account) == 0
 
 
 # ---------------------------------------------------------------- tenancy and listing

@@ -153,9 +153,11 @@ class JobEngine:
     async def _charge_and_insert(self, values: dict[str, Any], cost: int, source: Source, retry: bool) -> bool:
         """The charge and the job's row in one transaction; False when `retry` finds the job made.
 
-        On SQLite the transaction runs at once on the event loop's own connection
-        (`Database.write_now`): a few microseconds of statements instead of a trip to the
-        database thread for each, which queued concurrent submissions behind one another.
+        On SQLite both go in the next shared commit on the event loop's own connection
+        (`Database.write_soon`), in a savepoint of their own, and are committed before this
+        returns: a few microseconds of statements instead of a trip to the database thread
+        for each, which queued concurrent submissions behind one another, and one commit for
+        the submissions that arrive together instead of one each.
         """
         job_id, account_id, note = values["id"], values["account_id"], values["model"]
         if self.db.is_sqlite:
@@ -167,7 +169,7 @@ class JobEngine:
                 store.insert_sqlite(connection, values)
                 return True
 
-            return await self.db.write_now(submit)
+            return await self.db.write_soon(submit)
         async with self.db.write() as conn:
             if retry and await store.exists(conn, job_id, account_id):
                 return False
