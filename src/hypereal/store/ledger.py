@@ -151,6 +151,28 @@ _MOVED = _DEBIT.cte("moved")
 _CHARGE_ONE_STATEMENT = (
     ledger.insert().from_select(list(_ROW), _new_row(_MOVED.c.balance)).returning(ledger.c.id, ledger.c.balance_after)
 )
+# PostgreSQL: a settlement's credit and its row as one statement, run once the account's row
+# is locked (`_lock_account`): under the lock, with a snapshot taken after it, a settlement
+# or refund already made is seen and nothing is returned twice.
+_SETTLED = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("b_account"),
+        ~select(ledger.c.id)
+        .where(
+            ledger.c.account_id == bindparam("b_account"),
+            ledger.c.reference == bindparam("b_reference"),
+            ledger.c.kind.in_((SETTLE, REFUND)),
+        )
+        .exists(),
+    )
+    .values(balance=accounts.c.balance + bindparam("b_amount", type_=BigInteger))
+    .returning(accounts.c.balance)
+    .cte("settled")
+)
+_SETTLE_ONE_STATEMENT = (
+    ledger.insert().from_select(list(_ROW), _new_row(_SETTLED.c.balance)).returning(ledger.c.id, ledger.c.balance_after)
+)
 
 
 def _row_from_account(*guards: ColumnElement[bool]) -> ClauseElement:
@@ -447,12 +469,48 @@ async def settle_now(db: Database, account_id: str, reference: str, actual: int)
 
 
 def settle_soon(db: Database, charged: Entry, actual: int) -> asyncio.Future[Entry | None]:
-    """`settle` of the charge the caller made (`charged`), for a caller that does not wait: on
-    SQLite in the next shared commit (`Database.write_soon`), the amount worked out from
-    `charged` rather than read back; on PostgreSQL a transaction of its own in a task."""
+    """`settle` of the charge the caller made (`charged`), for a caller that does not wait, the
+    amount worked out from `charged` rather than read back: on SQLite in the next shared
+    commit (`Database.write_soon`), on PostgreSQL a transaction of its own in a task."""
     if db.is_sqlite:
         return db.write_soon(partial(settle_charge_sqlite, charged=charged, actual=actual))
-    return asyncio.ensure_future(settle_now(db, charged.account_id, charged.reference, actual))
+    return asyncio.ensure_future(_settle_charge_postgres(db, charged, actual))
+
+
+async def _settle_charge_postgres(db: Database, charged: Entry, actual: int) -> Entry | None:
+    """`settle` of `charged` in three round trips with the account's row locked (the lock,
+    one statement, the commit) instead of one per read and write."""
+    due = _settlement_due({CHARGE: charged}, actual)
+    assert isinstance(due, int)
+    now = time.time()
+    params = {
+        "b_account": charged.account_id,
+        "b_kind": SETTLE,
+        "b_amount": due,
+        "b_reference": charged.reference,
+        "b_note": None,
+        "b_now": now,
+        "b_key": charged.key_id,
+        "b_model": charged.model,
+        "b_category": charged.category,
+    }
+    async with db.write() as conn:
+        await _lock_account(conn, charged.account_id)
+        row = (await conn.execute(_SETTLE_ONE_STATEMENT, params)).first()
+        if row is None:  # settled or refunded already: their outcome
+            return await settle(conn, charged.account_id, charged.reference, actual)
+    return Entry(
+        id=int(row.id),
+        account_id=charged.account_id,
+        kind=SETTLE,
+        amount=due,
+        balance_after=int(row.balance_after),
+        reference=charged.reference,
+        note=None,
+        created_at=now,
+        **_source_values(charged.source),
+        new=True,
+    )
 
 
 async def refund_now(db: Database, account_id: str, reference: str, note: str | None = None) -> Entry | None:
