@@ -16,7 +16,7 @@ from hypereal.bounds import MAX_TOP_UP_CREDITS
 from hypereal.errors import ValidationFailed
 from hypereal.ids import sortable_id
 from hypereal.metrics import Metrics
-from hypereal.store import ledger
+from hypereal.store import ledger, ledger_fast
 from hypereal.store.db import Database
 from hypereal.store.ledger import NO_SOURCE, Entry, Source
 from hypereal.units import MILLI, to_milli
@@ -37,7 +37,7 @@ class Billing:
         A transaction of its own, in the fewest round trips (the chat hot path). `source` says
         what the charge pays for; its settlement and refund inherit it.
         """
-        return self._charged(await ledger.charge_now(self.db, account_id, amount, reference, note, source))
+        return self._charged(await ledger_fast.charge_now(self.db, account_id, amount, reference, note, source))
 
     async def charge_in(
         self,
@@ -61,14 +61,14 @@ class Billing:
         source: Source = NO_SOURCE,
     ) -> Entry:
         """`charge` inside a transaction of `Database.write_now`, with the caller's other writes."""
-        return self._charged(ledger.charge_sqlite(connection, account_id, amount, reference, note, source))
+        return self._charged(ledger_fast.charge_sqlite(connection, account_id, amount, reference, note, source))
 
     async def settle(self, account_id: str, reference: str, actual: int) -> Entry | None:
-        return self._returned(await ledger.settle_now(self.db, account_id, reference, actual))
+        return self._returned(await ledger_fast.settle_now(self.db, account_id, reference, actual))
 
     def settle_soon(self, charged: Entry, actual: int) -> asyncio.Future[Entry | None]:
         """`settle` of the charge `charged` without waiting for it: the future is done once it is committed."""
-        settled = ledger.settle_soon(self.db, charged, actual)
+        settled = ledger_fast.settle_soon(self.db, charged, actual)
         settled.add_done_callback(self._count_settled)
         return settled
 
@@ -80,7 +80,7 @@ class Billing:
         return self._returned(await ledger.settle(conn, account_id, reference, actual))
 
     async def refund(self, account_id: str, reference: str, note: str | None = None) -> Entry | None:
-        return self._returned(await ledger.refund_now(self.db, account_id, reference, note))
+        return self._returned(await ledger_fast.refund_now(self.db, account_id, reference, note))
 
     async def refund_in(
         self, conn: AsyncConnection, account_id: str, reference: str, note: str | None = None

@@ -1,8 +1,9 @@
-"""The standalone ledger operations (one round trip each) keep every ledger invariant.
+"""The standalone ledger operations (`store/ledger_fast.py`) keep every ledger invariant.
 
-`charge_now`, `settle_now` and `refund_now` bypass SQLAlchemy's transaction machinery (a
-raw function on SQLite's thread, one statement on PostgreSQL), so they are checked here
-directly, on both databases, and against the composable forms they must agree with.
+`charge_now`, `settle_now`, `settle_soon` and `refund_now` bypass SQLAlchemy's transaction
+machinery (raw statements on SQLite's own connections, one statement on PostgreSQL), so
+they are checked here directly, on both databases, and against the composable forms they
+must agree with.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypereal.errors import InsufficientCredits, NotFound
 from hypereal.services import Services
 from hypereal.settings import Settings
 from hypereal.store import db as db_module
-from hypereal.store import ledger
+from hypereal.store import ledger, ledger_fast
 from hypereal.store.db import Database
 from hypereal.store.ledger import CHARGE, REFUND, SETTLE, Entry
 from hypereal.units import to_milli
@@ -39,7 +40,7 @@ async def rows(db: Database, account_id: str) -> list[Entry]:
 
 async def try_charge(db: Database, account_id: str, reference: str) -> Entry | InsufficientCredits:
     try:
-        return await ledger.charge_now(db, account_id, PRICE, reference)
+        return await ledger_fast.charge_now(db, account_id, PRICE, reference)
     except InsufficientCredits as exc:
         return exc
 
@@ -74,8 +75,8 @@ async def test_a_retried_reservation_is_charged_once(
     account = await make_account(credits=10)
     db = services.db
 
-    first = await ledger.charge_now(db, account.id, PRICE, "chat_retry", "chat model")
-    again = await asyncio.gather(*(ledger.charge_now(db, account.id, PRICE, "chat_retry") for _ in range(10)))
+    first = await ledger_fast.charge_now(db, account.id, PRICE, "chat_retry", "chat model")
+    again = await asyncio.gather(*(ledger_fast.charge_now(db, account.id, PRICE, "chat_retry") for _ in range(10)))
 
     assert first.new and first.amount == -PRICE and first.balance_after == to_milli(10) - PRICE
     assert all(entry.id == first.id and not entry.new for entry in again)
@@ -86,20 +87,20 @@ async def test_a_retried_reservation_finds_its_charge_even_when_the_balance_is_s
     services: Services, make_account: Callable[..., Awaitable[TestAccount]]
 ) -> None:
     account = await make_account(credits=3)
-    first = await ledger.charge_now(services.db, account.id, PRICE, "chat_all")
+    first = await ledger_fast.charge_now(services.db, account.id, PRICE, "chat_all")
 
-    again = await ledger.charge_now(services.db, account.id, PRICE, "chat_all")
+    again = await ledger_fast.charge_now(services.db, account.id, PRICE, "chat_all")
 
     assert again.id == first.id and not again.new
     with pytest.raises(InsufficientCredits) as refused:
-        await ledger.charge_now(services.db, account.id, PRICE, "chat_other")
+        await ledger_fast.charge_now(services.db, account.id, PRICE, "chat_other")
     assert refused.value.body()["available"] == 0
     assert [row.kind for row in await rows(services.db, account.id)].count(CHARGE) == 1
 
 
 async def test_reservation_for_an_unknown_account_is_not_found(services: Services) -> None:
     with pytest.raises(NotFound):
-        await ledger.charge_now(services.db, "acct_missing", PRICE, "chat_x")
+        await ledger_fast.charge_now(services.db, "acct_missing", PRICE, "chat_x")
 
 
 async def test_settlement_and_refund_retried_are_idempotent(
@@ -107,10 +108,10 @@ async def test_settlement_and_refund_retried_are_idempotent(
 ) -> None:
     account = await make_account(credits=100)
     db = services.db
-    await ledger.charge_now(db, account.id, to_milli(10), "chat_s")
+    await ledger_fast.charge_now(db, account.id, to_milli(10), "chat_s")
 
-    settled = await asyncio.gather(*(ledger.settle_now(db, account.id, "chat_s", to_milli(4)) for _ in range(10)))
-    refunded = await asyncio.gather(*(ledger.refund_now(db, account.id, "chat_s") for _ in range(10)))
+    settled = await asyncio.gather(*(ledger_fast.settle_now(db, account.id, "chat_s", to_milli(4)) for _ in range(10)))
+    refunded = await asyncio.gather(*(ledger_fast.refund_now(db, account.id, "chat_s") for _ in range(10)))
 
     assert {entry.id for entry in settled if entry} == {settled[0].id if settled[0] else -1}
     assert all(entry is not None and entry.kind == SETTLE and entry.amount == to_milli(6) for entry in settled)
@@ -118,7 +119,7 @@ async def test_settlement_and_refund_retried_are_idempotent(
     # A refund after the settlement returns only what the settlement kept: the actual cost.
     assert all(entry is not None and entry.kind == REFUND and entry.amount == to_milli(4) for entry in refunded)
     assert sum(entry.new for entry in refunded if entry) == 1
-    assert await ledger.settle_now(db, account.id, "chat_s", 0) is None  # refunded: nothing to settle
+    assert await ledger_fast.settle_now(db, account.id, "chat_s", 0) is None  # refunded: nothing to settle
     assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
 
 
@@ -127,14 +128,14 @@ async def test_refund_before_settlement_returns_everything_and_blocks_the_settle
 ) -> None:
     account = await make_account(credits=100)
     db = services.db
-    await ledger.charge_now(db, account.id, to_milli(10), "chat_r")
+    await ledger_fast.charge_now(db, account.id, to_milli(10), "chat_r")
 
-    refund = await ledger.refund_now(db, account.id, "chat_r", "upstream failed")
-    late = await ledger.settle_now(db, account.id, "chat_r", to_milli(2))
+    refund = await ledger_fast.refund_now(db, account.id, "chat_r", "upstream failed")
+    late = await ledger_fast.settle_now(db, account.id, "chat_r", to_milli(2))
 
     assert refund is not None and refund.amount == to_milli(10) and refund.note == "upstream failed"
     assert late is None
-    assert await ledger.refund_now(db, account.id, "chat_none") is None  # never charged
+    assert await ledger_fast.refund_now(db, account.id, "chat_none") is None  # never charged
     assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
 
 
@@ -145,12 +146,14 @@ async def test_a_settlement_of_the_charge_in_hand_is_made_once_and_never_after_a
     back: a second settlement, or one after the charge was refunded, must still return nothing."""
     account = await make_account(credits=100)
     db = services.db
-    kept = await ledger.charge_now(db, account.id, to_milli(10), "chat_kept")
-    refunded = await ledger.charge_now(db, account.id, to_milli(10), "chat_refunded")
-    await ledger.refund_now(db, account.id, "chat_refunded")
+    kept = await ledger_fast.charge_now(db, account.id, to_milli(10), "chat_kept")
+    refunded = await ledger_fast.charge_now(db, account.id, to_milli(10), "chat_refunded")
+    await ledger_fast.refund_now(db, account.id, "chat_refunded")
 
-    first, again = await asyncio.gather(ledger.settle_soon(db, kept, to_milli(3)), ledger.settle_soon(db, kept, 0))
-    late = await ledger.settle_soon(db, refunded, to_milli(3))
+    first, again = await asyncio.gather(
+        ledger_fast.settle_soon(db, kept, to_milli(3)), ledger_fast.settle_soon(db, kept, 0)
+    )
+    late = await ledger_fast.settle_soon(db, refunded, to_milli(3))
 
     assert first is not None and first.new and first.amount == to_milli(7)
     assert first.balance_after == to_milli(100 - 3)
@@ -169,11 +172,11 @@ async def test_settlements_of_charges_in_hand_racing_refunds_never_return_more_t
 ) -> None:
     account = await make_account(credits=100)
     db = services.db
-    charges = [await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}") for n in range(10)]
+    charges = [await ledger_fast.charge_now(db, account.id, to_milli(5), f"chat_{n}") for n in range(10)]
 
     await asyncio.gather(
-        *(ledger.settle_soon(db, charged, to_milli(1)) for charged in charges),
-        *(ledger.refund_now(db, account.id, charged.reference) for charged in charges),
+        *(ledger_fast.settle_soon(db, charged, to_milli(1)) for charged in charges),
+        *(ledger_fast.refund_now(db, account.id, charged.reference) for charged in charges),
     )
 
     assert (await balance_and_total(db, account.id)) == (to_milli(100),) * 2
@@ -185,11 +188,11 @@ async def test_settlement_racing_refund_never_returns_more_than_the_charge(
     account = await make_account(credits=100)
     db = services.db
     for n in range(10):
-        await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}")
+        await ledger_fast.charge_now(db, account.id, to_milli(5), f"chat_{n}")
 
     await asyncio.gather(
-        *(ledger.settle_now(db, account.id, f"chat_{n}", to_milli(1)) for n in range(10)),
-        *(ledger.refund_now(db, account.id, f"chat_{n}") for n in range(10)),
+        *(ledger_fast.settle_now(db, account.id, f"chat_{n}", to_milli(1)) for n in range(10)),
+        *(ledger_fast.refund_now(db, account.id, f"chat_{n}") for n in range(10)),
     )
 
     # Whichever came first, each charge ends fully returned (settle + refund of the rest, or
@@ -205,8 +208,8 @@ async def test_standalone_and_composable_forms_agree(
     async with db.write() as conn:
         composed = await ledger.charge(conn, account.id, to_milli(8), "job_1")
 
-    standalone = await ledger.charge_now(db, account.id, to_milli(8), "job_1")
-    settled = await ledger.settle_now(db, account.id, "job_1", to_milli(3))
+    standalone = await ledger_fast.charge_now(db, account.id, to_milli(8), "job_1")
+    settled = await ledger_fast.settle_now(db, account.id, "job_1", to_milli(3))
     async with db.write() as conn:
         settled_again = await ledger.settle(conn, account.id, "job_1", to_milli(1))
 
@@ -224,7 +227,7 @@ async def test_a_reservation_waits_for_another_process_holding_the_sqlite_write_
     other = sqlite3.connect(services.db._database, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
     try:
-        pending = asyncio.ensure_future(ledger.charge_now(services.db, account.id, PRICE, "chat_waits"))
+        pending = asyncio.ensure_future(ledger_fast.charge_now(services.db, account.id, PRICE, "chat_waits"))
         await asyncio.sleep(0.3)
         assert not pending.done()  # queued on the file lock, off the event loop
         other.execute("UPDATE accounts SET balance = balance + 1000 WHERE id = ?", (account.id,))
@@ -235,7 +238,7 @@ async def test_a_reservation_waits_for_another_process_holding_the_sqlite_write_
     # The charge was made after the other writer's commit, on the balance it left.
     assert entry.new and entry.balance_after == to_milli(10) + 1000 - PRICE
     # And the next one takes the fast way again.
-    assert (await ledger.charge_now(services.db, account.id, PRICE, "chat_after")).new
+    assert (await ledger_fast.charge_now(services.db, account.id, PRICE, "chat_after")).new
 
 
 async def test_the_log_of_fast_commits_is_checkpointed(
@@ -248,7 +251,7 @@ async def test_the_log_of_fast_commits_is_checkpointed(
     wal = services.db._database + "-wal"
 
     for n in range(2000):
-        await ledger.charge_now(services.db, account.id, 1, f"chat_{n}")
+        await ledger_fast.charge_now(services.db, account.id, 1, f"chat_{n}")
         if n % 50 == 49 and services.db._checkpoint is not None:
             await services.db._checkpoint  # runs on its thread; on a busy machine it may need a while
 
@@ -269,9 +272,9 @@ async def test_a_log_a_reader_kept_from_starting_over_starts_over_soon_after(
     account = await make_account(credits=100_000)
     db = services.db
     for n in range(300):
-        await ledger.charge_now(db, account.id, 1, f"chat_{n}")
+        await ledger_fast.charge_now(db, account.id, 1, f"chat_{n}")
     before = log_frames(db)  # (copies them to the database too: a reader then reads from the file)
-    await ledger.charge_now(db, account.id, 1, "chat_in_the_log")  # the reader's snapshot ends in the log
+    await ledger_fast.charge_now(db, account.id, 1, "chat_in_the_log")  # the reader's snapshot ends in the log
     reader = sqlite3.connect(db._database)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM ledger").fetchone()  # a snapshot: the log cannot start over
@@ -281,12 +284,12 @@ async def test_a_log_a_reader_kept_from_starting_over_starts_over_soon_after(
     reader.rollback()
     reader.close()
     for n in range(db_module.RESTART_RETRY_WRITES):
-        await ledger.charge_now(db, account.id, 1, f"chat_after_{n}")
+        await ledger_fast.charge_now(db, account.id, 1, f"chat_after_{n}")
     assert db._checkpoint is not None
     await db._checkpoint
 
     assert not db._restart_blocked
-    await ledger.charge_now(db, account.id, 1, "chat_last")
+    await ledger_fast.charge_now(db, account.id, 1, "chat_last")
     # The log started over: it holds the few commits made since, not the 300 before.
     assert log_frames(db) < before / 3
 
@@ -313,10 +316,10 @@ async def test_settlements_made_in_one_turn_share_one_commit_on_both_databases(
 ) -> None:
     account = await make_account(credits=100)
     db = services.db
-    charges = [await ledger.charge_now(db, account.id, to_milli(5), f"chat_{n}") for n in range(20)]
+    charges = [await ledger_fast.charge_now(db, account.id, to_milli(5), f"chat_{n}") for n in range(20)]
     statements = counted_commits(db) if db.is_sqlite else []
 
-    settled = await asyncio.gather(*(ledger.settle_soon(db, charged, to_milli(2)) for charged in charges))
+    settled = await asyncio.gather(*(ledger_fast.settle_soon(db, charged, to_milli(2)) for charged in charges))
 
     assert all(entry is not None and entry.new and entry.amount == to_milli(3) for entry in settled)
     if db.is_sqlite:
@@ -351,8 +354,8 @@ async def test_a_reservation_whose_caller_gives_up_before_its_commit_is_never_ma
     account = await make_account(credits=10)
     db = services.db
 
-    abandoned = asyncio.ensure_future(ledger.charge_now(db, account.id, PRICE, "chat_abandoned"))
-    kept = asyncio.ensure_future(ledger.charge_now(db, account.id, PRICE, "chat_kept"))
+    abandoned = asyncio.ensure_future(ledger_fast.charge_now(db, account.id, PRICE, "chat_abandoned"))
+    kept = asyncio.ensure_future(ledger_fast.charge_now(db, account.id, PRICE, "chat_kept"))
     await asyncio.sleep(0)  # both queued, neither committed
     abandoned.cancel()
     await kept
@@ -370,13 +373,13 @@ async def test_a_failing_queued_write_undoes_only_its_own_writes(
         pytest.skip("queued writes sharing a commit are SQLite's")
     account = await make_account(credits=100)
     db = services.db
-    charged = await ledger.charge_now(db, account.id, to_milli(5), "chat_kept")
+    charged = await ledger_fast.charge_now(db, account.id, to_milli(5), "chat_kept")
 
     def half_then_fail(connection: sqlite3.Connection) -> None:
         connection.execute("UPDATE accounts SET balance = 0 WHERE id = ?", (account.id,))
         raise RuntimeError("the second statement failed")
 
-    kept = ledger.settle_soon(db, charged, to_milli(1))
+    kept = ledger_fast.settle_soon(db, charged, to_milli(1))
     failed = db.write_soon(half_then_fail)
     settled = await kept
     with pytest.raises(RuntimeError, match="second statement"):
@@ -393,10 +396,10 @@ async def test_a_queued_settlement_commits_before_a_refund_that_follows_it(
         pytest.skip("on PostgreSQL a settlement is a task of its own; Settlements orders it before a refund")
     account = await make_account(credits=100)
     db = services.db
-    charged = await ledger.charge_now(db, account.id, to_milli(10), "chat_order")
+    charged = await ledger_fast.charge_now(db, account.id, to_milli(10), "chat_order")
 
-    settling = ledger.settle_soon(db, charged, to_milli(4))
-    refunded = await ledger.refund_now(db, account.id, "chat_order")
+    settling = ledger_fast.settle_soon(db, charged, to_milli(4))
+    refunded = await ledger_fast.refund_now(db, account.id, "chat_order")
 
     # The refund saw the settlement: it returns only what the settlement kept.
     assert refunded is not None and refunded.amount == to_milli(4)
@@ -410,11 +413,11 @@ async def test_queued_writes_wait_for_another_process_holding_the_sqlite_write_l
     if not services.db.is_sqlite:
         pytest.skip("the write lock of a database file is SQLite's")
     account = await make_account(credits=10)
-    charged = await ledger.charge_now(services.db, account.id, PRICE, "chat_queued")
+    charged = await ledger_fast.charge_now(services.db, account.id, PRICE, "chat_queued")
     other = sqlite3.connect(services.db._database, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        settling = ledger.settle_soon(services.db, charged, to_milli(1))
+        settling = ledger_fast.settle_soon(services.db, charged, to_milli(1))
         await asyncio.sleep(0.3)
         assert not settling.done()  # waiting on the file lock, off the event loop
         other.execute("COMMIT")
@@ -435,8 +438,8 @@ async def test_queued_writes_are_committed_when_the_database_closes(
     if not first.db.is_sqlite:
         pytest.skip("queued writes are SQLite's")
     account = await make_account(credits=10, services=first)
-    charged = await ledger.charge_now(first.db, account.id, PRICE, "chat_closing")
-    settling = ledger.settle_soon(first.db, charged, 0)
+    charged = await ledger_fast.charge_now(first.db, account.id, PRICE, "chat_closing")
+    settling = ledger_fast.settle_soon(first.db, charged, 0)
     await first.db.close()
     assert settling.done() and settling.result() is not None
 
@@ -453,19 +456,19 @@ async def test_queued_writes_fail_together_when_the_database_fails(
     if not services.db.is_sqlite:
         pytest.skip("queued writes are SQLite's")
     account = await make_account(credits=10)
-    charged = await ledger.charge_now(services.db, account.id, PRICE, "chat_io")
+    charged = await ledger_fast.charge_now(services.db, account.id, PRICE, "chat_io")
 
     def broken(connection: sqlite3.Connection) -> bool:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(db_module, "_begin", broken)
-    first = ledger.settle_soon(services.db, charged, 0)
-    second = ledger.settle_soon(services.db, charged, 0)
+    first = ledger_fast.settle_soon(services.db, charged, 0)
+    second = ledger_fast.settle_soon(services.db, charged, 0)
     for settling in (first, second):
         with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
             await asyncio.wait_for(settling, 5)
 
     monkeypatch.undo()
     # Nothing was written: the charge is still whole, and settles once the database is back.
-    settled = await ledger.settle_now(services.db, account.id, "chat_io", 0)
+    settled = await ledger_fast.settle_now(services.db, account.id, "chat_io", 0)
     assert settled is not None and settled.amount == PRICE

@@ -26,6 +26,10 @@ class SqliteStatement:
     def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
         compiled = statement.compile(dialect=_DIALECT, column_keys=column_keys)
         assert isinstance(compiled, SQLCompiler)
+        if any(bind.expanding for bind in compiled.binds.values()):
+            # `column.in_(values)` is compiled to a placeholder that SQLAlchemy expands when it
+            # executes; sent as it stands it is a syntax error, found only when it runs.
+            raise ValueError(f"An IN list cannot be run as a compiled statement: {compiled.string}")
         self.sql = compiled.string
         self.names: Sequence[str] = compiled.positiontup or []
         processors: dict[str, Callable[[Any], Any]] = compiled._bind_processors  # type: ignore[assignment]
