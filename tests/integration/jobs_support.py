@@ -190,6 +190,10 @@ class Stack:
         return await balance(self.services, account.id)
 
 
+StackFactory = Callable[..., Awaitable[Stack]]
+"""`make_stack` (tests/integration/conftest.py): a stack with settings of the test's own."""
+
+
 async def start_stack(
     tmp_path: Path,
     make_settings: Callable[..., Settings],

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +16,6 @@ from hypereal.api import idempotency
 from hypereal.api.idempotency import request_fingerprint
 from hypereal.jobs.engine import Submission
 from hypereal.keys import Principal
-from hypereal.services import Services
-from hypereal.settings import Settings
 from hypereal.store.ledger import CHARGE
 from hypereal.store.tables import idempotency_keys
 from tests.conftest import TestAccount
@@ -27,9 +23,9 @@ from tests.integration.jobs_support import (
     IMAGE_PRICE,
     VIDEO_PRICE,
     Stack,
+    StackFactory,
     all_jobs,
     credits,
-    start_stack,
     wait_for,
 )
 
@@ -37,13 +33,8 @@ VIDEO_BODY = {"model": "test-video", "input": {"prompt": "a key"}}
 
 
 @pytest.fixture
-async def stack(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
-) -> Stack:
-    return await start_stack(tmp_path, make_settings, make_services, make_client)
+async def stack(make_stack: StackFactory) -> Stack:
+    return await make_stack()
 
 
 async def post_video(stack: Stack, account: TestAccount, key: str, body: dict[str, Any] = VIDEO_BODY) -> httpx.Response:

@@ -7,7 +7,7 @@ import asyncio
 import importlib.util
 import io
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,8 +19,6 @@ from sqlalchemy import event
 from hypereal.errors import InsufficientCredits
 from hypereal.jobs.engine import Submission
 from hypereal.keys import Principal
-from hypereal.services import Services
-from hypereal.settings import Settings
 from hypereal.store.jobs import Job
 from hypereal.store.ledger import CHARGE, REFUND
 from tests.conftest import ADMIN_HEADERS, Server, TestAccount, free_port
@@ -30,30 +28,15 @@ from tests.integration.jobs_support import (
     VIDEO_PRICE,
     FileServer,
     Stack,
+    StackFactory,
     all_jobs,
     credits,
     job_row,
     net_of,
     rows_for,
-    start_stack,
     wait_for,
     write_catalog,
 )
-
-StackFactory = Callable[..., Awaitable[Stack]]
-
-
-@pytest.fixture
-def make_stack(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
-) -> StackFactory:
-    async def make(**overrides: Any) -> Stack:
-        return await start_stack(tmp_path, make_settings, make_services, make_client, **overrides)
-
-    return make
 
 
 @pytest.fixture

@@ -13,20 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hypereal.services import Services
 from hypereal.settings import Settings
 from hypereal.store.jobs import Job
 from hypereal.store.ledger import CHARGE, REFUND
 from tests.integration.jobs_support import (
     VIDEO_PRICE,
     Stack,
+    StackFactory,
     WorkerPool,
     WorkerProcess,
     credits,
     job_row,
     net_of,
     rows_for,
-    start_stack,
     wait_for,
 )
 
@@ -46,18 +45,11 @@ def workers(tmp_path: Path) -> Iterator[WorkerPool]:
 
 
 @pytest.fixture
-def make_stack(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
-) -> Callable[..., Awaitable[Stack]]:
+def make_stack(make_stack: StackFactory) -> StackFactory:
+    """The shared factory, with the API alone here: only the worker processes run jobs."""
+
     async def make(**overrides: object) -> Stack:
-        # The API runs here; only the worker processes run jobs.
-        return await start_stack(
-            tmp_path, make_settings, make_services, make_client, worker=False,
-            **{"job_lease_seconds": LEASE_SECONDS, **overrides},
-        )  # fmt: skip
+        return await make_stack(worker=False, **{"job_lease_seconds": LEASE_SECONDS, **overrides})
 
     return make
 

@@ -5,41 +5,31 @@ an upstream handle, and the synchronous wait giving way to 202."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from hypereal.errors import UpstreamError
 from hypereal.jobs import worker as worker_module
-from hypereal.services import Services
-from hypereal.settings import Settings
 from hypereal.store.ledger import CHARGE, REFUND
 from tests.integration.jobs_support import (
     IMAGE_PRICE,
     VIDEO_PRICE,
     Stack,
+    StackFactory,
     credits,
     job_row,
     net_of,
     rows_for,
     set_job,
-    start_stack,
     wait_for,
 )
 
 
 @pytest.fixture
-async def stack(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
-) -> Stack:
-    return await start_stack(tmp_path, make_settings, make_services, make_client)
+async def stack(make_stack: StackFactory) -> Stack:
+    return await make_stack()
 
 
 async def test_a_video_job_completes_and_is_charged_once(stack: Stack) -> None:
@@ -224,12 +214,9 @@ async def test_a_queued_upstream_job_records_its_handle_before_polling(stack: St
 
 
 async def test_the_synchronous_wait_gives_way_to_202_with_the_job(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
+    make_stack: StackFactory,
 ) -> None:
-    stack = await start_stack(tmp_path, make_settings, make_services, make_client, sync_wait_seconds=0.2)
+    stack = await make_stack(sync_wait_seconds=0.2)
     account = await stack.account(credits=100)
 
     response = await stack.client.post(
@@ -247,12 +234,9 @@ async def test_the_synchronous_wait_gives_way_to_202_with_the_job(
 
 
 async def test_a_swept_job_stuck_in_its_provider_frees_the_worker_slot(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
+    make_stack: StackFactory,
 ) -> None:
-    stack = await start_stack(tmp_path, make_settings, make_services, make_client, concurrency=1, job_lease_seconds=5)
+    stack = await make_stack(concurrency=1, job_lease_seconds=5)
     account = await stack.account(credits=100)
     stuck = (await stack.submit_video(account, outcome="never")).json()["jobId"]
 
@@ -272,16 +256,13 @@ async def test_a_swept_job_stuck_in_its_provider_frees_the_worker_slot(
 
 
 async def test_a_worker_with_every_slot_taken_waits_for_a_slot_instead_of_spinning(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
+    make_stack: StackFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Jobs submitted while the worker is full wake it; it used to answer each wake-up by
     looping without waiting (the signal was only cleared when a slot was free), a busy loop
     taking a CPU for as long as the slots stayed taken."""
-    stack = await start_stack(tmp_path, make_settings, make_services, make_client, concurrency=1)
+    stack = await make_stack(concurrency=1)
     account = await stack.account(credits=100)
     stuck = (await stack.submit_video(account, outcome="never")).json()["jobId"]
 
@@ -313,16 +294,13 @@ async def test_a_worker_with_every_slot_taken_waits_for_a_slot_instead_of_spinni
 
 
 async def test_an_idle_worker_looks_for_work_without_taking_the_write_lock(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    make_services: Callable[[Settings], Awaitable[Services]],
-    make_client: Callable[[Services], httpx.AsyncClient],
+    make_stack: StackFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Its claims and webhook rounds ask in a read first: on SQLite a write transaction, even
     an empty one, makes every chat call's ledger write wait for it."""
     monkeypatch.setattr(worker_module, "IDLE_POLL_SECONDS", 0.02)
-    stack = await start_stack(tmp_path, make_settings, make_services, make_client)
+    stack = await make_stack()
     account = await stack.account(credits=100)
     done = await stack.wait_done(account, (await stack.submit_video(account)).json()["jobId"])
     assert done["status"] == "completed"

@@ -157,13 +157,13 @@ async def _append(
         "reference": reference,
         "note": note,
         "created_at": now,
-        **source_values(source),
+        **_source_values(source),
     }
     entry_id = (await conn.execute(_INSERT, values)).scalar_one()
     return Entry(id=int(entry_id), new=True, **values)  # type: ignore[arg-type]
 
 
-def source_values(source: Source) -> dict[str, str | None]:
+def _source_values(source: Source) -> dict[str, str | None]:
     return {"key_id": source.key_id, "model": source.model, "category": source.category}
 
 

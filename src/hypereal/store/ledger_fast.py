@@ -53,7 +53,6 @@ from hypereal.store.ledger import (
     refund_due,
     settle,
     settlement_due,
-    source_values,
 )
 from hypereal.store.tables import accounts, ledger
 from hypereal.units import to_credits
@@ -73,6 +72,41 @@ def _new_row(balance_after: ColumnElement[Any]) -> Select[Any]:
         bindparam("b_key", type_=String),
         bindparam("b_model", type_=String),
         bindparam("b_category", type_=String),
+    )
+
+
+def _row_params(
+    account_id: str, kind: str, amount: int, reference: str, note: str | None, source: Source
+) -> dict[str, Any]:
+    """The parameters of a `_new_row` statement, made now."""
+    return {
+        "b_account": account_id,
+        "b_kind": kind,
+        "b_amount": amount,
+        "b_reference": reference,
+        "b_note": note,
+        "b_now": time.time(),
+        "b_key": source.key_id,
+        "b_model": source.model,
+        "b_category": source.category,
+    }
+
+
+def _written(params: dict[str, Any], entry_id: Any, balance_after: Any) -> Entry:
+    """The entry a `_new_row` statement of `params` just wrote."""
+    return Entry(
+        id=int(entry_id),
+        account_id=params["b_account"],
+        kind=params["b_kind"],
+        amount=params["b_amount"],
+        balance_after=int(balance_after),
+        reference=params["b_reference"],
+        note=params["b_note"],
+        created_at=params["b_now"],
+        key_id=params["b_key"],
+        model=params["b_model"],
+        category=params["b_category"],
+        new=True,
     )
 
 
@@ -156,37 +190,14 @@ async def charge_now(
         return await db.write_soon(
             partial(charge_sqlite, account_id=account_id, amount=amount, reference=reference, note=note, source=source)
         )
-    now = time.time()
-    params = {
-        "b_account": account_id,
-        "b_kind": CHARGE,
-        "b_amount": -amount,
-        "b_needed": amount,
-        "b_reference": reference,
-        "b_note": note,
-        "b_now": now,
-        "b_key": source.key_id,
-        "b_model": source.model,
-        "b_category": source.category,
-    }
+    params = {**_row_params(account_id, CHARGE, -amount, reference, note, source), "b_needed": amount}
     async with db.autocommit() as conn:
         try:
             row = (await conn.execute(_CHARGE_ONE_STATEMENT, params)).first()
         except IntegrityError:
             row = None  # a retry: the first charge stands
         if row is not None:
-            return Entry(
-                id=int(row.id),
-                account_id=account_id,
-                kind=CHARGE,
-                amount=-amount,
-                balance_after=int(row.balance_after),
-                reference=reference,
-                note=note,
-                created_at=now,
-                **source_values(source),
-                new=True,
-            )
+            return _written(params, row.id, row.balance_after)
         existing = await find(conn, account_id, reference, CHARGE)
         if existing is not None:
             return existing
@@ -218,35 +229,13 @@ async def _settle_charge_postgres(db: Database, charged: Entry, actual: int) -> 
     one statement, the commit) instead of one per read and write."""
     due = settlement_due({CHARGE: charged}, actual)
     assert isinstance(due, int)
-    now = time.time()
-    params = {
-        "b_account": charged.account_id,
-        "b_kind": SETTLE,
-        "b_amount": due,
-        "b_reference": charged.reference,
-        "b_note": None,
-        "b_now": now,
-        "b_key": charged.key_id,
-        "b_model": charged.model,
-        "b_category": charged.category,
-    }
+    params = _row_params(charged.account_id, SETTLE, due, charged.reference, None, charged.source)
     async with db.write() as conn:
         await lock_account(conn, charged.account_id)
         row = (await conn.execute(_SETTLE_ONE_STATEMENT, params)).first()
         if row is None:  # settled or refunded already: their outcome
             return await settle(conn, charged.account_id, charged.reference, actual)
-    return Entry(
-        id=int(row.id),
-        account_id=charged.account_id,
-        kind=SETTLE,
-        amount=due,
-        balance_after=int(row.balance_after),
-        reference=charged.reference,
-        note=None,
-        created_at=now,
-        **source_values(charged.source),
-        new=True,
-    )
+    return _written(params, row.id, row.balance_after)
 
 
 async def refund_now(db: Database, account_id: str, reference: str, note: str | None = None) -> Entry | None:
@@ -323,33 +312,9 @@ def _write_sqlite(
 ) -> Entry | None:
     """`_append` on the raw connection: the row, if its guard holds and it is not there yet,
     then the balance it moved. None when no row was written."""
-    now = time.time()
-    written = guarded_row(
-        connection,
-        b_account=account_id,
-        b_kind=kind,
-        b_amount=amount,
-        b_reference=reference,
-        b_note=note,
-        b_now=now,
-        b_key=source.key_id,
-        b_model=source.model,
-        b_category=source.category,
-        **guard,
-    )
+    params = _row_params(account_id, kind, amount, reference, note, source)
+    written = guarded_row(connection, **params, **guard)
     if not written:
         return None
     _SQLITE_MOVE(connection, b_account=account_id, b_amount=amount)
-    entry_id, balance_after = written[0]
-    return Entry(
-        id=int(entry_id),
-        account_id=account_id,
-        kind=kind,
-        amount=amount,
-        balance_after=int(balance_after),
-        reference=reference,
-        note=note,
-        created_at=now,
-        **source_values(source),
-        new=True,
-    )
+    return _written(params, *written[0])
